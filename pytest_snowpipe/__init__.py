@@ -1,0 +1,43 @@
+"""pytest-snowpipe: an ML pipeline written as a pytest suite, shipped as a Snowflake Task Graph.
+
+The public API is imported lazily so that a suite which never uses the plugin pays
+nothing for it (no Snowpark, snowflake.core, snowflake.ml or xgboost import).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "remote": "pytest_snowpipe.remote",
+    "RemoteSpec": "pytest_snowpipe.remote",
+    "PipelineGraph": "pytest_snowpipe.graph",
+    "Stage": "pytest_snowpipe.graph",
+    "Gate": "pytest_snowpipe.graph",
+    "ActionContext": "pytest_snowpipe.actions",
+    "SnowpipeError": "pytest_snowpipe.errors",
+    "Contract": "pytest_snowpipe.contracts",
+    "column": "pytest_snowpipe.contracts",
+    "ContractViolation": "pytest_snowpipe.contracts",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pytest_snowpipe.actions import ActionContext
+    from pytest_snowpipe.contracts import Contract, ContractViolation, column
+    from pytest_snowpipe.errors import SnowpipeError
+    from pytest_snowpipe.graph import Gate, PipelineGraph, Stage
+    from pytest_snowpipe.remote import RemoteSpec, remote
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_snowpipe' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,1 @@
+"""Where the pipeline runs: the embedded default (local) or a Snowflake account (snowflake)."""

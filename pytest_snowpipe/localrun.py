@@ -1,0 +1,110 @@
+"""The state of one local run of the pipeline: stage timings and outputs, gate verdicts, actions.
+
+The plugin feeds it from pytest's hooks; the summary and reports read it.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_snowpipe.actions import ActionContext, ActionOutcome, run_action
+from pytest_snowpipe.frames import describe
+from pytest_snowpipe.graph import Gate, PipelineGraph
+from pytest_snowpipe.registry import LocalRegistry
+
+PASS, FAIL, ERROR, SKIPPED = "PASS", "FAIL", "ERROR", "SKIPPED"
+
+
+@dataclass
+class StageRecord:
+    """How one stage ran: wall time, what it returned, or how it failed."""
+
+    name: str
+    status: str = "not run"  # "ok" | "error" | "not run"
+    wall_s: float = 0.0
+    kind: str = ""
+    shape: str = ""
+    error: str = ""
+
+
+@dataclass
+class GateRecord:
+    """A gate's verdict and the action it led to."""
+
+    gate: Gate
+    verdict: str = "NOT RUN"
+    message: str = ""
+    outcome: ActionOutcome | None = None
+    action_error: str = ""
+
+
+@dataclass
+class PipelineRun:
+    """Everything recorded during one local run of the pipeline."""
+
+    graph: PipelineGraph
+    config: Mapping[str, Any]
+    registry: LocalRegistry
+    webhook_env: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+    stages: dict[str, StageRecord] = field(default_factory=dict)
+    gates: dict[str, GateRecord] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.stages = {s.name: StageRecord(s.name) for s in self.graph.stages}
+        self.gates = {g.nodeid: GateRecord(g) for g in self.graph.gates}
+
+    def gate_for(self, nodeid: str) -> GateRecord | None:
+        """The record of the gate with this pytest node id, if it is one."""
+        return self.gates.get(nodeid)
+
+    def stage_started(self) -> float:
+        """A timestamp for :meth:`stage_done`."""
+        return time.perf_counter()
+
+    def stage_done(self, name: str, started: float, value: Any = None, error: BaseException | None = None) -> None:
+        """Record a stage's result (or failure)."""
+        rec = self.stages[name]
+        rec.wall_s = time.perf_counter() - started
+        if error is not None:
+            rec.status = "error"
+            rec.error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            return
+        rec.status = "ok"
+        self.outputs[name] = value
+        try:
+            rec.kind, rec.shape = describe(value)
+        except Exception as exc:  # a summary must never break the run
+            rec.kind, rec.shape = type(value).__name__, f"(shape unavailable: {type(exc).__name__})"
+
+    def decide(self, nodeid: str, verdict: str, message: str = "") -> GateRecord | None:
+        """Record the verdict and run the matching action (PASS -> on_pass, FAIL -> on_fail).
+
+        ERROR and SKIPPED run no action: in a Task Graph the branch task would have failed.
+        Action errors propagate (the test then fails) after being recorded.
+        """
+        rec = self.gates.get(nodeid)
+        if rec is None:
+            return None
+        rec.verdict, rec.message = verdict, message
+        if verdict not in (PASS, FAIL):
+            return rec
+        action = rec.gate.spec.on_pass if verdict == PASS else rec.gate.spec.on_fail
+        ctx = ActionContext(
+            gate=rec.gate,
+            verdict=verdict,
+            message=message,
+            stages=self.outputs,
+            config=self.config,
+            graph=self.graph,
+            registry=self.registry,
+            webhook_env=self.webhook_env,
+        )
+        try:
+            rec.outcome = run_action(action, ctx)
+        except Exception as exc:
+            rec.action_error = str(exc)
+            raise
+        return rec

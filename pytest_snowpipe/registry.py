@@ -1,0 +1,235 @@
+"""The local model registry: a folder of versioned models with an atomic default pointer.
+
+Layout (one folder per model name)::
+
+    <root>/<model_name>/versions/v0001/{model.pkl, meta.json}
+    <root>/<model_name>/default.json            -> {"version": "v0001", ...}
+
+Why it cannot lose data: a version is written into a temporary folder and renamed into
+place (``os.rename`` of a folder is atomic and fails if the target exists, so two
+concurrent promotes claim different numbers); the default pointer is replaced with
+``os.replace``. A crash at any point leaves the previous default intact and readable.
+A corrupt ``default.json`` is an error, and nothing is overwritten.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_snowpipe.errors import RegistryError
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+_VERSION = re.compile(r"^v(\d{4,})$")
+META_FILE = "meta.json"
+MODEL_FILE = "model.pkl"
+DEFAULT_FILE = "default.json"
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One logged model version and what it was promoted with."""
+
+    model_name: str
+    version: str
+    path: Path
+    metrics: Mapping[str, Any]
+    config: Mapping[str, Any]
+    fingerprints: Mapping[str, Any]
+    created_at: str
+    extra: Mapping[str, Any]
+
+    def load(self) -> Any:
+        """The model object, unpickled."""
+        import cloudpickle
+
+        try:
+            return cloudpickle.loads((self.path / MODEL_FILE).read_bytes())
+        except (OSError, EOFError, ValueError) as exc:
+            raise RegistryError(
+                f"model {self.model_name!r} {self.version}: {self.path / MODEL_FILE} is unreadable ({exc})"
+            ) from None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class LocalRegistry:
+    """A model registry in a folder; see the module docstring for its guarantees."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def _model_dir(self, model_name: str) -> Path:
+        if not _NAME.match(model_name):
+            raise RegistryError(
+                f"model name {model_name!r} is not valid; use letters, digits, _ and -, "
+                "starting with a letter"
+            )
+        return self.root / model_name
+
+    def _ensure_writable(self, folder: Path) -> None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-", delete=True)
+            probe.close()
+        except OSError as exc:
+            raise RegistryError(
+                f"model registry folder {self.root} is not writable ({exc.strerror or exc}); set "
+                "the snowpipe_registry ini option to a folder you can write. Nothing was promoted."
+            ) from None
+
+    def _read_json(self, path: Path) -> dict[str, Any]:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise RegistryError(
+                f"registry metadata file {path} is corrupt ({exc}); restore it from a backup or "
+                "remove it (the model versions beside it are intact). Nothing was overwritten."
+            ) from None
+        except OSError as exc:
+            raise RegistryError(f"registry metadata file {path} is unreadable ({exc})") from None
+        if not isinstance(data, dict):
+            raise RegistryError(
+                f"registry metadata file {path} is corrupt (not a JSON object); restore or remove "
+                "it. Nothing was overwritten."
+            )
+        return data
+
+    def default(self, model_name: str) -> ModelVersion | None:
+        """The current default version of ``model_name``, or None if none was promoted."""
+        pointer = self._model_dir(model_name) / DEFAULT_FILE
+        if not pointer.exists():
+            return None
+        version = self._read_json(pointer).get("version")
+        if not isinstance(version, str) or not _VERSION.match(version):
+            raise RegistryError(
+                f"registry metadata file {pointer} is corrupt (no valid 'version'); restore or "
+                "remove it. Nothing was overwritten."
+            )
+        return self.get(model_name, version)
+
+    def get(self, model_name: str, version: str) -> ModelVersion:
+        """One version's metadata (the model is loaded on demand)."""
+        folder = self._model_dir(model_name) / "versions" / version
+        meta = self._read_json(folder / META_FILE)
+        return ModelVersion(
+            model_name=model_name,
+            version=version,
+            path=folder,
+            metrics=meta.get("metrics", {}),
+            config=meta.get("config", {}),
+            fingerprints=meta.get("fingerprints", {}),
+            created_at=str(meta.get("created_at", "")),
+            extra=meta.get("extra", {}),
+        )
+
+    def versions(self, model_name: str) -> list[str]:
+        """All logged versions, oldest first."""
+        folder = self._model_dir(model_name) / "versions"
+        if not folder.is_dir():
+            return []
+        found = [p.name for p in folder.iterdir() if _VERSION.match(p.name)]
+        return sorted(found, key=lambda v: int(v[1:]))
+
+    def promote(
+        self,
+        model_name: str,
+        model: Any,
+        *,
+        metrics: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        fingerprints: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Log ``model`` as a new version and make it the default, atomically."""
+        import cloudpickle
+
+        model_dir = self._model_dir(model_name)
+        self._ensure_writable(model_dir / "versions")
+        pointer = model_dir / DEFAULT_FILE
+        if pointer.exists():
+            self.default(model_name)  # refuses to go on over a corrupt pointer
+        try:
+            blob = cloudpickle.dumps(model)
+        except Exception as exc:
+            raise RegistryError(
+                f"model {model_name!r} cannot be pickled for the registry ({type(exc).__name__}: "
+                f"{exc}); return a picklable model object from the model stage."
+            ) from None
+        meta = {
+            "model_name": model_name,
+            "metrics": _jsonable(metrics or {}),
+            "config": _jsonable(config or {}),
+            "fingerprints": _jsonable(fingerprints or {}),
+            "extra": _jsonable(extra or {}),
+            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "model_type": f"{type(model).__module__}.{type(model).__qualname__}",
+        }
+        staging = Path(tempfile.mkdtemp(dir=model_dir / "versions", prefix=".staging-"))
+        try:
+            (staging / MODEL_FILE).write_bytes(blob)
+            version = self._claim_version(model_dir / "versions", staging, meta)
+        except BaseException:
+            _remove_tree(staging)
+            raise
+        _write_atomic(
+            pointer,
+            json.dumps({"version": version, "promoted_at": meta["created_at"]}, indent=2).encode(),
+        )
+        return self.get(model_name, version)
+
+    def _claim_version(self, versions: Path, staging: Path, meta: dict[str, Any]) -> str:
+        """Rename the staged folder to the next free vNNNN; retry if another promote won."""
+        for _ in range(1000):
+            existing = [int(m.group(1)) for p in versions.iterdir() if (m := _VERSION.match(p.name))]
+            version = f"v{(max(existing) + 1 if existing else 1):04d}"
+            meta["version"] = version
+            _write_atomic(staging / META_FILE, json.dumps(meta, indent=2, sort_keys=True).encode())
+            try:
+                os.rename(staging, versions / version)
+            except OSError:
+                if (versions / version).exists():
+                    continue  # a concurrent promote took this number
+                raise
+            return version
+        raise RegistryError(f"could not claim a version number in {versions}")
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _jsonable(value: Any) -> Any:
+    """Make metrics and config JSON-safe (numpy scalars -> Python numbers)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            return _jsonable(item())
+        except (TypeError, ValueError):
+            pass
+    return str(value)

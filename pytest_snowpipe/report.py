@@ -1,0 +1,40 @@
+"""Human-readable views of a run: the terminal summary (and, later, JSON/Markdown reports)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pytest_snowpipe.gate import action_label
+from pytest_snowpipe.localrun import PipelineRun
+
+
+def summary_lines(run: PipelineRun) -> list[str]:
+    """The summary printed at the end of ``pytest``: stages, then gates with their actions."""
+    width = max([len(s.name) + (9 if s.remote else 0) for s in run.graph.stages] + [5])
+    lines = [f"{'stage':<{width}}  {'status':<7}  {'time':>8}  output"]
+    for stage in run.graph.stages:
+        rec = run.stages[stage.name]
+        label = stage.name + (" (remote)" if stage.remote else "")
+        time_s = f"{rec.wall_s:7.2f}s" if rec.status != "not run" else "       -"
+        out = rec.error if rec.status == "error" else " ".join(p for p in (rec.kind, rec.shape) if p)
+        lines.append(f"{label:<{width}}  {rec.status:<7}  {time_s}  {out}")
+    for rec in run.gates.values():
+        spec = rec.gate.spec
+        line = (
+            f"gate {rec.gate.name}: {rec.verdict} "
+            f"(on_pass={action_label(spec.on_pass)}, on_fail={action_label(spec.on_fail)})"
+        )
+        if rec.outcome is not None:
+            line += f" -> {rec.outcome.action}: {rec.outcome.detail}"
+        elif rec.action_error:
+            line += f" -> action FAILED: {rec.action_error}"
+        else:
+            line += " -> no action"
+        lines.append(line)
+    return lines
+
+
+def write_summary(run: PipelineRun, write_sep: Callable[..., None], write_line: Callable[[str], None]) -> None:
+    """Write the summary section with the terminal reporter's own functions."""
+    write_sep("=", "snowpipe pipeline")
+    for line in summary_lines(run):
+        write_line(line)
