@@ -10,8 +10,9 @@ import inspect
 import math
 import re
 import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -21,12 +22,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from hypothesis.strategies import SearchStrategy
 
 __all__ = [
+    "RULES",
     "ColumnSpec",
     "Contract",
     "ContractError",
     "ContractResult",
     "ContractViolation",
-    "RULES",
     "Violation",
     "column",
 ]
@@ -274,12 +275,14 @@ def _build(dtype: Any, name: str, rules: Mapping[str, Any]) -> ColumnSpec:
     lo_rule = "ge" if kw["ge"] is not None else "gt"
     hi_rule = "le" if kw["le"] is not None else "lt"
     lo, hi = kw[lo_rule], kw[hi_rule]
-    if lo is not None and hi is not None:
-        if lo > hi or (lo == hi and (lo_rule == "gt" or hi_rule == "lt")):
-            raise ContractError(
-                f"{where}: {lo_rule}={lo!r} is greater than {hi_rule}={hi!r}, so no value "
-                f"can pass; swap them or fix the bound"
-            )
+    if (lo is not None and hi is not None) and (
+        lo > hi or (lo == hi and (lo_rule == "gt" or hi_rule == "lt"))
+    ):
+        how = "is greater than" if lo > hi else "with an exclusive bound equals"
+        raise ContractError(
+            f"{where}: {lo_rule}={lo!r} {how} {hi_rule}={hi!r}, so no value can pass; "
+            "swap them or fix the bound"
+        )
     if kw["isin"] is not None:
         if isinstance(kw["isin"], (str, bytes)) or not isinstance(kw["isin"], Iterable):
             raise TypeError(f"{where}: isin must be a list of allowed values")
@@ -324,7 +327,7 @@ def _build(dtype: Any, name: str, rules: Mapping[str, Any]) -> ColumnSpec:
 def _fits(kind: str, value: Any) -> bool:
     if kind == "int":
         return isinstance(value, int) and not isinstance(value, bool) or (
-            hasattr(value, "dtype") and getattr(value, "dtype").kind in "iu"
+            hasattr(value, "dtype") and value.dtype.kind in "iu"
         )
     if kind == "float":
         return _is_number(value) or (hasattr(value, "dtype") and value.dtype.kind in "iuf")

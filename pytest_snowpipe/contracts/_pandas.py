@@ -194,11 +194,15 @@ def _isin_numeric(spec: ColumnSpec, s: pd.Series, values: Any) -> list[Violation
 
 def _unique_numeric(spec: ColumnSpec, s: pd.Series, values: Any) -> list[Violation]:
     """Duplicates among non-null values; NaN/None count as nulls, never as duplicates."""
-    if isinstance(values, np.ndarray) and values.dtype.kind in "iuM" and len(values) > 1:
-        if values.dtype.kind != "M" or not np.isnat(values).any():
-            if s.is_monotonic_increasing or s.is_monotonic_decreasing:
-                if np.all(values[1:] != values[:-1]):
-                    return []
+    if (
+        isinstance(values, np.ndarray)
+        and values.dtype.kind in "iuM"
+        and len(values) > 1
+        and (values.dtype.kind != "M" or not np.isnat(values).any())
+        and (s.is_monotonic_increasing or s.is_monotonic_decreasing)
+        and np.all(values[1:] != values[:-1])
+    ):
+        return []  # sorted and no equal neighbours: unique without hashing
     nonnull = s.dropna() if s.hasnans else s
     dup = np.asarray(nonnull.duplicated(keep="first"))
     count = int(np.count_nonzero(dup))

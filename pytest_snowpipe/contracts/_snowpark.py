@@ -123,9 +123,9 @@ def validate_snowpark(contract: Contract, df: DataFrame) -> ContractResult:
     n = int(row[0] or 0)
     counts = [int(v or 0) for v in row[1:]]
     failed: list[tuple[str, str, int, Column, Column | None]] = []
-    for i, (name, rule, c, cond) in enumerate(checks):
+    for i, (name, rule, col, fail) in enumerate(checks):
         if counts[i]:
-            failed.append((name, rule, counts[i], c, cond))
+            failed.append((name, rule, counts[i], col, fail))
 
     examples: dict[int, list[Any]] | None = None
     if failed:

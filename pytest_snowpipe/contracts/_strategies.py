@@ -25,7 +25,7 @@ import datetime as _dt
 import math
 import re
 import string
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -198,7 +198,7 @@ def _charset(items: list[Any]) -> str:
 
 
 def _count(items: list[Any]) -> int | None:
-    from re import _constants as c
+    from re import _constants as c  # type: ignore[attr-defined]
 
     total = 1
     for op, av in items:
@@ -230,7 +230,7 @@ def _count(items: list[Any]) -> int | None:
 
 
 def _regex_sample(items: list[Any], rng: np.random.Generator, out: list[str]) -> None:
-    from re import _constants as c
+    from re import _constants as c  # type: ignore[attr-defined]
 
     for op, av in items:
         if op is c.LITERAL:
@@ -453,7 +453,7 @@ def _bad_value(draw: DrawFn, spec: ColumnSpec, rule: str) -> Any:
     """A non-null value breaking `rule` (and, where possible, nothing else)."""
     from hypothesis import strategies as st
 
-    bound = getattr(spec, rule, None)
+    bound: Any = getattr(spec, rule, None)
     if rule in ("ge", "gt", "le", "lt"):
         down = rule in ("ge", "gt")
         if spec.kind == "int":
@@ -548,7 +548,6 @@ def violating_frames(
         assert spec is not None
         s = df[column]
         i = draw(st.integers(0, n - 1))
-        fix: Callable[[pd.Series], pd.Series]
         if rule == "dtype":
             if spec.kind == "str":
                 new = s.astype("category")

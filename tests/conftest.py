@@ -1,0 +1,50 @@
+"""Shared helpers: small pipeline suites written into a pytester directory."""
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+PURE_STAGES = '''
+import pytest
+
+@pytest.fixture(scope="session")
+def raw():
+    return [1, 2, 3, 4]
+
+@pytest.fixture(scope="session")
+def model(raw):
+    return {"weights": sum(raw)}
+
+@pytest.fixture(scope="session")
+def metrics(model, snowpipe_config):
+    return {"score": model["weights"] / 10}
+'''
+
+GATE = '''
+import pytest
+
+@pytest.mark.snowpipe_gate(on_pass="promote", on_fail="alert")
+def test_gate(metrics, snowpipe_config):
+    assert metrics["score"] >= snowpipe_config["threshold"], "score below threshold"
+'''
+
+INI = """
+[pytest]
+snowpipe_config =
+    threshold = 0.5
+    label = demo
+"""
+
+
+@pytest.fixture
+def pipeline_suite(pytester: pytest.Pytester):
+    """Write a tiny pure-Python pipeline (no Snowpark) and return the pytester."""
+
+    def write(conftest: str = PURE_STAGES, gate: str = GATE, ini: str = INI) -> pytest.Pytester:
+        pytester.makeini(textwrap.dedent(ini))
+        pytester.makeconftest(textwrap.dedent(conftest))
+        pytester.makepyfile(test_gate=textwrap.dedent(gate))
+        return pytester
+
+    return write
