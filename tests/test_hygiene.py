@@ -1,0 +1,35 @@
+"""A suite that never uses the plugin pays nothing for it."""
+from __future__ import annotations
+
+import pytest
+
+
+def test_unused_plugin_imports_nothing_heavy_and_creates_nothing(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        '''
+import sys
+
+def test_modules():
+    # "snowflake" alone is a namespace stub a .pth file of the connector creates at start-up
+    heavy = [m for m in sys.modules if m.startswith(("snowflake.", "xgboost", "sklearn")) or m == "pandas"]
+    assert heavy == []
+'''
+    )
+    before = {p.name for p in pytester.path.iterdir()}
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    after = {p.name for p in pytester.path.iterdir() if not p.name.startswith("runpytest-")}  # pytester's own
+    assert after == before
+    assert "snowpipe pipeline" not in result.stdout.str()
+
+
+def test_marker_and_options_are_registered(pytester: pytest.Pytester):
+    result = pytester.runpytest("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.snowpipe_gate(on_pass=None, on_fail=None, *"])
+    help_text = pytester.runpytest("--help").stdout.str()
+    for name in ("--snowpipe-config", "--snowpipe-connection", "snowpipe_registry", "snowpipe_alert_webhook_env"):
+        assert name in help_text
+
+
+def test_strict_markers_clean(pipeline_suite):
+    pipeline_suite().runpytest("--strict-markers").assert_outcomes(passed=1)
