@@ -357,8 +357,7 @@ def pickle_by_value(graph: PipelineGraph) -> Iterator[None]:
             modules.setdefault(mod.__name__, mod)
     for f in funcs:
         mod = sys.modules.get(getattr(f, "__module__", "") or "")
-        if mod is not None and not (mod.__name__.startswith(("pytest_snowpipe", "_pytest", "pytest"))
-                                    and mod.__name__ not in modules):
+        if mod is not None and not mod.__name__.startswith(("pytest_snowpipe", "_pytest", "pytest")):
             modules.setdefault(mod.__name__, mod)
     registered = []
     for mod in modules.values():
