@@ -12,8 +12,8 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    "remote": "pytest_snowpipe.remote",
-    "RemoteSpec": "pytest_snowpipe.remote",
+    "remote": "pytest_snowpipe.remote_stage",
+    "RemoteSpec": "pytest_snowpipe.remote_stage",
     "PipelineGraph": "pytest_snowpipe.graph",
     "Stage": "pytest_snowpipe.graph",
     "Gate": "pytest_snowpipe.graph",
@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pytest_snowpipe.contracts import Contract, ContractViolation, column
     from pytest_snowpipe.errors import SnowpipeError
     from pytest_snowpipe.graph import Gate, PipelineGraph, Stage
-    from pytest_snowpipe.remote import RemoteSpec, remote
+    from pytest_snowpipe.remote_stage import RemoteSpec, remote
 
 
 def __getattr__(name: str) -> Any:

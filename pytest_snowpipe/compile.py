@@ -347,7 +347,7 @@ def pickle_by_value(graph: PipelineGraph) -> Iterator[None]:
     import cloudpickle
 
     from pytest_snowpipe import artifacts, runtime
-    from pytest_snowpipe.remote import _project_modules
+    from pytest_snowpipe.remote_stage import _project_modules
 
     funcs = [inspect.unwrap(s.func) for s in graph.stages] + [g.func for g in graph.gates]
     funcs += [a for g in graph.gates for a in (g.spec.on_pass, g.spec.on_fail) if callable(a)]

@@ -17,7 +17,7 @@ from typing import Any
 
 from pytest_snowpipe.errors import GraphError
 from pytest_snowpipe.gate import GateSpec, GateSpecError, action_label, parse_gate_marker
-from pytest_snowpipe.remote import RemoteSpec, remote_spec
+from pytest_snowpipe.remote_stage import RemoteSpec, remote_spec
 
 PLUGIN_MODULE_PREFIX = "pytest_snowpipe"
 

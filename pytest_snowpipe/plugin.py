@@ -41,6 +41,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="KEY=VALUE",
         help="override one key of the snowpipe_config ini option for this run (repeatable)",
     )
+    group.addoption("--snowpipe-deploy", dest="snowpipe_deploy", action="store_true",
+                    help="compile the pipeline into a Snowflake Task Graph instead of running it as tests")
+    group.addoption("--snowpipe-dry-run", dest="snowpipe_dry_run", action="store_true",
+                    help="with --snowpipe-deploy: print the plan (tasks, edges, branches, finalizer, Mermaid); deploy nothing")
+    group.addoption("--snowpipe-target", dest="snowpipe_target", metavar="TARGET",
+                    help="with --snowpipe-deploy: 'local' runs the compiled graph once on the emulator; "
+                    "'snowflake' (default) rehearses on the emulator, then deploys")
+    group.addoption("--schedule", "--snowpipe-schedule", dest="snowpipe_schedule", metavar="EVERY",
+                    help="with --snowpipe-deploy: 30m, 12h, 1d, a bare number of days, or 'cron <m> <h> <dom> <mon> <dow> <tz>'")
+    group.addoption("--snowpipe-run", dest="snowpipe_run", action="store_true",
+                    help="with --snowpipe-deploy: execute the deployed graph once and wait; exit code = its result")
+    group.addoption("--snowpipe-dag-name", dest="snowpipe_dag_name", metavar="NAME",
+                    help="name of the Task Graph (default: ini snowpipe_dag_name, SNOWPIPE_PIPELINE)")
     for name, kind, default, help_text in INI_KEYS:
         parser.addini(name, help_text, type=kind, default=default)
 
@@ -86,17 +99,32 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     )
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> object:
+    """With --snowpipe-deploy, compile/emulate/deploy instead of running the tests."""
     settings = session.config.stash[settings_key]
-    if settings.connection and session.config.stash.get(graph_key, None) is not None:
-        from pytest_snowpipe.backends.connection import ConnectionConfigError, create_session
+    if session.config.option.collectonly:
+        return None
+    graph = session.config.stash.get(graph_key, None)
+    if settings.deploy is None:
+        if settings.connection and graph is not None:  # connect up front: a broken one is a usage error
+            from pytest_snowpipe.backends.connection import ConnectionConfigError, create_session
 
-        try:
-            session.config.stash[session_key] = create_session(settings.connection)
-        except ConnectionConfigError as exc:
-            raise pytest.UsageError(str(exc)) from None
-    return (yield)
+            try:
+                session.config.stash[session_key] = create_session(settings.connection)
+            except ConnectionConfigError as exc:
+                raise pytest.UsageError(str(exc)) from None
+        return None
+    if graph is None:
+        raise pytest.UsageError("--snowpipe-deploy: no test is marked snowpipe_gate, so there is no pipeline to deploy.")
+    from pytest_snowpipe.deploy_command import run_deploy
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    write = reporter.write_line if reporter is not None else print
+    code = run_deploy(graph, settings, write)
+    if code != 0:
+        raise pytest.exit.Exception(f"pytest-snowpipe: the deploy command ended with exit code {code}", returncode=code)
+    return True
 
 
 @pytest.hookimpl(wrapper=True)
@@ -164,7 +192,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     run = config.stash.get(run_key, None)
-    if run is None:
+    if run is None or config.stash[settings_key].deploy is not None:
         return
     from pytest_snowpipe.report import write_summary
 

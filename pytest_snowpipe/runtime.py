@@ -206,7 +206,7 @@ def _run_remote(spec: StageSpec, session: Any, kwargs: dict[str, Any]) -> Any:
     waits for the result and returns a pointer like any stage.
     """
     if _is_local(session):
-        from pytest_snowpipe.remote import run_in_fresh_process
+        from pytest_snowpipe.remote_stage import run_in_fresh_process
 
         return run_in_fresh_process(inspect.unwrap(spec.func), spec.name, spec.remote, (), kwargs)
     from snowflake.ml.jobs import remote as ml_remote
@@ -232,7 +232,9 @@ def _run_remote(spec: StageSpec, session: Any, kwargs: dict[str, Any]) -> Any:
 
 
 def _materialize(value: Any) -> Any:
-    if type(value).__module__.startswith("snowflake.snowpark") and type(value).__name__ in ("DataFrame", "Table"):
+    from pytest_snowpipe.frames import is_snowpark_frame
+
+    if is_snowpark_frame(value):
         return value.to_pandas()
     if isinstance(value, dict):
         return {k: _materialize(v) for k, v in value.items()}

@@ -6,6 +6,7 @@ returns a frozen Settings or raises a ConfigError naming the option and the fix.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,34 @@ INI_KEYS: tuple[tuple[str, str, Any, str], ...] = (
         "name of the environment variable holding the alert webhook URL (the URL itself never goes in a file)",
     ),
     ("snowpipe_connection", "string", "", "default Snowflake connection name from connections.toml"),
+    ("snowpipe_dag_name", "string", "SNOWPIPE_PIPELINE", "name of the deployed Task Graph (its root task)"),
+    ("snowpipe_warehouse", "string", "", "warehouse the Task Graph's tasks run on"),
+    ("snowpipe_stage_location", "string", "@SNOWPIPE_STAGE", "stage where task code and stage outputs are stored"),
+    ("snowpipe_database", "string", "", "database the Task Graph is deployed to"),
+    ("snowpipe_schema", "string", "", "schema the Task Graph is deployed to"),
+    ("snowpipe_packages", "linelist", [], "extra Anaconda packages the tasks need (one per line)"),
+    ("snowpipe_notification_integration", "string", "", "notification integration the alert action sends through"),
 )
+
+TARGETS = ("local", "snowflake")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    """What ``--snowpipe-deploy`` was asked to do, validated."""
+
+    target: str
+    dry_run: bool
+    run_once: bool
+    schedule: Any  # timedelta | Cron | None
+    dag_name: str
+    warehouse: str | None
+    stage_location: str
+    database: str | None
+    schema: str | None
+    packages: tuple[str, ...]
+    notification_integration: str | None
 
 
 @dataclass(frozen=True)
@@ -37,6 +65,7 @@ class Settings:
     registry: Path
     webhook_env: str
     connection: str | None
+    deploy: DeploySettings | None = None
 
 
 def read_settings(
@@ -61,4 +90,80 @@ def read_settings(
         or env.get("SNOWFLAKE_CONNECTION_NAME")
         or None
     )
-    return Settings(config=freeze(config), registry=registry, webhook_env=webhook_env, connection=connection)
+    deploy = _read_deploy(getoption, getini, connection)
+    return Settings(
+        config=freeze(config), registry=registry, webhook_env=webhook_env, connection=connection, deploy=deploy
+    )
+
+
+def _ident(value: str, what: str) -> str:
+    if not _IDENT.match(value):
+        raise ConfigError(
+            f"{what} {value!r} is not a valid unquoted Snowflake identifier; use letters, digits, "
+            "_ and $, starting with a letter or _"
+        )
+    return value
+
+
+def _read_deploy(getoption: Any, getini: Any, connection: str | None) -> DeploySettings | None:
+    deploy = bool(getoption("snowpipe_deploy"))
+    dry_run = bool(getoption("snowpipe_dry_run"))
+    run_once = bool(getoption("snowpipe_run"))
+    target = getoption("snowpipe_target")
+    schedule_text = getoption("snowpipe_schedule")
+    if not deploy:
+        used = [
+            flag
+            for flag, value in (
+                ("--snowpipe-dry-run", dry_run),
+                ("--snowpipe-run", run_once),
+                ("--snowpipe-target", target),
+                ("--schedule", schedule_text),
+                ("--snowpipe-dag-name", getoption("snowpipe_dag_name")),
+            )
+            if value
+        ]
+        if used:
+            raise ConfigError(f"{', '.join(used)} only apply with --snowpipe-deploy; add it.")
+        return None
+    target = target or "snowflake"
+    if target not in TARGETS:
+        raise ConfigError(f"--snowpipe-target {target!r} is not a valid target. Valid targets: {', '.join(TARGETS)}")
+    schedule = None
+    if schedule_text:
+        from pytest_snowpipe.schedule import ScheduleError, parse_schedule
+
+        try:
+            schedule = parse_schedule(schedule_text)
+        except ScheduleError as exc:
+            raise ConfigError(f"--schedule: {exc}") from None
+    if run_once and target == "snowflake" and not connection and not dry_run:
+        raise ConfigError(
+            "--snowpipe-run executes the deployed graph and needs a Snowflake account: pass "
+            "--snowpipe-connection NAME (or set SNOWFLAKE_CONNECTION_NAME)."
+        )
+    if run_once and target == "snowflake" and schedule is None and not dry_run:
+        raise ConfigError("--snowpipe-run needs --schedule (the graph to run is the scheduled one); add e.g. --schedule 30m.")
+    dag_name = _ident(getoption("snowpipe_dag_name") or str(getini("snowpipe_dag_name")), "--snowpipe-dag-name")
+    warehouse = str(getini("snowpipe_warehouse") or "") or None
+    database = str(getini("snowpipe_database") or "") or None
+    schema = str(getini("snowpipe_schema") or "") or None
+    for value, what in ((warehouse, "snowpipe_warehouse"), (database, "snowpipe_database"), (schema, "snowpipe_schema")):
+        if value:
+            _ident(value, what)
+    integration = str(getini("snowpipe_notification_integration") or "") or None
+    if integration:
+        _ident(integration, "snowpipe_notification_integration")
+    return DeploySettings(
+        target=target,
+        dry_run=dry_run,
+        run_once=run_once,
+        schedule=schedule,
+        dag_name=dag_name,
+        warehouse=warehouse,
+        stage_location=str(getini("snowpipe_stage_location") or "@SNOWPIPE_STAGE"),
+        database=database,
+        schema=schema,
+        packages=tuple(getini("snowpipe_packages") or ()),
+        notification_integration=integration,
+    )

@@ -5,6 +5,14 @@ import textwrap
 
 import pytest
 
+# Import the heavy libraries once, before any inline pytester run: pytester restores
+# sys.modules after each inline run, and re-importing Snowpark's protobuf-backed AST
+# module in the same process segfaults.
+import snowflake.core.task.dagv1  # noqa: F401,E402
+import snowflake.snowpark  # noqa: F401,E402
+import snowflake.snowpark.functions  # noqa: F401,E402
+import snowflake.snowpark.mock._connection  # noqa: F401,E402
+
 PURE_STAGES = '''
 import pytest
 

@@ -309,3 +309,28 @@ def test_artifacts_round_trip(session: Any) -> None:
     assert back["frame"].collect() == df.collect() and back["pdf"]["x"].tolist() == [1, 2] and back["n"] == 3
     assert load(session, store(session, (1, 2), dag="D", stage="t", run_id="run", stage_location="@S")) == (1, 2)
     assert store(session, [1, "a"], dag="D", stage="u", run_id="r", stage_location="@S")["kind"] == "json"
+
+
+from pytest_snowpipe.remote_stage import remote  # noqa: E402
+
+
+@remote(compute_pool="POOL", stage_name="JOB_STAGE")
+def trained(features):
+    return {"n": len(features), "pid_differs": os.getpid()}
+
+
+def test_remote_stage_compiles_to_a_python_task_and_runs_in_a_fresh_process(tmp_path: Any, session: Any) -> None:
+    from pytest_snowpipe.emulator import emulate
+    from pytest_snowpipe.remote_stage import remote_spec
+
+    base = pipeline()
+    remote_stage = Stage(name="trained", func=trained, predecessors=("features",), environment=(), is_yield=False,
+                         remote=remote_spec(trained), location="here", key="r")
+    graph = PipelineGraph(stages=(*base.stages[:2], remote_stage), gates=())
+    compiled = compile_graph(graph, opts(tmp_path))
+    assert compiled.kinds["TRAINED"] == "remote ML Job"
+    assert callable(compiled.tasks["TRAINED"]._to_low_level_task().definition.func)  # not an MLJobDefinition
+    record = emulate(compiled.dag, session=session)
+    assert record.state == "SUCCEEDED", record.format()
+    value = json.loads(record.tasks["TRAINED"].return_value)["value"]
+    assert value["n"] == 10 and value["pid_differs"] != os.getpid()

@@ -132,10 +132,9 @@ def remote_spec(func: Callable[..., Any]) -> RemoteSpec | None:
 
 def materialize(value: Any) -> Any:
     """Turn Snowpark DataFrames (also inside dicts/lists/tuples) into pandas, as a job reads them."""
-    module = type(value).__module__
-    if module.startswith("snowflake.snowpark") and type(value).__name__ == "DataFrame":
-        from pytest_snowpipe.frames import to_pandas
+    from pytest_snowpipe.frames import is_snowpark_frame, to_pandas
 
+    if is_snowpark_frame(value):  # DataFrame and its subclasses (Table)
         return to_pandas(value)
     if isinstance(value, dict):
         return {k: materialize(v) for k, v in value.items()}

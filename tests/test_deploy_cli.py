@@ -1,0 +1,94 @@
+"""`pytest --snowpipe-deploy ...`: options validated in one place; dry-run and local target end to end."""
+from __future__ import annotations
+
+import pytest
+
+YIELD_STAGES = '''
+import pathlib
+import pytest
+
+@pytest.fixture(scope="session")
+def raw():
+    yield [1, 2, 3, 4]
+    pathlib.Path("finalized.txt").write_text("cleaned")
+
+@pytest.fixture(scope="session")
+def model(raw):
+    return {"weights": sum(raw)}
+
+@pytest.fixture(scope="session")
+def metrics(model, snowpipe_config):
+    return {"score": model["weights"] / 10}
+'''
+
+
+def test_dry_run_prints_the_plan(pipeline_suite):
+    result = pipeline_suite(conftest=YIELD_STAGES).runpytest("--snowpipe-deploy", "--snowpipe-dry-run", "--schedule", "30m")
+    assert result.ret == 0
+    out = result.stdout.str()
+    for expected in ("RAW ", "MODEL ", "METRICS ", "TEST_GATE ", "branch", "TEST_GATE_PROMOTE", "TEST_GATE_ALERT",
+                     "SNOWPIPE_FINALIZER", "finalizer", "flowchart", "every 30 minutes",
+                     "SYSTEM$GET_PREDECESSOR_RETURN_VALUE('SNOWPIPE_PIPELINE$TEST_GATE') = 'TEST_GATE_PROMOTE'"):
+        assert expected in out, expected
+    assert "snowpipe pipeline" not in out  # no local run happened
+
+
+def test_local_target_runs_the_compiled_graph(pipeline_suite):
+    pytester = pipeline_suite(conftest=YIELD_STAGES)
+    result = pytester.runpytest("--snowpipe-deploy", "--snowpipe-target", "local")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["task graph SNOWPIPE_PIPELINE: SUCCEEDED*", "*TEST_GATE_ALERT*SKIPPED*"])
+    assert (pytester.path / "finalized.txt").read_text() == "cleaned"
+
+
+def test_local_target_failing_gate_takes_alert_and_finalizes(pipeline_suite):
+    pytester = pipeline_suite(conftest=YIELD_STAGES)
+    result = pytester.runpytest("--snowpipe-deploy", "--snowpipe-target", "local", "--snowpipe-config", "threshold=5")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*TEST_GATE_PROMOTE*SKIPPED*", "*TEST_GATE_ALERT*SUCCEEDED*", "*SNOWPIPE_FINALIZER*SUCCEEDED*"])
+    assert (pytester.path / "finalized.txt").read_text() == "cleaned"
+    assert not (pytester.path / ".snowpipe" / "registry" / "model").exists()
+
+
+def test_local_target_failing_stage_exits_nonzero(pipeline_suite):
+    conftest = YIELD_STAGES.replace('return {"weights": sum(raw)}', 'raise RuntimeError("diverged")')
+    pytester = pipeline_suite(conftest=conftest)
+    result = pytester.runpytest("--snowpipe-deploy", "--snowpipe-target", "local")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["task graph SNOWPIPE_PIPELINE: FAILED*first error: MODEL*", "*SNOWPIPE_FINALIZER*SUCCEEDED*"])
+    assert (pytester.path / "finalized.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--snowpipe-deploy", "--schedule", "0m"], "--schedule: "),
+        (["--snowpipe-deploy", "--schedule", "9s"], "--schedule: "),
+        (["--snowpipe-deploy", "--schedule", "9d"], "maximum"),
+        (["--snowpipe-deploy", "--schedule", "abc"], "Valid forms"),
+        (["--snowpipe-deploy", "--snowpipe-target", "mars"], "'mars' is not a valid target. Valid targets: local, snowflake"),
+        (["--schedule", "30m"], "--schedule only apply with --snowpipe-deploy"),
+        (["--snowpipe-deploy", "--snowpipe-run", "--schedule", "30m"], "--snowpipe-run executes the deployed graph and needs a Snowflake account"),
+        (["--snowpipe-deploy", "--snowpipe-dag-name", "my-dag"], "'my-dag' is not a valid unquoted Snowflake identifier"),
+    ],
+)
+def test_bad_deploy_options(pipeline_suite, args, expected):
+    result = pipeline_suite().runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert expected in result.stderr.str()
+
+
+def test_run_without_schedule(pipeline_suite, monkeypatch, tmp_path):
+    home = tmp_path / "sf"
+    home.mkdir()
+    (home / "connections.toml").write_text('[dev]\naccount = "x"\n')
+    monkeypatch.setenv("SNOWFLAKE_HOME", str(home))
+    result = pipeline_suite().runpytest("--snowpipe-deploy", "--snowpipe-run", "--snowpipe-connection", "dev")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--snowpipe-run needs --schedule" in result.stderr.str()
+
+
+def test_deploy_to_snowflake_without_connection_is_a_usage_error(pipeline_suite):
+    result = pipeline_suite().runpytest("--snowpipe-deploy", "--schedule", "30m")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "connection" in result.stderr.str().lower()
