@@ -22,12 +22,14 @@ _EXPORTS: dict[str, str] = {
     "Contract": "pytest_snowpipe.contracts",
     "column": "pytest_snowpipe.contracts",
     "ContractViolation": "pytest_snowpipe.contracts",
+    "expect": "pytest_snowpipe.checks",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 if TYPE_CHECKING:  # pragma: no cover
     from pytest_snowpipe.actions import ActionContext
+    from pytest_snowpipe.checks import expect
     from pytest_snowpipe.contracts import Contract, ContractViolation, column
     from pytest_snowpipe.errors import SnowpipeError
     from pytest_snowpipe.graph import Gate, PipelineGraph, Stage

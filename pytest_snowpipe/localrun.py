@@ -51,6 +51,7 @@ class PipelineRun:
     outputs: dict[str, Any] = field(default_factory=dict)
     stages: dict[str, StageRecord] = field(default_factory=dict)
     gates: dict[str, GateRecord] = field(default_factory=dict)
+    checks: list[tuple[str, str, str]] = field(default_factory=list)  # (stage, target, verdict line)
 
     def __post_init__(self) -> None:
         self.stages = {s.name: StageRecord(s.name) for s in self.graph.stages}
@@ -78,6 +79,26 @@ class PipelineRun:
             rec.kind, rec.shape = describe(value)
         except Exception as exc:  # a summary must never break the run
             rec.kind, rec.shape = type(value).__name__, f"(shape unavailable: {type(exc).__name__})"
+
+    def check_stage(self, name: str, func: Any, value: Any) -> None:
+        """Run the stage's contracts (if any); record each; re-raise a violation."""
+        from pytest_snowpipe.checks import check_output, expectations_of
+
+        if not expectations_of(func):
+            return
+        try:
+            outcomes = check_output(name, func, value)
+        except AssertionError as exc:
+            result = getattr(exc, "result", None)
+            broken = ", ".join(f"{v.column}.{v.rule} ({v.failing_rows} rows)" for v in getattr(result, "violations", []))
+            self.checks.append((name, "contract", f"FAIL: {broken}"))
+            self.stages[name].status = "error"
+            self.stages[name].error = "contract violated"
+            raise
+        for out in outcomes:
+            queries = getattr(out.result, "queries", None)
+            extra = f", {queries} quer{'y' if queries == 1 else 'ies'}" if queries else ""
+            self.checks.append((name, out.expectation.label, f"PASS ({out.result.rows} rows{extra})"))
 
     def decide(self, nodeid: str, verdict: str, message: str = "") -> GateRecord | None:
         """Record the verdict and run the matching action (PASS -> on_pass, FAIL -> on_fail).

@@ -142,6 +142,7 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.Fix
         run.stage_done(fixturedef.argname, started, error=exc)
         raise
     run.stage_done(fixturedef.argname, started, value=value)
+    run.check_stage(fixturedef.argname, fixturedef.func, value)  # raises on violation: consumers don't run
     return value
 
 

@@ -17,6 +17,8 @@ def summary_lines(run: PipelineRun) -> list[str]:
         time_s = f"{rec.wall_s:7.2f}s" if rec.status != "not run" else "       -"
         out = rec.error if rec.status == "error" else " ".join(p for p in (rec.kind, rec.shape) if p)
         lines.append(f"{label:<{width}}  {rec.status:<7}  {time_s}  {out}")
+    for stage, target, verdict in run.checks:
+        lines.append(f"check {stage} {target}: {verdict}")
     for rec in run.gates.values():
         spec = rec.gate.spec
         line = (

@@ -194,6 +194,9 @@ def run_stage(spec: StageSpec, session: Any) -> str:
         _finish(spec, session, run_id, keep, name=f"_LOCALS_{spec.name}")
     else:
         value = spec.func(**kwargs)
+    from pytest_snowpipe.checks import check_output
+
+    check_output(spec.name, spec.func, value)  # a blocking check: a violation fails this task
     return _finish(spec, session, run_id, value)
 
 

@@ -9,9 +9,11 @@ import pytest
 
 import pytest_snowpipe as sp
 import mortgage_pipeline as pipeline
+from mortgage_contracts import features_contract, raw_contract
 
 
 @pytest.fixture(scope="session")
+@sp.expect(raw_contract)
 def loans(snowpipe_session, snowpipe_config):
     table = snowpipe_config["raw_table"]
     yield pipeline.load_raw(snowpipe_session, snowpipe_config["n_rows"], table)
@@ -19,6 +21,8 @@ def loans(snowpipe_session, snowpipe_config):
 
 
 @pytest.fixture(scope="session")
+@sp.expect(features_contract, key="train")
+@sp.expect(features_contract, key="test")
 def split(loans):
     return pipeline.split(loans)
 

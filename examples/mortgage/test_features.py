@@ -1,0 +1,31 @@
+"""Property tests of the feature function on data the raw contract generates."""
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+import mortgage_pipeline as pipeline
+from mortgage_contracts import features_contract, raw_contract
+
+
+@pytest.fixture(scope="module")
+def session(snowpipe_session):
+    return snowpipe_session
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=raw_contract.strategy(min_rows=1, max_rows=12))
+def test_features_hold_their_contract(session, raw):
+    from snowflake.snowpark.types import DoubleType, LongType, StringType, StructField, StructType
+
+    kinds = {"int64": LongType(), "float64": DoubleType()}
+    schema = StructType([StructField(c, kinds.get(str(raw[c].dtype), StringType())) for c in raw.columns])
+    frame = session.create_dataframe([tuple(r) for r in raw.itertuples(index=False)], schema=schema)
+    out = pipeline.features(frame).to_pandas()
+    assert len(out) == len(raw)                                  # row count preserved
+    features_contract.validate(out)                              # derived columns typed, never null
+    assert all(math.isfinite(v) for v in out["INCOME_LOAN_RATIO"])  # ratios finite
+    one_hot = [c for c in out.columns if c.startswith("TYPE_")]
+    assert (out[one_hot].sum(axis=1) == 1).all()                 # exactly one loan type per row

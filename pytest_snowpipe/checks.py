@@ -1,0 +1,93 @@
+"""Blocking data checks: contracts attached to a stage's output.
+
+``@sp.expect(contract)`` (or ``@sp.expect(contract, key="train")`` for one entry of a dict
+output) declares what a stage must produce. The check runs right after the stage, in a
+local run and in the compiled graph alike; a violation fails the stage, so the stages that
+consume its output never run on bad data (a blocking check, as Dagster's asset checks).
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+CONTRACTS_ATTR = "__snowpipe_contracts__"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """One contract on a stage's output (or on ``output[key]``)."""
+
+    contract: Any
+    key: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How the check is named in summaries."""
+        return f"[{self.key!r}]" if self.key is not None else "output"
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """The result of one expectation: the contract's verdict and queries used."""
+
+    stage: str
+    expectation: Expectation
+    result: Any  # ContractResult
+
+
+def expect(contract: Any, *, key: str | None = None) -> Callable[[F], F]:
+    """Attach ``contract`` to a stage; put it under ``@pytest.fixture``."""
+    if not (callable(getattr(contract, "validate", None)) and callable(getattr(contract, "strategy", None))):
+        raise TypeError(f"sp.expect takes a sp.Contract, got {type(contract).__name__}; build one with sp.Contract(...)")
+
+    def decorate(func: F) -> F:
+        found = list(getattr(func, CONTRACTS_ATTR, ()))
+        found.append(Expectation(contract, key))
+        setattr(func, CONTRACTS_ATTR, tuple(found))
+        return func
+
+    return decorate
+
+
+def expectations_of(func: Callable[..., Any]) -> tuple[Expectation, ...]:
+    """Every expectation on a stage function (also through ``functools.wraps`` layers)."""
+    out: list[Expectation] = []
+    seen: set[int] = set()
+    current: Any = func
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        for exp in getattr(current, CONTRACTS_ATTR, ()):
+            if exp not in out:
+                out.append(exp)
+        current = getattr(current, "__wrapped__", None)
+    return tuple(out)
+
+
+def check_output(stage: str, func: Callable[..., Any], value: Any) -> list[CheckOutcome]:
+    """Validate a stage's output against its contracts; raise ContractViolation on the first broken one.
+
+    Every rule of that contract is reported (not just the first); the message names the stage.
+    """
+    from pytest_snowpipe.contracts import ContractViolation
+
+    outcomes = []
+    for exp in expectations_of(func) or expectations_of(inspect.unwrap(func)):
+        target = value
+        if exp.key is not None:
+            if not isinstance(value, dict) or exp.key not in value:
+                keys = ", ".join(map(repr, value)) if isinstance(value, dict) else "no keys"
+                raise KeyError(
+                    f"stage {stage!r}: sp.expect(..., key={exp.key!r}) but the stage returned "
+                    f"{type(value).__name__} ({keys}); fix the key or the stage"
+                )
+            target = value[exp.key]
+        result = exp.contract.validate(target, report_only=True)
+        outcomes.append(CheckOutcome(stage, exp, result))
+        if not result.ok:
+            exc = ContractViolation(result)
+            exc.args = (f"stage {stage!r} {exp.label} violates its contract; its consumers do not run:\n{result}",)
+            raise exc
+    return outcomes
