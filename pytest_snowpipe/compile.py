@@ -344,10 +344,8 @@ def pickle_by_value(graph: PipelineGraph) -> Iterator[None]:
     user's test modules nor this plugin are installed in Snowflake. Used by the compile
     check and around the real deploy.
     """
-    import cloudpickle
-
     from pytest_snowpipe import artifacts, runtime
-    from pytest_snowpipe.remote_stage import _project_modules
+    from pytest_snowpipe.remote_stage import _project_modules, modules_pickled_by_value
 
     funcs = [inspect.unwrap(s.func) for s in graph.stages] + [g.func for g in graph.gates]
     funcs += [a for g in graph.gates for a in (g.spec.on_pass, g.spec.on_fail) if callable(a)]
@@ -359,19 +357,8 @@ def pickle_by_value(graph: PipelineGraph) -> Iterator[None]:
         mod = sys.modules.get(getattr(f, "__module__", "") or "")
         if mod is not None and not mod.__name__.startswith(("pytest_snowpipe", "_pytest", "pytest")):
             modules.setdefault(mod.__name__, mod)
-    registered = []
-    for mod in modules.values():
-        try:
-            cloudpickle.register_pickle_by_value(mod)
-            registered.append(mod)
-        except (ValueError, TypeError):
-            continue
-    try:
+    with modules_pickled_by_value(modules.values()):
         yield
-    finally:
-        for mod in registered:
-            with contextlib.suppress(ValueError):
-                cloudpickle.unregister_pickle_by_value(mod)
 
 
 def _pickle_problems(graph: PipelineGraph, bodies: Mapping[str, Any], functions: Mapping[str, Any]) -> list[str]:

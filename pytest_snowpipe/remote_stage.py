@@ -8,6 +8,7 @@ The options stay on the stage (``__snowpipe_remote__``) for the Task Graph compi
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
@@ -15,7 +16,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -172,6 +173,27 @@ def _project_modules(func: Callable[..., Any]) -> list[Any]:
     return out
 
 
+@contextlib.contextmanager
+def modules_pickled_by_value(modules: Iterable[Any]) -> Iterator[None]:
+    """While active, cloudpickle copies these modules' functions by value (they are not
+    importable where the code runs: a fresh process, a stored procedure, an ML Job)."""
+    import cloudpickle
+
+    registered = []
+    for mod in modules:
+        try:
+            cloudpickle.register_pickle_by_value(mod)
+            registered.append(mod)
+        except (ValueError, TypeError):  # not in sys.modules, or already registered
+            continue
+    try:
+        yield
+    finally:
+        for mod in registered:
+            with contextlib.suppress(ValueError):
+                cloudpickle.unregister_pickle_by_value(mod)
+
+
 def _describe_unpicklable(stage: str, what: str, exc: BaseException) -> RemoteError:
     return RemoteError(
         f"remote stage {stage!r}: {what} cannot make the trip to a compute pool "
@@ -210,25 +232,11 @@ def run_in_fresh_process(
     for name, value in arguments.items():
         _check_argument(stage, name, value)
 
-    modules = _project_modules(func)
-    registered = []
-    for mod in modules:
-        try:
-            cloudpickle.register_pickle_by_value(mod)
-            registered.append(mod)
-        except (ValueError, TypeError):
-            continue
-    try:
+    with modules_pickled_by_value(_project_modules(func)):
         try:
             payload = cloudpickle.dumps((func, arguments))
         except Exception as exc:
             raise _describe_unpicklable(stage, "the stage function", exc) from None
-    finally:
-        for mod in registered:
-            try:
-                cloudpickle.unregister_pickle_by_value(mod)
-            except ValueError:
-                pass
 
     with tempfile.TemporaryDirectory(prefix="snowpipe-remote-") as tmp:
         inp, out = Path(tmp) / "payload.pkl", Path(tmp) / "result.pkl"
