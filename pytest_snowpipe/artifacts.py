@@ -14,7 +14,8 @@ A task's return value is at most 10 kB of text, so a stage returns a *pointer* (
 Every pointer is also published in a per-run index on the stage
 (``<stage>/<run8>/index/<NAME>.json``) so a later task of the same run (an action, the
 finalizer) can find any stage's output by (run id, stage name) without being its successor.
-Imports of Snowpark stay inside functions: this module is pickled into every task body.
+Snowpark is imported inside functions only; this module ships with every task (the package
+is a stored-procedure import of each one).
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ import io
 import json
 import re
 from typing import Any
+
+from pytest_snowpipe.frames import is_pandas_frame, is_snowpark_frame
 
 POINTER_LIMIT_BYTES = 10 * 1024
 TABLE_NAME_LIMIT = 255
@@ -56,16 +59,8 @@ def _stage_path(stage_location: str, run_id: str, name: str) -> str:
     return f"{stage_location.rstrip('/')}/{run_key(run_id)}/{name}"
 
 
-def _is_snowpark_frame(value: Any) -> bool:
-    return type(value).__module__.startswith("snowflake.snowpark") and type(value).__name__ in ("DataFrame", "Table")
-
-
-def _is_pandas_frame(value: Any) -> bool:
-    return type(value).__module__.startswith("pandas") and type(value).__name__ == "DataFrame"
-
-
 def _holds_frame(value: Any) -> bool:
-    if _is_snowpark_frame(value) or _is_pandas_frame(value):
+    if is_snowpark_frame(value) or is_pandas_frame(value):
         return True
     if isinstance(value, dict):
         return any(_holds_frame(v) for v in value.values())
@@ -106,11 +101,11 @@ def store(
 ) -> dict[str, Any]:
     """Store ``value`` as the output of ``stage`` in this run; return its pointer (a JSON-able dict)."""
     where = f"{stage}{'_' + suffix if suffix else ''}"
-    if _is_snowpark_frame(value):
+    if is_snowpark_frame(value):
         name = table_name(dag, stage, run_id, suffix)
         value.write.save_as_table(name, mode="overwrite", table_type="transient")
         return {"kind": "table", "name": name}
-    if _is_pandas_frame(value):
+    if is_pandas_frame(value):
         buf = io.BytesIO()
         try:
             value.to_parquet(buf, index=True)

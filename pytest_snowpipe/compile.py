@@ -19,6 +19,7 @@ import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from pytest_snowpipe.errors import SnowpipeError
@@ -108,6 +109,17 @@ def action_names(gate: Gate) -> dict[str, str]:
     return {
         s: f"{task_name(gate.name)}_{s.upper() + '_' if same else ''}{label}" for s, label in labels.items()
     }
+
+
+def plugin_import() -> tuple[str, str]:
+    """This package as a stored-procedure import of every task (``(directory, import path)``).
+
+    The task bodies are this plugin's runtime, and user stages hold its objects (contracts,
+    remote specs): shipping the package lets them import it in Snowflake as they do here.
+    """
+    import pytest_snowpipe
+
+    return (str(Path(pytest_snowpipe.__file__).resolve().parent), "pytest_snowpipe")
 
 
 def default_packages(graph: PipelineGraph) -> tuple[str, ...]:
@@ -338,18 +350,17 @@ def validate(graph: PipelineGraph, opts: CompileOptions) -> list[str]:
 
 @contextlib.contextmanager
 def pickle_by_value(graph: PipelineGraph) -> Iterator[None]:
-    """Register the user's project modules and the task runtime for pickling by value.
+    """Register the user's project modules for pickling by value.
 
-    dagv1 cloudpickles each task function into an anonymous stored procedure; neither the
-    user's test modules nor this plugin are installed in Snowflake. Used by the compile
-    check and around the real deploy.
+    dagv1 cloudpickles each task function into an anonymous stored procedure; the user's
+    test modules are not importable in Snowflake (this plugin is: see :func:`plugin_import`).
+    Used by the compile check and around the real deploy.
     """
-    from pytest_snowpipe import artifacts, runtime
     from pytest_snowpipe.remote_stage import _project_modules, modules_pickled_by_value
 
     funcs = [inspect.unwrap(s.func) for s in graph.stages] + [g.func for g in graph.gates]
     funcs += [a for g in graph.gates for a in (g.spec.on_pass, g.spec.on_fail) if callable(a)]
-    modules: dict[str, Any] = {"pytest_snowpipe.runtime": runtime, "pytest_snowpipe.artifacts": artifacts}
+    modules: dict[str, Any] = {}
     if funcs:
         for mod in _project_modules(funcs[0]):
             modules.setdefault(mod.__name__, mod)
@@ -407,6 +418,7 @@ def compile_graph(graph: PipelineGraph, opts: CompileOptions | None = None) -> C
     packages = list(opts.packages if opts.packages is not None else default_packages(graph))
     dag = DAG(
         opts.dag_name,
+        imports=[plugin_import()],
         schedule=opts.schedule,
         warehouse=opts.warehouse,
         stage_location=opts.stage_location,
@@ -481,6 +493,7 @@ __all__ = [
     "action_names",
     "compile_graph",
     "pickle_by_value",
+    "plugin_import",
     "task_name",
     "teardown_of",
     "validate",

@@ -8,8 +8,9 @@ local-testing session behind the emulator's proxy) and in Snowflake: inputs come
 ``TaskContext.get_task_graph_config``, and every output is published in the run's index so
 actions and the finalizer can find it by (run id, stage name).
 
-This module and :mod:`artifacts` are pickled *by value* into every task (the plugin is not
-installed in Snowflake), so heavy or plugin-only imports stay inside the local-only paths.
+Every task ships this package as a stored-procedure import (``compile.plugin_import``), so
+the same modules serve both places; Snowpark, snowflake.core and snowflake.ml are imported
+inside the functions that need them.
 """
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from types import MappingProxyType
 from typing import Any
 
 from pytest_snowpipe.artifacts import load, lookup, pointer_text, publish, run_key, store, tables_of
+from pytest_snowpipe.backends.local import is_local_session
+from pytest_snowpipe.checks import check_output
+from pytest_snowpipe.remote_stage import materialize, run_in_fresh_process
 
 SESSION_FIXTURE = "snowpipe_session"
 CONFIG_FIXTURE = "snowpipe_config"
@@ -135,11 +139,6 @@ def run(spec: Any, session: Any) -> str:
     raise TaskBodyError(f"unknown task spec {type(spec).__name__}")
 
 
-def _is_local(session: Any) -> bool:
-    """Local-testing session? (inlined rather than imported: the plugin is absent in Snowflake)."""
-    return type(getattr(session, "_conn", None)).__name__ == "MockServerConnection"
-
-
 def _context(session: Any) -> tuple[Any, str, Any]:
     from snowflake.core.task.context import TaskContext
 
@@ -194,8 +193,6 @@ def run_stage(spec: StageSpec, session: Any) -> str:
         _finish(spec, session, run_id, keep, name=f"_LOCALS_{spec.name}")
     else:
         value = spec.func(**kwargs)
-    from pytest_snowpipe.checks import check_output
-
     check_output(spec.name, spec.func, value)  # a blocking check: a violation fails this task
     return _finish(spec, session, run_id, value)
 
@@ -208,13 +205,11 @@ def _run_remote(spec: StageSpec, session: Any, kwargs: dict[str, Any]) -> Any:
     the graph; this body reads its inputs, submits ``snowflake.ml.jobs.remote`` with them bound,
     waits for the result and returns a pointer like any stage.
     """
-    if _is_local(session):
-        from pytest_snowpipe.remote_stage import run_in_fresh_process
-
+    if is_local_session(session):
         return run_in_fresh_process(inspect.unwrap(spec.func), spec.name, spec.remote, (), kwargs)
     from snowflake.ml.jobs import remote as ml_remote
 
-    args = {k: _materialize(v) for k, v in kwargs.items() if k not in (SESSION_FIXTURE,)}
+    args = {k: materialize(v) for k, v in kwargs.items() if k not in (SESSION_FIXTURE,)}
     r = spec.remote
     job_fn = ml_remote(
         r.compute_pool,
@@ -232,18 +227,6 @@ def _run_remote(spec: StageSpec, session: Any, kwargs: dict[str, Any]) -> Any:
     if str(status).upper().endswith("FAILED") or str(status).upper().endswith("INTERNAL_ERROR"):
         raise TaskBodyError(f"task {spec.task}: ML Job {job.id} ended {status}:\n{job.get_logs()}")
     return job.result()
-
-
-def _materialize(value: Any) -> Any:
-    from pytest_snowpipe.frames import is_snowpark_frame
-
-    if is_snowpark_frame(value):
-        return value.to_pandas()
-    if isinstance(value, dict):
-        return {k: _materialize(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
-        return type(value)(_materialize(v) for v in value)
-    return value
 
 
 def run_gate(spec: GateSpec, session: Any) -> str:
@@ -277,7 +260,7 @@ def run_action(spec: ActionSpec, session: Any) -> str:
         text = lookup(session, env.stage_location, run_id, name)
         if text is not None:
             stages[name] = load(session, text)
-    local = _is_local(session)
+    local = is_local_session(session)
     if spec.action == "promote" and not local:
         return _promote_snowflake(spec, session, stages, run_id)
     if spec.action == "alert" and not local:
@@ -355,7 +338,7 @@ def run_finalizer(spec: FinalizerSpec, session: Any) -> str:
                 dropped += 1
             except Exception as exc:  # noqa: BLE001
                 failed.append(f"drop {table}: {type(exc).__name__}: {exc}")
-    if not _is_local(session):
+    if not is_local_session(session):
         try:
             session.sql(f"REMOVE {env.stage_location.rstrip('/')}/{run_key(run_id)}/").collect()
         except Exception as exc:  # noqa: BLE001

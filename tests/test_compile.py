@@ -7,6 +7,7 @@ import json
 import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from pytest_snowpipe.compile import (
     CompileError,
     CompileOptions,
     compile_graph,
+    plugin_import,
 )
 from pytest_snowpipe.gate import GateSpec
 from pytest_snowpipe.graph import Gate, PipelineGraph, Stage
@@ -120,6 +122,10 @@ def test_compiled_names_kinds_edges_and_branch_conditions(tmp_path: Any) -> None
     fn = inspect.unwrap(definition.func)
     assert fn.__annotations__ == {"session": Session, "return": str}
     assert definition._stage_location == "@SNOWPIPE_STAGE"
+    # the plugin ships with every task, so its runtime (and users' contracts) import in Snowflake
+    package_dir, import_path = plugin_import()
+    assert import_path == "pytest_snowpipe" and (Path(package_dir) / "runtime.py").is_file()
+    assert all((package_dir, import_path) in task.definition._imports for task in low.values())
 
 
 def test_plan_lists_tasks_conditions_finalizer_and_mermaid(tmp_path: Any) -> None:
