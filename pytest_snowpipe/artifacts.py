@@ -27,7 +27,7 @@ from typing import Any
 
 from pytest_snowpipe.frames import is_pandas_frame, is_snowpark_frame
 
-POINTER_LIMIT_BYTES = 10 * 1024
+RETURN_VALUE_LIMIT_BYTES = 10 * 1024  # Snowflake: a task return value is at most 10 kB of UTF-8
 TABLE_NAME_LIMIT = 255
 
 
@@ -87,7 +87,7 @@ def _inline(value: Any) -> dict[str, Any] | None:
         text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):
         return None
-    if len(text.encode()) > POINTER_LIMIT_BYTES - 64:
+    if len(text.encode()) > RETURN_VALUE_LIMIT_BYTES - 64:
         return None
     try:
         same = json.loads(text) == value and type(json.loads(text)) is type(value)
@@ -157,10 +157,10 @@ def pointer_text(pointer: dict[str, Any], stage: str) -> str:
     """The pointer as the task's return value; a clear error when it exceeds Snowflake's 10 kB."""
     text = json.dumps(pointer, separators=(",", ":"))
     size = len(text.encode("utf-8"))
-    if size > POINTER_LIMIT_BYTES:
+    if size > RETURN_VALUE_LIMIT_BYTES:
         raise ArtifactError(
             f"stage {stage!r}: its output pointer is {size} bytes, over the Task Graph return-value "
-            f"limit of 10 kB ({POINTER_LIMIT_BYTES} bytes); return fewer top-level elements "
+            f"limit of 10 kB ({RETURN_VALUE_LIMIT_BYTES} bytes); return fewer top-level elements "
             "(e.g. one DataFrame or one dict of values instead of a long list of frames)"
         )
     return text
@@ -229,7 +229,7 @@ def lookup(session: Any, stage_location: str, run_id: str, name: str) -> str | N
 
 
 __all__ = [
-    "POINTER_LIMIT_BYTES",
+    "RETURN_VALUE_LIMIT_BYTES",
     "ArtifactError",
     "load",
     "lookup",

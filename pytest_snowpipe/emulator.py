@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from pytest_snowpipe.artifacts import RETURN_VALUE_LIMIT_BYTES
 from pytest_snowpipe.errors import SnowpipeError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,7 +66,6 @@ FAILED = "FAILED"
 SKIPPED = "SKIPPED"
 NOT_EXECUTED = "NOT_EXECUTED"
 
-RETURN_VALUE_LIMIT_BYTES = 10 * 1024
 _CONFIG_TYPES = (str, int, float, bool)
 
 _LITERAL = r"'((?:[^'\\]|''|\\.)*)'"
