@@ -89,11 +89,12 @@ def _inline(value: Any) -> dict[str, Any] | None:
         return None
     if len(text.encode()) > RETURN_VALUE_LIMIT_BYTES - 64:
         return None
+    parsed = json.loads(text)
     try:
-        same = json.loads(text) == value and type(json.loads(text)) is type(value)
+        same = type(parsed) is type(value) and bool(parsed == value)
     except Exception:  # noqa: BLE001 - exotic __eq__ (arrays) means "not plain JSON"
         return None
-    return {"kind": "json", "value": json.loads(text)} if same else None
+    return {"kind": "json", "value": parsed} if same else None
 
 
 def store(
