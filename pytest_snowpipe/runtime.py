@@ -51,8 +51,8 @@ class Input:
 
 
 @dataclass(frozen=True)
-class StageSpec:
-    """A stage task. ``remote`` is the stage's RemoteSpec (None for a local stage)."""
+class CallSpec:
+    """A task that calls user code: the function, the stage outputs it reads, its environment."""
 
     env: RunEnv
     name: str
@@ -60,20 +60,20 @@ class StageSpec:
     func: Callable[..., Any]
     inputs: tuple[Input, ...]
     environment: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StageSpec(CallSpec):
+    """A stage task. ``remote`` is the stage's RemoteSpec (None for a local stage)."""
+
     is_yield: bool
     remote: Any = None
 
 
 @dataclass(frozen=True)
-class GateSpec:
+class GateSpec(CallSpec):
     """A gate branch: returns ``on_pass``/``on_fail`` (successor task names) or NO_ACTION."""
 
-    env: RunEnv
-    name: str
-    task: str
-    func: Callable[..., Any]
-    inputs: tuple[Input, ...]
-    environment: tuple[str, ...]
     on_pass: str
     on_fail: str
 
@@ -156,7 +156,7 @@ def _env_value(name: str, session: Any, config: Any) -> Any:
     raise TaskBodyError(f"fixture {name!r} is not available in a Task Graph task")
 
 
-def _inputs(spec: StageSpec | GateSpec, session: Any, ctx: Any, config: Any) -> dict[str, Any]:
+def _inputs(spec: CallSpec, session: Any, ctx: Any, config: Any) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     for inp in spec.inputs:
         text = ctx.get_predecessor_return_value(inp.task)
