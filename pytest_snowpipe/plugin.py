@@ -108,12 +108,7 @@ def pytest_runtestloop(session: pytest.Session) -> object:
     graph = session.config.stash.get(graph_key, None)
     if settings.deploy is None:
         if settings.connection and graph is not None:  # connect up front: a broken one is a usage error
-            from pytest_snowpipe.backends.connection import ConnectionConfigError, create_session
-
-            try:
-                session.config.stash[session_key] = create_session(settings.connection)
-            except ConnectionConfigError as exc:
-                raise pytest.UsageError(str(exc)) from None
+            session.config.stash[session_key] = _connect(settings.connection)
         return None
     if graph is None:
         raise pytest.UsageError("--snowpipe-deploy: no test is marked snowpipe_gate, so there is no pipeline to deploy.")
@@ -185,6 +180,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         rec.message = "" if skipped else "a stage it depends on failed"
 
 
+def _connect(connection: str) -> Any:
+    """A real session for ``connection``; a failure is a usage error naming it and its file."""
+    from pytest_snowpipe.backends.connection import ConnectionConfigError, create_session
+
+    try:
+        return create_session(connection)
+    except ConnectionConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(session_key, None)
     if session is not None:
@@ -210,22 +215,16 @@ def snowpipe_config(pytestconfig: pytest.Config) -> Any:
 def snowpipe_session(pytestconfig: pytest.Config) -> Iterator[Any]:
     """A Snowpark session: the real account if a connection is configured, else local testing."""
     existing = pytestconfig.stash.get(session_key, None)
-    if existing is not None:
+    if existing is not None:  # opened before the run; pytest_unconfigure closes it
         yield existing
         return
     settings = pytestconfig.stash[settings_key]
     if settings.connection:
-        from pytest_snowpipe.backends.connection import ConnectionConfigError, create_session
-
-        try:
-            session = create_session(settings.connection)
-        except ConnectionConfigError as exc:
-            raise pytest.UsageError(str(exc)) from None
+        session = _connect(settings.connection)
     else:
         from pytest_snowpipe.backends.local import create_local_session
 
         session = create_local_session()
-    pytestconfig.stash[session_key] = session
     try:
         yield session
     finally:
