@@ -7,7 +7,6 @@ consume its output never run on bad data (a blocking check, as Dagster's asset c
 """
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -74,7 +73,7 @@ def check_output(stage: str, func: Callable[..., Any], value: Any) -> list[Check
     from pytest_snowpipe.contracts import ContractViolation
 
     outcomes = []
-    for exp in expectations_of(func) or expectations_of(inspect.unwrap(func)):
+    for exp in expectations_of(func):
         target = value
         if exp.key is not None:
             if not isinstance(value, dict) or exp.key not in value:

@@ -437,13 +437,13 @@ def compile_graph(graph: PipelineGraph, opts: CompileOptions | None = None) -> C
         kinds[spec.task], bodies[spec.task], functions[spec.task] = kind, spec, fn
         return task
 
-    def inputs(params: Any, reads: tuple[str, ...]) -> tuple[Any, ...]:
+    def inputs(reads: tuple[str, ...]) -> tuple[Any, ...]:
         return tuple(rt.Input(param=r, stage=r, task=task_name(r)) for r in reads)
 
     for s in graph.stages:
         spec = rt.StageSpec(
             env=env, name=s.name, task=task_name(s.name), func=s.func,
-            inputs=inputs(None, s.predecessors), environment=s.environment, is_yield=s.is_yield, remote=s.remote,
+            inputs=inputs(s.predecessors), environment=s.environment, is_yield=s.is_yield, remote=s.remote,
         )
         tasks[s.name] = add(spec, KIND_REMOTE if s.remote is not None else KIND_STAGE)
         for p in s.predecessors:
@@ -451,7 +451,7 @@ def compile_graph(graph: PipelineGraph, opts: CompileOptions | None = None) -> C
     for g in graph.gates:
         names = action_names(g)
         gspec = rt.GateSpec(
-            env=env, name=g.name, task=task_name(g.name), func=g.func, inputs=inputs(None, g.reads),
+            env=env, name=g.name, task=task_name(g.name), func=g.func, inputs=inputs(g.reads),
             environment=g.environment, on_pass=names.get("on_pass", rt.NO_ACTION),
             on_fail=names.get("on_fail", rt.NO_ACTION),
         )
