@@ -202,19 +202,25 @@ def _describe_unpicklable(stage: str, what: str, exc: BaseException) -> RemoteEr
     )
 
 
-def _check_argument(stage: str, name: str, value: Any) -> bytes:
-    import cloudpickle
-
+def _refuse_session(stage: str, name: str, value: Any) -> None:
     if type(value).__name__ == "Session" and type(value).__module__.startswith("snowflake.snowpark"):
         raise RemoteError(
             f"remote stage {stage!r}: argument {name!r} is a Snowpark Session, which cannot travel "
             "to an ML Job; the job has its own session: call "
             "snowflake.snowpark.context.get_active_session() inside the stage instead."
         )
-    try:
-        return bytes(cloudpickle.dumps(value))
-    except Exception as exc:  # cloudpickle raises TypeError, PicklingError, AttributeError...
-        raise _describe_unpicklable(stage, f"argument {name!r}", exc) from None
+
+
+def _unpicklable_part(stage: str, arguments: dict[str, Any], exc: BaseException) -> RemoteError:
+    """After the payload failed to pickle: name the first argument that cannot, else the function."""
+    import cloudpickle
+
+    for name, value in arguments.items():
+        try:
+            cloudpickle.dumps(value)
+        except Exception as arg_exc:  # cloudpickle raises TypeError, PicklingError, AttributeError...
+            return _describe_unpicklable(stage, f"argument {name!r}", arg_exc)
+    return _describe_unpicklable(stage, "the stage function", exc)
 
 
 def run_in_fresh_process(
@@ -230,13 +236,13 @@ def run_in_fresh_process(
     bound = inspect.signature(func).bind(*args, **kwargs)
     arguments = {name: materialize(value) for name, value in bound.arguments.items()}
     for name, value in arguments.items():
-        _check_argument(stage, name, value)
+        _refuse_session(stage, name, value)
 
     with modules_pickled_by_value(_project_modules(func)):
-        try:
+        try:  # one pass over the data; only a failure pays for finding the culprit
             payload = cloudpickle.dumps((func, arguments))
         except Exception as exc:
-            raise _describe_unpicklable(stage, "the stage function", exc) from None
+            raise _unpicklable_part(stage, arguments, exc) from None
 
     with tempfile.TemporaryDirectory(prefix="snowpipe-remote-") as tmp:
         inp, out = Path(tmp) / "payload.pkl", Path(tmp) / "result.pkl"
