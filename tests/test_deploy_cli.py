@@ -3,23 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-YIELD_STAGES = '''
-import pathlib
-import pytest
+from conftest import PURE_STAGES
 
-@pytest.fixture(scope="session")
-def raw():
-    yield [1, 2, 3, 4]
-    pathlib.Path("finalized.txt").write_text("cleaned")
-
-@pytest.fixture(scope="session")
-def model(raw):
-    return {"weights": sum(raw)}
-
-@pytest.fixture(scope="session")
-def metrics(model, snowpipe_config):
-    return {"score": model["weights"] / 10}
-'''
+# the shared tiny pipeline, with `raw` as a yield fixture whose teardown leaves a mark
+YIELD_STAGES = "import pathlib\n" + PURE_STAGES.replace(
+    "    return [1, 2, 3, 4]", '    yield [1, 2, 3, 4]\n    pathlib.Path("finalized.txt").write_text("cleaned")'
+)
 
 
 def test_dry_run_prints_the_plan(pipeline_suite):
