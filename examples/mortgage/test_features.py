@@ -3,26 +3,20 @@ from __future__ import annotations
 
 import math
 
-import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 
 import mortgage_pipeline as pipeline
 from mortgage_contracts import features_contract, raw_contract
 
 
-@pytest.fixture(scope="module")
-def session(snowpipe_session):
-    return snowpipe_session
-
-
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None)
 @given(raw=raw_contract.strategy(min_rows=1, max_rows=12))
-def test_features_hold_their_contract(session, raw):
+def test_features_hold_their_contract(snowpipe_session, raw):
     from snowflake.snowpark.types import DoubleType, LongType, StringType, StructField, StructType
 
     kinds = {"int64": LongType(), "float64": DoubleType()}
     schema = StructType([StructField(c, kinds.get(str(raw[c].dtype), StringType())) for c in raw.columns])
-    frame = session.create_dataframe([tuple(r) for r in raw.itertuples(index=False)], schema=schema)
+    frame = snowpipe_session.create_dataframe([tuple(r) for r in raw.itertuples(index=False)], schema=schema)
     out = pipeline.features(frame).to_pandas()
     assert len(out) == len(raw)                                  # row count preserved
     features_contract.validate(out)                              # derived columns typed, never null
