@@ -38,6 +38,7 @@ class ActionContext:
     registry: LocalRegistry
     webhook_env: str = DEFAULT_WEBHOOK_ENV
     notes: list[str] = field(default_factory=list)
+    hook: Any = None  # pytest's hook relay: the plugin's hookspecs (None in a compiled task)
 
     @property
     def model(self) -> Any:
@@ -79,6 +80,8 @@ def promote(ctx: ActionContext) -> ActionOutcome:
         "gate_code": ctx.gate.key,
         "data": data,
     }
+    if ctx.hook is not None:  # a hook that raises stops the promote before the registry is touched
+        ctx.hook.pytest_snowpipe_promote_before(ctx=ctx, model_name=name)
     version = ctx.registry.promote(
         name,
         ctx.model,
@@ -87,6 +90,14 @@ def promote(ctx: ActionContext) -> ActionOutcome:
         fingerprints=fingerprints,
         extra={"gate": ctx.gate.nodeid},
     )
+    if ctx.hook is not None:
+        try:
+            ctx.hook.pytest_snowpipe_promote_after(ctx=ctx, version=version)
+        except Exception as exc:
+            raise ActionError(
+                f"gate {ctx.gate.name!r}: {name} {version.version} was promoted and is the default, "
+                f"but a pytest_snowpipe_promote_after hook failed: {type(exc).__name__}: {exc}"
+            ) from exc
     return ActionOutcome(
         "promote", f"{name} {version.version} is now the default ({ctx.registry.root})", version
     )
@@ -113,6 +124,10 @@ def alert(ctx: ActionContext) -> ActionOutcome:
     text = f"pytest-snowpipe gate {ctx.gate.name} {ctx.verdict}"
     if ctx.message:
         text += f": {ctx.message.splitlines()[0][:500]}"
+    if ctx.hook is not None:  # another plugin may deliver it (Slack, e-mail, PagerDuty...)
+        delivered = ctx.hook.pytest_snowpipe_alert(ctx=ctx, text=text)
+        if delivered is not None:
+            return delivered if isinstance(delivered, ActionOutcome) else ActionOutcome("alert", str(delivered))
     url = os.environ.get(ctx.webhook_env, "").strip()
     if url:
         _post_webhook(

@@ -16,7 +16,7 @@ import re
 import sys
 import textwrap
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -68,6 +68,10 @@ class CompileOptions:
     notification_integration: str | None = None
     registry_path: str | None = None
     check_pickle: bool = True
+    # Extension points (the plugin wires them to its hooks; a library caller may pass plain functions):
+    # where one stage's output files go (None: ``stage_location``), and a last look at each task.
+    artifact_location: Callable[[Stage], str | None] | None = None
+    adjust_task: Callable[[Any, str, Stage | Gate | None], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -398,6 +402,21 @@ def _pickle_problems(graph: PipelineGraph, bodies: Mapping[str, Any], functions:
 # ---------------------------------------------------------------- compile
 
 
+def _output_location(stage: Stage, opts: CompileOptions) -> str | None:
+    """The stage path for ``stage``'s files from ``opts.artifact_location``, checked."""
+    if opts.artifact_location is None:
+        return None
+    where = opts.artifact_location(stage)
+    if where is None:
+        return None
+    if not isinstance(where, str) or not where.startswith("@") or len(where) < 2:
+        raise CompileError(
+            [f"stage {stage.name!r}: the artifact location {where!r} is not a stage path; "
+             "return one such as '@DB.SCHEMA.STAGE/path' (or None for the default)"]
+        )
+    return where
+
+
 def compile_graph(graph: PipelineGraph, opts: CompileOptions | None = None) -> CompiledPipeline:
     """Build the dagv1 DAG of ``graph``; raise CompileError listing every problem."""
     opts = opts or CompileOptions()
@@ -431,10 +450,13 @@ def compile_graph(graph: PipelineGraph, opts: CompileOptions | None = None) -> C
     functions: dict[str, Any] = {}
     tasks: dict[str, Any] = {}
 
-    def add(spec: Any, kind: str, cls: Any = DAGTask, **kw: Any) -> Any:
+    nodes: dict[str, Stage | Gate | None] = {}
+
+    def add(spec: Any, kind: str, node: Stage | Gate | None, cls: Any = DAGTask, **kw: Any) -> Any:
         fn = rt.task_function(spec)
         task = cls(spec.task, fn, dag=dag, **kw)
         kinds[spec.task], bodies[spec.task], functions[spec.task] = kind, spec, fn
+        nodes[spec.task] = node
         return task
 
     def inputs(reads: tuple[str, ...]) -> tuple[Any, ...]:
@@ -444,8 +466,9 @@ def compile_graph(graph: PipelineGraph, opts: CompileOptions | None = None) -> C
         spec = rt.StageSpec(
             env=env, name=s.name, task=task_name(s.name), func=s.func,
             inputs=inputs(s.predecessors), environment=s.environment, is_yield=s.is_yield, remote=s.remote,
+            output_location=_output_location(s, opts),
         )
-        tasks[s.name] = add(spec, KIND_REMOTE if s.remote is not None else KIND_STAGE)
+        tasks[s.name] = add(spec, KIND_REMOTE if s.remote is not None else KIND_STAGE, s)
         for p in s.predecessors:
             tasks[s.name].add_predecessors(tasks[p])
     for g in graph.gates:
@@ -455,7 +478,7 @@ def compile_graph(graph: PipelineGraph, opts: CompileOptions | None = None) -> C
             environment=g.environment, on_pass=names.get("on_pass", rt.NO_ACTION),
             on_fail=names.get("on_fail", rt.NO_ACTION),
         )
-        branch = add(gspec, KIND_BRANCH, DAGTaskBranch)
+        branch = add(gspec, KIND_BRANCH, g, DAGTaskBranch)
         for r in g.reads:
             branch.add_predecessors(tasks[r])
         for side, name in names.items():
@@ -463,14 +486,17 @@ def compile_graph(graph: PipelineGraph, opts: CompileOptions | None = None) -> C
                 env=env, task=name, gate=g, graph=graph, verdict="PASS" if side == "on_pass" else "FAIL",
                 action=getattr(g.spec, side),
             )
-            add(aspec, KIND_ACTION).add_predecessors(branch)
+            add(aspec, KIND_ACTION, g).add_predecessors(branch)
     if graph.stages:
         fspec = rt.FinalizerSpec(
             env=env, task=FINALIZER_NAME,
             teardowns=tuple(teardown_of(s) for s in reversed(graph.stages) if s.is_yield),
             stages=tuple(s.name for s in graph.stages),
         )
-        add(fspec, KIND_FINALIZER, is_finalizer=True)
+        add(fspec, KIND_FINALIZER, None, is_finalizer=True)
+    if opts.adjust_task is not None:
+        for task in dag.tasks:
+            opts.adjust_task(task, kinds[task.name], nodes[task.name])
 
     compiled = CompiledPipeline(dag=dag, kinds=kinds, graph=graph, options=opts, bodies=bodies)
     late = _pickle_problems(graph, bodies, functions) if opts.check_pickle else []

@@ -48,6 +48,7 @@ class PipelineRun:
     config: Mapping[str, Any]
     registry: LocalRegistry
     webhook_env: str
+    hook: Any = None  # pytest's hook relay (the plugin's hookspecs); None outside pytest
     outputs: dict[str, Any] = field(default_factory=dict)
     stages: dict[str, StageRecord] = field(default_factory=dict)
     gates: dict[str, GateRecord] = field(default_factory=dict)
@@ -122,6 +123,7 @@ class PipelineRun:
             graph=self.graph,
             registry=self.registry,
             webhook_env=self.webhook_env,
+            hook=self.hook,
         )
         try:
             rec.outcome = run_action(action, ctx)

@@ -43,6 +43,11 @@ def format_plan(compiled: Any) -> str:
         lines.append(f"  {task.name:<32} {kind:<14} after {', '.join(_preds(task, dag.name))}")
         if low.condition:
             lines.append(f"  {'':<32} {'':<14} when {low.condition}")
+        if task.warehouse and task.warehouse != dag.warehouse:
+            lines.append(f"  {'':<32} {'':<14} on warehouse {task.warehouse}")
+        output_location = getattr(compiled.bodies.get(task.name), "output_location", None)
+        if output_location:
+            lines.append(f"  {'':<32} {'':<14} outputs to {output_location}")
     if finalizer is not None:
         task, low = finalizer
         spec = compiled.bodies.get(task.name)

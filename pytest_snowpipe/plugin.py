@@ -22,6 +22,12 @@ run_key = pytest.StashKey["PipelineRun"]()
 session_key = pytest.StashKey[Any]()
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_snowpipe import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     from pytest_snowpipe.settings import INI_KEYS
 
@@ -89,6 +95,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         graph = build_graph(gates)
     except GraphError as exc:
         raise pytest.UsageError(str(exc)) from None
+    vetoes = [r for r in config.hook.pytest_snowpipe_graph_built(graph=graph, config=config) if r]
+    if vetoes:
+        raise pytest.UsageError("the pipeline graph was vetoed by a plugin:\n" + "\n".join(f"  - {r}" for r in vetoes))
     config.stash[graph_key] = graph
     settings = config.stash[settings_key]
     config.stash[run_key] = PipelineRun(
@@ -96,6 +105,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         config=settings.config,
         registry=LocalRegistry(settings.registry),
         webhook_env=settings.webhook_env,
+        hook=config.hook,
     )
 
 
@@ -116,7 +126,7 @@ def pytest_runtestloop(session: pytest.Session) -> object:
 
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     write = reporter.write_line if reporter is not None else print
-    code = run_deploy(graph, settings, write)
+    code = run_deploy(graph, settings, write, session.config)
     if code != 0:
         raise pytest.exit.Exception(f"pytest-snowpipe: the deploy command ended with exit code {code}", returncode=code)
     return True
@@ -178,6 +188,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         skipped = call.excinfo.errisinstance(pytest.skip.Exception)
         rec.verdict = SKIPPED if skipped else ERROR
         rec.message = "" if skipped else "a stage it depends on failed"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_snowpipe_artifact_location(stage: Any, config: pytest.Config) -> str | None:
+    """The default: every output under the graph's ``snowpipe_stage_location``."""
+    deploy = config.stash[settings_key].deploy
+    return None if stage is not None or deploy is None else deploy.stage_location
 
 
 def _connect(connection: str) -> Any:

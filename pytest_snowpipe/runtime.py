@@ -68,6 +68,7 @@ class StageSpec(CallSpec):
 
     is_yield: bool
     remote: Any = None
+    output_location: str | None = None  # a stage path for this stage's files (hook artifact_location)
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,8 @@ def _inputs(spec: CallSpec, session: Any, ctx: Any, config: Any) -> dict[str, An
 def _finish(spec: Any, session: Any, run_id: str, value: Any, name: str | None = None) -> str:
     env = spec.env
     name = name or spec.name
-    pointer = store(session, value, dag=env.dag, stage=name, run_id=run_id, stage_location=env.stage_location)
+    location = getattr(spec, "output_location", None) or env.stage_location
+    pointer = store(session, value, dag=env.dag, stage=name, run_id=run_id, stage_location=location)
     text = pointer_text(pointer, name)
     publish(session, env.stage_location, run_id, name, text)
     return text
