@@ -54,7 +54,7 @@ def build_and_compile(mod: object, n: int) -> tuple[float, int]:
         for i in range(n)
     )
     reads = tuple(f"s{j}" for j in range(n - WIDTH, n))
-    gate = Gate(name="gate", nodeid="gen::gate", func=getattr(mod, "gate"), reads=reads, environment=(),
+    gate = Gate(name="gate", nodeid="gen::gate", func=mod.gate, reads=reads, environment=(),
                 upstream=tuple(s.name for s in stages), spec=GateSpec("alert", None, None, None, None),
                 model_stage=None, metrics_stage=None, location="gen", key="g")
     graph = PipelineGraph(stages=stages, gates=(gate,))
@@ -79,7 +79,7 @@ def main() -> None:
         sys.path.insert(0, str(root))
         # warm the imports (snowflake.core, snowpark) once so sizes compare compile work only
         t0 = time.perf_counter()
-        import snowflake.core.task.dagv1  # noqa: F401
+        import snowflake.core.task.dagv1
         import snowflake.snowpark  # noqa: F401
         warm = time.perf_counter() - t0
         (root / "gen_warm.py").write_text(module_source(12, fixtures=False))

@@ -70,7 +70,7 @@ def make_frame(rows: int, seed: int = 0) -> pd.DataFrame:
     codes = np.array(
         [f"{a}{b}{n:03d}" for a, b, n in zip(
             letters[rng.integers(0, 26, 5000)], letters[rng.integers(0, 26, 5000)],
-            rng.integers(0, 1000, 5000))],
+            rng.integers(0, 1000, 5000), strict=False)],
         dtype=object,
     )
     amount = rng.uniform(0, 5e6, rows)
@@ -142,7 +142,7 @@ def draw_frames(strategy: Any, count: int) -> tuple[float, int, int]:
             run()
         except FailedHealthCheck:
             failures += 1
-        except Exception as exc:  # noqa: BLE001 - e.g. unsatisfiable; counted as failure
+        except Exception as exc:
             print(f"    ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})")
             failures += 1
     return time.perf_counter() - t, drawn, failures
@@ -168,7 +168,7 @@ def snowpark_queries() -> tuple[int, int]:
     )
     rows = [(i, float(i), PURPOSES[i % 3], f"AB{i % 1000:03d}") for i in range(1000)]
     good = session.create_dataframe(rows, schema=schema)
-    bad = session.create_dataframe(rows + [(1, -5.0, "Yacht", "bad")], schema=schema)
+    bad = session.create_dataframe([*rows, (1, -5.0, "Yacht", "bad")], schema=schema)
     counts = []
     for df in (good, bad):
         with session.query_history() as history:

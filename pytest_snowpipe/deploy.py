@@ -119,7 +119,7 @@ def execute(
 def _current(session: Any, method: str) -> str | None:
     try:
         value = getattr(session, method)()
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
     return value.strip('"') if isinstance(value, str) else None
 
@@ -154,15 +154,15 @@ def _deploy(op: Any, compiled: CompiledPipeline, graph: PipelineGraph) -> None:
             op.drop(dag, drop_finalizer=True)
         with pickle_by_value(graph):
             op.deploy(dag, mode=CreateMode.or_replace)
-    except Exception as exc:  # noqa: BLE001 - whatever failed, no half-made graph may stay
+    except Exception as exc:
         problems = []
         try:
             op.drop(dag, drop_finalizer=True)
-        except Exception as drop_exc:  # noqa: BLE001
+        except Exception as drop_exc:
             problems.append(f"drop failed too ({type(drop_exc).__name__}: {drop_exc})")
         try:
             op.schema.tasks[dag.name].suspend()
-        except Exception:  # noqa: BLE001 - usually: the root is already gone
+        except Exception:
             pass
         extra = f"; {'; '.join(problems)}: drop {dag.name} by hand" if problems else "; what was created was dropped"
         raise DeployError(f"deploying Task Graph {dag.name} failed ({type(exc).__name__}: {exc}){extra}") from exc
@@ -204,7 +204,7 @@ def _print_task_states(session: Any, dag_name: str, run_id: Any, write: Callable
             "where run_id = ? and (name = ? or startswith(name, ?)) order by query_start_time",
             params=[run_id, dag_name, f"{dag_name}$"],
         ).collect()
-    except Exception as exc:  # noqa: BLE001 - states are a courtesy; the exit code is the run's
+    except Exception as exc:
         write(f"  (task states unavailable: {type(exc).__name__})")
         return
     for row in rows:

@@ -48,7 +48,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pytest_snowpipe.artifacts import RETURN_VALUE_LIMIT_BYTES
@@ -132,7 +132,7 @@ class RunRecord:
             + (f" (first error: {self.first_error_task_name})" if self.first_error_task_name else "")
         ]
         for i, row in enumerate(rows):
-            lines.append("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
+            lines.append("  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=False)) + "  " + row[4])
             if i == 0:
                 lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 5)
         return "\n".join(line.rstrip() for line in lines)
@@ -271,7 +271,7 @@ class _GraphRun:
         self.config_json: str | None = json.dumps(config) if config else None
         self.run_group_id = str(uuid.uuid4())
         self.root_uuid = str(uuid.uuid4())
-        self.started = datetime.now(timezone.utc)
+        self.started = datetime.now(UTC)
 
     def runtime_info(self, prop: str, as_timestamp: bool) -> Any:
         info: dict[str, Any] = {
@@ -366,13 +366,14 @@ def _body(task: DAGTask) -> Callable[[Any], Any]:
     func = getattr(low.definition, "func", None)
     if not callable(func):  # pragma: no cover - dagv1 always gives a StoredProcedureCall here
         raise _non_python(task, low.definition)
-    return func
+    body: Callable[[Any], Any] = func
+    return body
 
 
 def _execute(node: _Node, session: Session, graph: _GraphRun, runner: Runner | None) -> TaskRun:
     """Run one task body in a worker thread and record its outcome."""
     proxy = _TaskSession(session, graph, node)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     t0 = time.perf_counter()
     error = tb = None
     try:
@@ -386,7 +387,7 @@ def _execute(node: _Node, session: Session, graph: _GraphRun, runner: Runner | N
             _body(node.task)(proxy)
     except _TaskFailure as exc:
         error, tb = str(exc), traceback_module.format_exc()
-    except Exception as exc:  # noqa: BLE001 - any exception from a task body is that task failing
+    except Exception as exc:
         error, tb = f"{type(exc).__name__}: {exc}", traceback_module.format_exc()
     return TaskRun(
         name=node.task.name,

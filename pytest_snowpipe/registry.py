@@ -87,8 +87,8 @@ class LocalRegistry:
     def _ensure_writable(self, folder: Path) -> None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-", delete=True)
-            probe.close()
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-", delete=True):
+                pass
         except OSError as exc:
             raise RegistryError(
                 f"model registry folder {self.root} is not writable ({exc.strerror or exc}); set "
@@ -179,7 +179,7 @@ class LocalRegistry:
             "config": _jsonable(config or {}),
             "fingerprints": _jsonable(fingerprints or {}),
             "extra": _jsonable(extra or {}),
-            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "model_type": f"{type(model).__module__}.{type(model).__qualname__}",
         }
         staging = Path(tempfile.mkdtemp(dir=model_dir / "versions", prefix=".staging-"))

@@ -113,7 +113,7 @@ def _parse_cron(text: str, body: str) -> Cron:
     parts = body.split()
     if len(parts) != 6:
         raise _fail(text, f"has {len(parts)} cron parts; a cron schedule needs 5 fields and a time zone")
-    for value, (field, low, high, names, special) in zip(parts[:5], _CRON_FIELDS):
+    for value, (field, low, high, names, special) in zip(parts[:5], _CRON_FIELDS, strict=False):
         problem = _cron_field_problem(value, low, high, names, special)
         if problem:
             raise _fail(text, f"has an invalid cron {field} field {value!r}: {problem}")

@@ -13,7 +13,7 @@ def webhook():
     received: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (http.server API)
+        def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.append({"path": self.path, "body": json.loads(body)})
             self.send_response(200)

@@ -11,7 +11,6 @@ from pytest_snowpipe.backends.connection import account_configured
 from pytest_snowpipe.compile import CompileOptions
 from pytest_snowpipe.deploy import DeployOptions, DeployUsageError, execute
 from pytest_snowpipe.graph import PipelineGraph
-
 from tests.test_compile import explode, gate, pipeline
 
 

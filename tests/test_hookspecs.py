@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 import snowpipe_hook_plugin
+
 from pytest_snowpipe import hookspecs
 
 HERE = Path(__file__).parent

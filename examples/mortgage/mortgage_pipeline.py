@@ -73,6 +73,6 @@ def evaluate(model: Any, test_pd: Any) -> dict[str, float]:
         "test_precision": float(precision_score(y, pred)),
         "test_recall": float(recall_score(y, pred)),
         "test_f1": float(f1_score(y, pred)),
-        "test_rows": int(len(y)),
+        "test_rows": len(y),
         "positive_rate": float(np.mean(y)),
     }

@@ -14,7 +14,7 @@ def load_wine_table(session: Any) -> Any:
     bunch = load_wine()
     names = [n.upper().replace("/", "_").replace(" ", "_") for n in bunch.feature_names]
     schema = StructType([StructField(n, DoubleType()) for n in names] + [StructField(TARGET, LongType())])
-    rows = [tuple(float(v) for v in x) + (int(y),) for x, y in zip(bunch.data, bunch.target)]
+    rows = [(*tuple(float(v) for v in x), int(y)) for x, y in zip(bunch.data, bunch.target, strict=False)]
     return session.create_dataframe(rows, schema=schema)
 
 

@@ -68,7 +68,8 @@ def create_session(name: str) -> Session:
     from snowflake.snowpark import Session
 
     try:
-        return Session.builder.configs(params).create()
+        session: Session = Session.builder.configs(params).create()
+        return session
     except Exception as exc:  # the connector raises many types; the user needs one message
         reason = type(exc).__name__
         text = str(exc).strip()

@@ -56,7 +56,8 @@ def create_local_session() -> Session:
     from snowflake.snowpark import Session
 
     fix_to_pandas_alignment()
-    return Session.builder.config("local_testing", True).create()
+    session: Session = Session.builder.config("local_testing", True).create()
+    return session
 
 
 def is_local_session(session: Any) -> bool:

@@ -326,7 +326,7 @@ def _build(dtype: Any, name: str, rules: Mapping[str, Any]) -> ColumnSpec:
 
 def _fits(kind: str, value: Any) -> bool:
     if kind == "int":
-        return isinstance(value, int) and not isinstance(value, bool) or (
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
             hasattr(value, "dtype") and value.dtype.kind in "iu"
         )
     if kind == "float":

@@ -103,13 +103,10 @@ def _check_column(spec: ColumnSpec, s: pd.Series) -> list[Violation]:
     n = len(s)
     is_str_like = s.dtype.kind == "O" or isinstance(s.dtype, pd.StringDtype)
     factor: tuple[np.ndarray, pd.Index] | None = None
-    if is_str_like and kind == "str" or is_str_like and (spec.isin is not None or spec.unique):
+    if (is_str_like and kind == "str") or (is_str_like and (spec.isin is not None or spec.unique)):
         codes, uniques = pd.factorize(s, use_na_sentinel=True)
         factor = (np.asarray(codes), pd.Index(uniques))
-    if factor is not None:
-        type_ok = dtype_matches(kind, s.dtype, factor[1])
-    else:
-        type_ok = dtype_matches(kind, s.dtype, s)
+    type_ok = dtype_matches(kind, s.dtype, factor[1]) if factor is not None else dtype_matches(kind, s.dtype, s)
     if not type_ok:
         out.append(
             Violation(name, "dtype", n, (str(s.dtype),),
@@ -132,7 +129,7 @@ def _check_column(spec: ColumnSpec, s: pd.Series) -> list[Violation]:
                 out.append(Violation(name, "nullable", count,
                                      _examples(s.index, null_mask), "nulls in column"))
 
-    if numeric and (type_ok or kind in ("int", "float") and s.dtype.kind in "iuf"):
+    if numeric and (type_ok or (kind in ("int", "float") and s.dtype.kind in "iuf")):
         for rule in ("ge", "gt", "le", "lt"):
             bound = getattr(spec, rule)
             if bound is None:
@@ -162,7 +159,7 @@ def _check_column(spec: ColumnSpec, s: pd.Series) -> list[Violation]:
             pass  # regex is str-only; a str column always takes the factorized path
 
     if spec.checks and type_ok:
-        for rule, check in zip(check_rule_names(len(spec.checks)), spec.checks):
+        for rule, check in zip(check_rule_names(len(spec.checks)), spec.checks, strict=False):
             out.extend(_custom(spec, s, rule, check))
     return out
 
@@ -256,7 +253,7 @@ def _custom(spec: ColumnSpec, s: pd.Series, rule: str, check: Any) -> list[Viola
     data = s.dropna() if s.hasnans else s
     try:
         res = check(data)
-    except Exception as exc:  # noqa: BLE001 - reported as the rule's failure
+    except Exception as exc:
         return [Violation(spec.name, rule, len(data),
                           detail=f"check raised {type(exc).__name__}: {exc}")]
     if isinstance(res, (bool, np.bool_)):
