@@ -33,3 +33,22 @@ def test_marker_and_options_are_registered(pytester: pytest.Pytester):
 
 def test_strict_markers_clean(pipeline_suite):
     pipeline_suite().runpytest("--strict-markers").assert_outcomes(passed=1)
+
+
+def test_hypothesis_plugin_and_its_statistics_work_beside_ours(pipeline_suite):
+    pytester = pipeline_suite()
+    pytester.makepyfile(
+        test_property='''
+from hypothesis import given, strategies as st
+
+@given(st.integers(min_value=0, max_value=100))
+def test_scaled_score_stays_in_range(raw, n):
+    assert 0 <= n * sum(raw) <= 1000
+'''
+    )
+    result = pytester.runpytest_subprocess("--hypothesis-show-statistics", "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+    out = result.stdout.str()
+    assert "Hypothesis Statistics" in out
+    assert "test_scaled_score_stays_in_range" in out.split("Hypothesis Statistics", 1)[1]
+    result.stdout.fnmatch_lines(["*snowpipe pipeline*", "gate test_gate: PASS*"])
