@@ -23,17 +23,26 @@ _EXPORTS: dict[str, str] = {
     "column": "pytest_snowpipe.contracts",
     "ContractViolation": "pytest_snowpipe.contracts",
     "expect": "pytest_snowpipe.checks",
+    "source": "pytest_snowpipe.sources",
+    "SnowpipeCacheWarning": "pytest_snowpipe.cache",
+    "Champion": "pytest_snowpipe.champion",
+    "assert_metric": "pytest_snowpipe.champion",
+    "assert_no_regression": "pytest_snowpipe.champion",
+    "MetricMissing": "pytest_snowpipe.champion",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 if TYPE_CHECKING:  # pragma: no cover
     from pytest_snowpipe.actions import ActionContext
+    from pytest_snowpipe.champion import Champion, MetricMissing, assert_metric, assert_no_regression
+    from pytest_snowpipe.cache import SnowpipeCacheWarning
     from pytest_snowpipe.checks import expect
     from pytest_snowpipe.contracts import Contract, ContractViolation, column
     from pytest_snowpipe.errors import SnowpipeError
     from pytest_snowpipe.graph import Gate, PipelineGraph, Stage
     from pytest_snowpipe.remote_stage import RemoteSpec, remote
+    from pytest_snowpipe.sources import source
 
 
 def __getattr__(name: str) -> Any:

@@ -24,6 +24,7 @@ from typing import Any
 
 from pytest_snowpipe.errors import SnowpipeError
 from pytest_snowpipe.graph import Gate, PipelineGraph, Stage
+from pytest_snowpipe.schedule import MAX_INTERVAL, MIN_INTERVAL
 
 MAX_TASKS = 1000
 MAX_EDGES = 100
@@ -137,7 +138,7 @@ def default_packages(graph: PipelineGraph) -> tuple[str, ...]:
 # ---------------------------------------------------------------- teardown (yield stages)
 
 
-def _function_node(func: Any) -> tuple[ast.FunctionDef, str, int]:
+def _function_node(func: Any) -> tuple[ast.FunctionDef | ast.AsyncFunctionDef, str, int]:
     raw = inspect.unwrap(func)
     source = textwrap.dedent(inspect.getsource(raw))
     tree = ast.parse(source)
@@ -190,11 +191,12 @@ def teardown_of(stage: Stage) -> Any:
             if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store) and sub.id not in params:
                 params.append(sub.id)
     body = after or [ast.Pass()]
+    since_312: dict[str, Any] = {"type_params": []} if sys.version_info >= (3, 12) else {}  # required from 3.12
     fn = ast.FunctionDef(
         name=f"teardown_{stage.name}",
         args=ast.arguments(posonlyargs=[], args=[], vararg=None, kwonlyargs=[ast.arg(arg=p) for p in params],
                            kw_defaults=[None] * len(params), kwarg=None, defaults=[]),
-        body=body, decorator_list=[], returns=None, type_params=[],
+        body=body, decorator_list=[], returns=None, **since_312,
     )
     module = ast.Module(body=[fn], type_ignores=[])
     ast.fix_missing_locations(module)
@@ -244,8 +246,8 @@ def validate(graph: PipelineGraph, opts: CompileOptions) -> list[str]:
                 f"config key {key!r}: a Task Graph config value must be str, int, float or bool, "
                 f"not {type(value).__name__}"
             )
-    if isinstance(opts.schedule, timedelta) and not timedelta(minutes=1) <= opts.schedule <= timedelta(days=8):
-        problems.append(f"schedule {opts.schedule}: a Task Graph interval must be between 1 minute and 8 days")
+    if isinstance(opts.schedule, timedelta) and not MIN_INTERVAL <= opts.schedule <= MAX_INTERVAL:
+        problems.append(f"schedule {opts.schedule}: a Task Graph interval must be between 10 seconds and 8 days")
 
     # names: (task name, what) for every task
     named: list[tuple[str, str]] = []
@@ -303,6 +305,11 @@ def validate(graph: PipelineGraph, opts: CompileOptions) -> list[str]:
             problems.append(f"stage {s.name!r}: a remote stage cannot be a yield fixture")
     for g in graph.gates:
         missing = [r for r in g.reads if r not in stage_names]
+        unknown = set(g.environment) - {"snowpipe_session", "snowpipe_config", "snowpipe_champion"}
+        if unknown:
+            problems.append(f"gate {g.name!r} requests {', '.join(sorted(unknown))}, unavailable in a Task Graph task")
+        if "snowpipe_champion" in g.environment and not g.model_name:
+            problems.append(f"gate {g.name!r} requests snowpipe_champion but names no model: add model_name=... to its marker")
         if missing:
             problems.append(f"gate {g.name!r} reads {', '.join(missing)}, which are not stages of the graph")
         if len(g.reads) > MAX_EDGES:
@@ -434,7 +441,7 @@ def compile_graph(graph: PipelineGraph, opts: CompileOptions | None = None) -> C
         registry_path=opts.registry_path,
         notification_integration=opts.notification_integration,
     )
-    packages = list(opts.packages if opts.packages is not None else default_packages(graph))
+    packages: list[Any] = list(opts.packages if opts.packages is not None else default_packages(graph))
     dag = DAG(
         opts.dag_name,
         imports=[plugin_import()],
@@ -476,7 +483,7 @@ def compile_graph(graph: PipelineGraph, opts: CompileOptions | None = None) -> C
         gspec = rt.GateSpec(
             env=env, name=g.name, task=task_name(g.name), func=g.func, inputs=inputs(g.reads),
             environment=g.environment, on_pass=names.get("on_pass", rt.NO_ACTION),
-            on_fail=names.get("on_fail", rt.NO_ACTION),
+            on_fail=names.get("on_fail", rt.NO_ACTION), model_name=g.model_name,
         )
         branch = add(gspec, KIND_BRANCH, g, DAGTaskBranch)
         for r in g.reads:

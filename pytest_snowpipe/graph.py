@@ -12,12 +12,15 @@ import hashlib
 import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from pytest_snowpipe.codedeps import stage_dependencies
 from pytest_snowpipe.errors import GraphError
 from pytest_snowpipe.gate import GateSpec, GateSpecError, action_label, parse_gate_marker
 from pytest_snowpipe.remote_stage import RemoteSpec, remote_spec
+from pytest_snowpipe.sources import SourceSpec
 
 PLUGIN_MODULE_PREFIX = "pytest_snowpipe"
 
@@ -34,6 +37,12 @@ class Stage:
     remote: RemoteSpec | None
     location: str
     key: str
+    # what the key covers beyond the stage's own source (see codedeps.py): project-local
+    # functions/classes it reaches, the config keys it reads (None: the whole config, reads
+    # not visible statically), the outside data it declares with sp.source
+    calls: tuple[str, ...] = ()
+    config_keys: tuple[str, ...] | None = ()
+    sources: SourceSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +112,8 @@ class PipelineGraph:
     def key(self) -> str:
         """One hash of the whole graph: equal keys mean nothing the graph knows of changed."""
         h = hashlib.sha256()
-        for node in (*self.stages, *self.gates):
+        nodes: tuple[Stage | Gate, ...] = (*self.stages, *self.gates)
+        for node in nodes:
             h.update(f"{node.name}:{node.key};".encode())
         return h.hexdigest()[:16]
 
@@ -258,8 +268,18 @@ def _env_names(func_args: Iterable[str], defs: Mapping[str, Sequence[Any]]) -> t
     return tuple(a for a in func_args if defs.get(a) and _is_environment(defs[a][-1]))
 
 
-def build_graph(gate_items: Sequence[Any], marker_name: str = "snowpipe_gate") -> PipelineGraph:
+def build_graph(
+    gate_items: Sequence[Any],
+    marker_name: str = "snowpipe_gate",
+    *,
+    config: Mapping[str, Any] | None = None,
+    root: Path | None = None,
+) -> PipelineGraph:
     """Build the PipelineGraph from collected gate items (pytest ``Function`` items).
+
+    ``config`` (the run's snowpipe_config) and ``root`` (the project folder: code under it is
+    the project's) feed the stage keys: the config values a stage reads and the
+    project-local code it calls are part of its key.
 
     Every problem is gathered and raised together as one GraphError, each line naming the
     fixture or gate and the fix.
@@ -341,6 +361,8 @@ def build_graph(gate_items: Sequence[Any], marker_name: str = "snowpipe_gate") -
         h = hashlib.sha256()
         h.update(code_hash(fixturedef.func).encode())
         h.update(repr(spec_r).encode())
+        deps = stage_dependencies(fixturedef.func, fixturedef.argnames, config, root or Path.cwd())
+        h.update(deps.digest.encode())
         for p in preds[name]:
             h.update(f"{p}={keys[p]}".encode())
         keys[name] = h.hexdigest()[:16]
@@ -354,6 +376,9 @@ def build_graph(gate_items: Sequence[Any], marker_name: str = "snowpipe_gate") -
                 remote=spec_r,
                 location=_location(fixturedef.func),
                 key=keys[name],
+                calls=deps.calls,
+                config_keys=deps.config_keys,
+                sources=deps.sources,
             )
         )
     keyed_gates = []

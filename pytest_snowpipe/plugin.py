@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from pytest_snowpipe.champion import Champion
+    from pytest_snowpipe.evidence import CiState
     from pytest_snowpipe.graph import PipelineGraph
     from pytest_snowpipe.localrun import PipelineRun
+    from pytest_snowpipe.memo import Memo
     from pytest_snowpipe.registry import LocalRegistry
     from pytest_snowpipe.settings import Settings
 
@@ -20,6 +23,9 @@ settings_key = pytest.StashKey["Settings"]()
 graph_key = pytest.StashKey["PipelineGraph | None"]()
 run_key = pytest.StashKey["PipelineRun"]()
 session_key = pytest.StashKey[Any]()
+memo_key = pytest.StashKey["Memo"]()  # the stage cache of this run (absent: cache off)
+run_store_key = pytest.StashKey[Any]()  # xdist controller: the workers' run-only store (--snowpipe-no-cache)
+ci_key = pytest.StashKey["CiState"]()  # champions, comparisons, failures: what the CI report adds to the run
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -60,6 +66,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="with --snowpipe-deploy: execute the deployed graph once and wait; exit code = its result")
     group.addoption("--snowpipe-dag-name", dest="snowpipe_dag_name", metavar="NAME",
                     help="name of the Task Graph (default: ini snowpipe_dag_name, SNOWPIPE_PIPELINE)")
+    group.addoption("--snowpipe-report", dest="snowpipe_report", metavar="DIR",
+                    help="write report.json and report.md into DIR at the end of the session (also appended "
+                    "to $GITHUB_STEP_SUMMARY when set); default: ini snowpipe_report_dir")
+    group.addoption("--snowpipe-no-cache", dest="snowpipe_no_cache", action="store_true",
+                    help="run every stage: neither read stage outputs from the stage cache nor store them")
+    group.addoption("--snowpipe-cache-clear", dest="snowpipe_cache_clear", action="store_true",
+                    help="empty the stage cache before the run")
     for name, kind, default, help_text in INI_KEYS:
         parser.addini(name, help_text, type=kind, default=default)
 
@@ -68,17 +81,28 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_snowpipe.gate import MARKER_HELP
 
     config.addinivalue_line("markers", MARKER_HELP)
-    from pytest_snowpipe.backends.connection import ConnectionConfigError, load_connection
     from pytest_snowpipe.config import ConfigError
     from pytest_snowpipe.settings import read_settings
 
     try:
         settings = read_settings(config.getoption, config.getini, config.rootpath)
-        if settings.connection:
-            load_connection(settings.connection)
-    except (ConfigError, ConnectionConfigError) as exc:
+    except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if settings.connection:  # the connections file is read only when a connection is asked for
+        from pytest_snowpipe.backends.connection import ConnectionConfigError, load_connection
+
+        try:
+            load_connection(settings.connection)
+        except ConnectionConfigError as exc:
+            raise pytest.UsageError(str(exc)) from None
     config.stash[settings_key] = settings
+    if settings.cache_clear:  # --snowpipe-cache-clear, before anything runs (xdist workers: done already)
+        from pytest_snowpipe.memo import clear_at_start
+
+        clear_at_start(config, settings)
+    if settings.report_dir is not None:
+        _ci_state(config)  # starts the report's clock
+    config.pluginmanager.register(_CiHooks(config), "snowpipe-ci-report")
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -92,7 +116,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     from pytest_snowpipe.registry import LocalRegistry
 
     try:
-        graph = build_graph(gates)
+        graph = build_graph(gates, config=config.stash[settings_key].config, root=config.rootpath)
     except GraphError as exc:
         raise pytest.UsageError(str(exc)) from None
     vetoes = [r for r in config.hook.pytest_snowpipe_graph_built(graph=graph, config=config) if r]
@@ -119,6 +143,12 @@ def pytest_runtestloop(session: pytest.Session) -> object:
     if settings.deploy is None:
         if settings.connection and graph is not None:  # connect up front: a broken one is a usage error
             session.config.stash[session_key] = _connect(settings.connection)
+        if graph is not None:  # stage cache: keys, hits, and the hits' upstream cut from the closures
+            from pytest_snowpipe.memo import prepare
+
+            memo = prepare(session.config, session.items, graph, session.config.stash[run_key], settings, session_key)
+            if memo is not None:
+                session.config.stash[memo_key] = memo
         return None
     if graph is None:
         raise pytest.UsageError("--snowpipe-deploy: no test is marked snowpipe_gate, so there is no pipeline to deploy.")
@@ -132,11 +162,19 @@ def pytest_runtestloop(session: pytest.Session) -> object:
     return True
 
 
+@pytest.hookimpl(tryfirst=True, specname="pytest_fixture_setup")
+def pytest_fixture_setup_from_cache(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> object | None:
+    """A stage stored in the stage cache is loaded instead of run; otherwise its key's lock is taken."""
+    memo = request.config.stash.get(memo_key, None)
+    return None if memo is None else memo.setup(fixturedef, request)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Generator[None, object, object]:
     run = request.config.stash.get(run_key, None)
     if run is None or fixturedef.argname not in run.graph:
         return (yield)
+    memo = request.config.stash.get(memo_key, None)
     started = run.stage_started()
     try:
         value = yield
@@ -145,9 +183,18 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.Fix
 
         explain_local_testing_gap(exc)
         run.stage_done(fixturedef.argname, started, error=exc)
+        if memo is not None:
+            memo.abandon(fixturedef.argname)
         raise
     run.stage_done(fixturedef.argname, started, value=value)
-    run.check_stage(fixturedef.argname, fixturedef.func, value)  # raises on violation: consumers don't run
+    try:
+        run.check_stage(fixturedef.argname, fixturedef.func, value)  # raises on violation: consumers don't run
+    except BaseException:
+        if memo is not None:
+            memo.abandon(fixturedef.argname)
+        raise
+    if memo is not None:
+        memo.stored(fixturedef.argname, value)  # only outputs that passed their checks are stored
     return value
 
 
@@ -158,6 +205,10 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         return (yield)
     from pytest_snowpipe.localrun import ERROR, FAIL, PASS, SKIPPED
 
+    memo = item.config.stash.get(memo_key, None)
+    if memo is not None:  # while the gate's action runs, a cached stage it reads is loaded on demand
+        memo.bind(item)
+        item.addfinalizer(lambda: memo.bind(None))
     try:
         result = yield
     except (AssertionError, pytest.fail.Exception) as exc:
@@ -176,9 +227,30 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     return result
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
+    """Around a gate's body: note its champion (before its promote runs), record its comparisons."""
+    run = pyfuncitem.config.stash.get(run_key, None)
+    if run is None or run.gate_for(pyfuncitem.nodeid) is None:
+        return (yield)
+    from pytest_snowpipe.champion import recording
+    from pytest_snowpipe.evidence import note_champion
+
+    state = _ci_state(pyfuncitem.config)
+    note_champion(run, state, pyfuncitem.nodeid)
+    with recording(state.gate(pyfuncitem.nodeid).comparisons):
+        return (yield)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
     run = item.config.stash.get(run_key, None)
+    if run is not None and call.when == "teardown" and run.gate_for(item.nodeid) is not None:
+        from pytest_snowpipe.evidence import gate_properties  # JUnit <property>s of the gate's test case
+
+        item.user_properties.extend(
+            gate_properties(run, _ci_state(item.config), item.nodeid, item.config.stash[settings_key])
+        )
     if run is None or call.when != "setup" or call.excinfo is None:
         return
     rec = run.gate_for(item.nodeid)
@@ -207,10 +279,91 @@ def _connect(connection: str) -> Any:
         raise pytest.UsageError(str(exc)) from None
 
 
+def _ci_state(config: pytest.Config) -> CiState:
+    state = config.stash.get(ci_key, None)
+    if state is None:
+        from pytest_snowpipe.evidence import CiState
+
+        state = config.stash[ci_key] = CiState()
+    return state
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the CI report (every case: pass, fail, stage error, Ctrl-C, pytest.exit, collection errors)."""
+    settings = session.config.stash.get(settings_key, None)
+    if settings is None or settings.report_dir is None:
+        return
+    from pytest_snowpipe.ci_report import finish_session
+
+    finish_session(session, int(exitstatus), session.config.stash.get(run_key, None), _ci_state(session.config), settings)
+
+
+class _CiHooks:
+    """The report's hooks whose arguments lack the config (registered per config at configure)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def _wanted(self) -> bool:
+        settings = self.config.stash.get(settings_key, None)
+        return run_key in self.config.stash or (settings is not None and settings.report_dir is not None)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed and self._wanted():
+            _ci_state(self.config).record_report(report)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed and self._wanted():
+            _ci_state(self.config).record_report(report)
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        if self._wanted():
+            _ci_state(self.config).record_interrupt(excinfo)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """pytest-xdist's controller: keep the worker's part of the report."""
+        if self._wanted():
+            from pytest_snowpipe.ci_report import WORKER_KEY
+
+            state = _ci_state(self.config)
+            part = getattr(node, "workeroutput", {}).get(WORKER_KEY)
+            if part:
+                state.worker_parts.append(part)
+            if error:
+                state.problems.append(f"pytest-xdist worker went down: {error}")
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        state = self.config.stash.get(ci_key, None)
+        for path in state.written if state is not None else []:
+            terminalreporter.write_line(f"snowpipe report: {path}")
+        for problem in state.problems if state is not None else []:
+            terminalreporter.write_line(f"snowpipe report: {problem}", red=True)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(session_key, None)
     if session is not None:
         session.close()
+    store = config.stash.get(run_store_key, None)
+    if store is not None:
+        import shutil
+
+        shutil.rmtree(store, ignore_errors=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist controller: under --snowpipe-no-cache the workers share a store for this run only,
+    so each stage still runs once (the controller removes it at the end)."""
+    from pytest_snowpipe.memo import RUN_STORE_KEY, run_store_for_workers
+
+    config = node.config
+    if run_store_key not in config.stash:
+        config.stash[run_store_key] = run_store_for_workers(config.stash[settings_key])
+    if config.stash[run_store_key] is not None:
+        node.workerinput[RUN_STORE_KEY] = str(config.stash[run_store_key])
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -246,6 +399,23 @@ def snowpipe_session(pytestconfig: pytest.Config) -> Iterator[Any]:
         yield session
     finally:
         session.close()
+
+
+@pytest.fixture
+def snowpipe_champion(request: pytest.FixtureRequest) -> Champion | None:
+    """The production version of this gate's model: the registry's default before this run promotes.
+
+    ``None`` on the first run (nothing promoted yet). Function-scoped: each gate has its own
+    model. Requested outside a gate, or with an unreachable registry, the test errors with
+    the reason and the fix (no action runs).
+    """
+    from pytest_snowpipe.champion import ChampionError
+    from pytest_snowpipe.evidence import champion_for_gate
+
+    try:
+        return champion_for_gate(request.config.stash.get(run_key, None), _ci_state(request.config), request.node.nodeid)
+    except ChampionError as exc:
+        raise pytest.fail.Exception(f"pytest-snowpipe: {exc}", pytrace=False) from None
 
 
 @pytest.fixture(scope="session")

@@ -10,13 +10,17 @@ from pytest_snowpipe.localrun import PipelineRun
 def summary_lines(run: PipelineRun) -> list[str]:
     """The summary printed at the end of ``pytest``: stages, then gates with their actions."""
     width = max([len(s.name) + (9 if s.remote else 0) for s in run.graph.stages] + [5])
-    lines = [f"{'stage':<{width}}  {'status':<7}  {'time':>8}  output"]
+    lines = [f"{'stage':<{width}}  {'status':<7}  {'source':<8}  {'time':>8}  output"]
     for stage in run.graph.stages:
         rec = run.stages[stage.name]
         label = stage.name + (" (remote)" if stage.remote else "")
-        time_s = f"{rec.wall_s:7.2f}s" if rec.status != "not run" else "       -"
+        unloaded = rec.source == "cached" and rec.wall_s == 0.0  # a hit nothing needed to load
+        time_s = "       -" if rec.status == "not run" or unloaded else f"{rec.wall_s:7.2f}s"
+        source = rec.source if rec.status != "not run" else "-"
         out = rec.error if rec.status == "error" else " ".join(p for p in (rec.kind, rec.shape) if p)
-        lines.append(f"{label:<{width}}  {rec.status:<7}  {time_s}  {out}")
+        lines.append(f"{label:<{width}}  {rec.status:<7}  {source:<8}  {time_s}  {out}")
+    if run.cache_note:
+        lines.append(run.cache_note)
     for stage, target, verdict in run.checks:
         lines.append(f"check {stage} {target}: {verdict}")
     for rec in run.gates.values():

@@ -28,6 +28,7 @@ from pytest_snowpipe.remote_stage import materialize, run_in_fresh_process
 
 SESSION_FIXTURE = "snowpipe_session"
 CONFIG_FIXTURE = "snowpipe_config"
+CHAMPION_FIXTURE = "snowpipe_champion"
 NO_ACTION = "(no action)"  # a branch value no successor name can equal: nothing runs on that side
 
 
@@ -77,6 +78,7 @@ class GateSpec(CallSpec):
 
     on_pass: str
     on_fail: str
+    model_name: str | None = None  # whose champion ``snowpipe_champion`` reads
 
 
 @dataclass(frozen=True)
@@ -149,11 +151,15 @@ def _context(session: Any) -> tuple[Any, str, Any]:
     return ctx, run_id, config
 
 
-def _env_value(name: str, session: Any, config: Any) -> Any:
+def _env_value(name: str, session: Any, config: Any, spec: Any = None) -> Any:
     if name == SESSION_FIXTURE:
         return session
     if name == CONFIG_FIXTURE:
         return config
+    if name == CHAMPION_FIXTURE and isinstance(spec, GateSpec):  # read before this run's promote task
+        from pytest_snowpipe.champion import champion_in_task
+
+        return champion_in_task(session, spec.model_name, spec.env.registry_path)
     raise TaskBodyError(f"fixture {name!r} is not available in a Task Graph task")
 
 
@@ -165,7 +171,7 @@ def _inputs(spec: CallSpec, session: Any, ctx: Any, config: Any) -> dict[str, An
             raise TaskBodyError(f"task {spec.task}: predecessor {inp.task} returned no pointer")
         kwargs[inp.param] = load(session, text)
     for name in spec.environment:
-        kwargs[name] = _env_value(name, session, config)
+        kwargs[name] = _env_value(name, session, config, spec)
     return kwargs
 
 

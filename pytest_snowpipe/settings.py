@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,9 @@ INI_KEYS: tuple[tuple[str, str, Any, str], ...] = (
     ("snowpipe_schema", "string", "", "schema the Task Graph is deployed to"),
     ("snowpipe_packages", "linelist", [], "extra Anaconda packages the tasks need (one per line)"),
     ("snowpipe_notification_integration", "string", "", "notification integration the alert action sends through"),
+    ("snowpipe_report_dir", "string", "", "folder for report.json and report.md (like --snowpipe-report; relative to the rootdir)"),
+    ("snowpipe_cache_dir", "string", "", "folder of the stage cache (default: .pytest_cache/d/snowpipe; relative to the rootdir)"),
+    ("snowpipe_cache_max_size", "string", "2GB", "size bound of the stage cache, e.g. 500MB or 2GB; least recently used entries go first"),
 )
 
 TARGETS = ("local", "snowflake")
@@ -66,6 +70,11 @@ class Settings:
     webhook_env: str
     connection: str | None
     deploy: DeploySettings | None = None
+    report_dir: Path | None = None  # --snowpipe-report: where report.json and report.md go
+    no_cache: bool = False  # --snowpipe-no-cache: stage outputs are neither read from nor written to the cache
+    cache_clear: bool = False  # --snowpipe-cache-clear: the cache is emptied before the run
+    cache_dir: Path | None = None  # ini snowpipe_cache_dir; None: inside pytest's cache dir
+    cache_max_bytes: int = 2 * 10**9  # ini snowpipe_cache_max_size
 
 
 def read_settings(
@@ -92,8 +101,68 @@ def read_settings(
     )
     deploy = _read_deploy(getoption, getini, connection)
     return Settings(
-        config=freeze(config), registry=registry, webhook_env=webhook_env, connection=connection, deploy=deploy
+        config=freeze(config), registry=registry, webhook_env=webhook_env, connection=connection, deploy=deploy,
+        report_dir=_read_report_dir(getoption, getini, rootpath),
+        **_read_cache(getoption, getini, rootpath),
     )
+
+
+def _read_cache(getoption: Any, getini: Any, rootpath: Path) -> dict[str, Any]:
+    """The stage cache's options (nothing is created here: the cache folder appears on first store)."""
+    from pytest_snowpipe.cache import parse_size
+
+    text = str(getini("snowpipe_cache_max_size") or "").strip()
+    try:
+        max_bytes = parse_size(text)
+    except ValueError:
+        raise ConfigError(
+            f"snowpipe_cache_max_size = {text!r} is not a size; write a number with a unit, e.g. "
+            "500MB or 2GB (units: B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+        ) from None
+    if max_bytes <= 0:
+        raise ConfigError(
+            f"snowpipe_cache_max_size = {text!r} leaves no room; give a positive size (e.g. 500MB), "
+            "or pass --snowpipe-no-cache to turn the cache off"
+        )
+    folder_text = str(getini("snowpipe_cache_dir") or "").strip()
+    folder = Path(folder_text).expanduser() if folder_text else None
+    if folder is not None and not folder.is_absolute():
+        folder = rootpath / folder
+    if folder is not None and folder.exists() and not folder.is_dir():
+        raise ConfigError(f"snowpipe_cache_dir = {folder_text!r}: {folder} is a file; give a folder path")
+    return {
+        "no_cache": bool(getoption("snowpipe_no_cache")),
+        "cache_clear": bool(getoption("snowpipe_cache_clear")),
+        "cache_dir": folder,
+        "cache_max_bytes": max_bytes,
+    }
+
+
+def _read_report_dir(getoption: Any, getini: Any, rootpath: Path) -> Path | None:
+    """The report folder, created and proven writable now: before any stage runs, not after the pipeline."""
+    option = getoption("snowpipe_report")
+    text = option or str(getini("snowpipe_report_dir") or "")
+    if not text:
+        return None
+    what = f"--snowpipe-report {option}" if option else f"snowpipe_report_dir = {text}"
+    folder = Path(text).expanduser()
+    if not folder.is_absolute():
+        folder = (Path.cwd() if option else rootpath) / folder
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(
+            f"{what}: {folder} is a file, not a folder; the report writes report.json and report.md "
+            "into a folder. Pass a folder path (e.g. --snowpipe-report report/) or move the file away."
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".snowpipe-probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"{what}: the report folder {folder} is not writable ({exc.strerror or exc}); pass a folder "
+            "you can create and write (e.g. --snowpipe-report report/)."
+        ) from None
+    return folder
 
 
 def _ident(value: str, what: str) -> str:

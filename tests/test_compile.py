@@ -340,3 +340,14 @@ def test_remote_stage_compiles_to_a_python_task_and_runs_in_a_fresh_process(tmp_
     assert record.state == "SUCCEEDED", record.format()
     value = json.loads(record.tasks["TRAINED"].return_value)["value"]
     assert value["n"] == 10 and value["pid_differs"] != os.getpid()
+
+
+def test_schedule_bounds_agree_with_the_schedule_parser(tmp_path):
+    from datetime import timedelta
+
+    from pytest_snowpipe.schedule import parse_schedule
+
+    ok = compile_graph(pipeline(), opts(tmp_path, schedule=parse_schedule("30s")))
+    assert ok.dag.schedule == timedelta(seconds=30)
+    with pytest.raises(CompileError, match="between 10 seconds and 8 days"):
+        compile_graph(pipeline(), opts(tmp_path, schedule=timedelta(seconds=5)))

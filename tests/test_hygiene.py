@@ -52,3 +52,23 @@ def test_scaled_score_stays_in_range(raw, n):
     assert "Hypothesis Statistics" in out
     assert "test_scaled_score_stays_in_range" in out.split("Hypothesis Statistics", 1)[1]
     result.stdout.fnmatch_lines(["*snowpipe pipeline*", "gate test_gate: PASS*"])
+
+
+def test_no_stage_cache_folder_without_gates(pytester: pytest.Pytester):
+    """The stage cache lives in pytest's cache dir, and only once a stage output is stored."""
+    pytester.makepyfile(
+        '''
+import pytest
+
+@pytest.fixture(scope="session")
+def data():
+    return [1, 2]
+
+def test_plain(data):
+    assert sum(data) == 3
+'''
+    )
+    result = pytester.runpytest("--snowpipe-cache-clear")
+    result.assert_outcomes(passed=1)
+    assert (pytester.path / ".pytest_cache").is_dir()  # pytest's own cache is on...
+    assert not (pytester.path / ".pytest_cache" / "d" / "snowpipe").exists()  # ...the stage cache never made
