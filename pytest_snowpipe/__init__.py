@@ -31,18 +31,45 @@ _EXPORTS: dict[str, str] = {
     "MetricMissing": "pytest_snowpipe.champion",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [  # noqa: RUF022 - grouped by topic, like _EXPORTS
+    "remote",
+    "RemoteSpec",
+    "PipelineGraph",
+    "Stage",
+    "Gate",
+    "ActionContext",
+    "SnowpipeError",
+    "Contract",
+    "column",
+    "ContractViolation",
+    "expect",
+    "source",
+    "SnowpipeCacheWarning",
+    "Champion",
+    "assert_metric",
+    "assert_no_regression",
+    "MetricMissing",
+    "__version__",
+]
 
-if TYPE_CHECKING:  # pragma: no cover
-    from pytest_snowpipe.actions import ActionContext
-    from pytest_snowpipe.champion import Champion, MetricMissing, assert_metric, assert_no_regression
-    from pytest_snowpipe.cache import SnowpipeCacheWarning
-    from pytest_snowpipe.checks import expect
-    from pytest_snowpipe.contracts import Contract, ContractViolation, column
-    from pytest_snowpipe.errors import SnowpipeError
-    from pytest_snowpipe.graph import Gate, PipelineGraph, Stage
-    from pytest_snowpipe.remote_stage import RemoteSpec, remote
-    from pytest_snowpipe.sources import source
+if TYPE_CHECKING:  # pragma: no cover - the names the lazy __getattr__ resolves, for type checkers
+    from pytest_snowpipe.actions import ActionContext as ActionContext
+    from pytest_snowpipe.cache import SnowpipeCacheWarning as SnowpipeCacheWarning
+    from pytest_snowpipe.champion import Champion as Champion
+    from pytest_snowpipe.champion import MetricMissing as MetricMissing
+    from pytest_snowpipe.champion import assert_metric as assert_metric
+    from pytest_snowpipe.champion import assert_no_regression as assert_no_regression
+    from pytest_snowpipe.checks import expect as expect
+    from pytest_snowpipe.contracts import Contract as Contract
+    from pytest_snowpipe.contracts import ContractViolation as ContractViolation
+    from pytest_snowpipe.contracts import column as column
+    from pytest_snowpipe.errors import SnowpipeError as SnowpipeError
+    from pytest_snowpipe.graph import Gate as Gate
+    from pytest_snowpipe.graph import PipelineGraph as PipelineGraph
+    from pytest_snowpipe.graph import Stage as Stage
+    from pytest_snowpipe.remote_stage import RemoteSpec as RemoteSpec
+    from pytest_snowpipe.remote_stage import remote as remote
+    from pytest_snowpipe.sources import source as source
 
 
 def __getattr__(name: str) -> Any:

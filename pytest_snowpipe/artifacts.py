@@ -92,7 +92,7 @@ def _inline(value: Any) -> dict[str, Any] | None:
     parsed = json.loads(text)
     try:
         same = type(parsed) is type(value) and bool(parsed == value)
-    except Exception:  # noqa: BLE001 - exotic __eq__ (arrays) means "not plain JSON"
+    except Exception:
         return None
     return {"kind": "json", "value": parsed} if same else None
 
@@ -110,7 +110,7 @@ def store(
         buf = io.BytesIO()
         try:
             value.to_parquet(buf, index=True)
-        except Exception as exc:  # noqa: BLE001 - e.g. mixed-type object columns: fall back to pickle
+        except Exception as exc:
             return _store_pickle(session, value, stage, run_id, stage_location, where, exc)
         path = _stage_path(stage_location, run_id, f"{where}.parquet")
         _put(session, path, buf.getvalue())
@@ -144,7 +144,7 @@ def _store_pickle(
 
     try:
         data = cloudpickle.dumps(value)
-    except Exception as exc:  # noqa: BLE001 - cloudpickle raises many types
+    except Exception as exc:
         raise ArtifactError(
             f"stage {stage!r}: its output ({type(value).__name__}) cannot be stored: it is no DataFrame, "
             f"not JSON and does not pickle ({type(exc).__name__}: {exc}); return data, not live objects"
@@ -225,7 +225,7 @@ def lookup(session: Any, stage_location: str, run_id: str, name: str) -> str | N
     """The pointer JSON ``name`` published in this run, or None when it published nothing."""
     try:
         return _get(session, _stage_path(stage_location, run_id, f"index/{name.upper()}.json")).decode("utf-8")
-    except Exception:  # noqa: BLE001 - a missing file raises connector-specific errors
+    except Exception:
         return None
 
 

@@ -391,13 +391,13 @@ def _pickle_problems(graph: PipelineGraph, bodies: Mapping[str, Any], functions:
         try:
             cloudpickle.dumps(list(functions.values()))
             return []
-        except Exception:  # noqa: BLE001 - find which
+        except Exception:
             pass
         problems = []
         for name, fn in functions.items():
             try:
                 cloudpickle.dumps(fn)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 problems.append(
                     f"task {name}: its body cannot be pickled into a stored procedure "
                     f"({type(exc).__name__}: {exc}); the stage/gate function must not capture locks, "
@@ -511,7 +511,7 @@ def compile_graph(graph: PipelineGraph, opts: CompileOptions | None = None) -> C
         from pytest_snowpipe.plan import format_plan
 
         format_plan(compiled)
-    except Exception as exc:  # noqa: BLE001 - a plan that cannot be printed is a compile problem
+    except Exception as exc:
         late.append(f"the dry-run plan cannot be produced: {type(exc).__name__}: {exc}")
     if late:
         raise CompileError(late)

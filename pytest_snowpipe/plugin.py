@@ -19,13 +19,13 @@ if TYPE_CHECKING:
     from pytest_snowpipe.registry import LocalRegistry
     from pytest_snowpipe.settings import Settings
 
-settings_key = pytest.StashKey["Settings"]()
-graph_key = pytest.StashKey["PipelineGraph | None"]()
-run_key = pytest.StashKey["PipelineRun"]()
-session_key = pytest.StashKey[Any]()
-memo_key = pytest.StashKey["Memo"]()  # the stage cache of this run (absent: cache off)
-run_store_key = pytest.StashKey[Any]()  # xdist controller: the workers' run-only store (--snowpipe-no-cache)
-ci_key = pytest.StashKey["CiState"]()  # champions, comparisons, failures: what the CI report adds to the run
+settings_key: pytest.StashKey[Settings] = pytest.StashKey()
+graph_key: pytest.StashKey[PipelineGraph | None] = pytest.StashKey()
+run_key: pytest.StashKey[PipelineRun] = pytest.StashKey()
+session_key: pytest.StashKey[Any] = pytest.StashKey()
+memo_key: pytest.StashKey[Memo] = pytest.StashKey()  # the stage cache of this run (absent: cache off)
+run_store_key: pytest.StashKey[Any] = pytest.StashKey()  # xdist controller: the workers' run-only store (--snowpipe-no-cache)
+ci_key: pytest.StashKey[CiState] = pytest.StashKey()  # champions, comparisons, failures: what the CI report adds to the run
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:

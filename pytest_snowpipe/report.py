@@ -21,18 +21,18 @@ def summary_lines(run: PipelineRun) -> list[str]:
         lines.append(f"{label:<{width}}  {rec.status:<7}  {source:<8}  {time_s}  {out}")
     if run.cache_note:
         lines.append(run.cache_note)
-    for stage, target, verdict in run.checks:
-        lines.append(f"check {stage} {target}: {verdict}")
-    for rec in run.gates.values():
-        spec = rec.gate.spec
+    for checked, target, verdict in run.checks:
+        lines.append(f"check {checked} {target}: {verdict}")
+    for gate_rec in run.gates.values():
+        spec = gate_rec.gate.spec
         line = (
-            f"gate {rec.gate.name}: {rec.verdict} "
+            f"gate {gate_rec.gate.name}: {gate_rec.verdict} "
             f"(on_pass={action_label(spec.on_pass)}, on_fail={action_label(spec.on_fail)})"
         )
-        if rec.outcome is not None:
-            line += f" -> {rec.outcome.action}: {rec.outcome.detail}"
-        elif rec.action_error:
-            line += f" -> action FAILED: {rec.action_error}"
+        if gate_rec.outcome is not None:
+            line += f" -> {gate_rec.outcome.action}: {gate_rec.outcome.detail}"
+        elif gate_rec.action_error:
+            line += f" -> action FAILED: {gate_rec.action_error}"
         else:
             line += " -> no action"
         lines.append(line)

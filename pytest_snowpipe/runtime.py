@@ -335,7 +335,7 @@ def run_finalizer(spec: FinalizerSpec, session: Any) -> str:
         try:
             td.func(**kwargs)
             done.append(td.stage)
-        except Exception as exc:  # noqa: BLE001 - one failing teardown must not skip the others
+        except Exception as exc:
             failed.append(f"{td.stage}: {type(exc).__name__}: {exc}")
     dropped = 0
     for name in spec.stages:
@@ -344,12 +344,12 @@ def run_finalizer(spec: FinalizerSpec, session: Any) -> str:
             try:
                 session.table(table).drop_table()
                 dropped += 1
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 failed.append(f"drop {table}: {type(exc).__name__}: {exc}")
     if not is_local_session(session):
         try:
             session.sql(f"REMOVE {env.stage_location.rstrip('/')}/{run_key(run_id)}/").collect()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             failed.append(f"remove run files: {type(exc).__name__}: {exc}")
     if failed:
         raise TaskBodyError(f"finalizer {spec.task}: " + "; ".join(failed))

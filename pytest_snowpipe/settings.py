@@ -11,14 +11,15 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pytest_snowpipe.config import ConfigError, ConfigValue, apply_overrides, freeze, parse_lines
 
 DEFAULT_REGISTRY = ".snowpipe/registry"
 
 # (name, type, default, help) of every ini key; the plugin registers them from here.
-INI_KEYS: tuple[tuple[str, str, Any, str], ...] = (
+IniType = Literal["string", "linelist", "bool", "int", "float"]
+INI_KEYS: tuple[tuple[str, IniType, Any, str], ...] = (
     ("snowpipe_config", "linelist", [], "pipeline config, one 'key = value' per line (str/int/float/bool)"),
     ("snowpipe_registry", "string", DEFAULT_REGISTRY, "folder of the local model registry (relative to the rootdir)"),
     (

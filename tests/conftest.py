@@ -8,10 +8,10 @@ import pytest
 # Import the heavy libraries once, before any inline pytester run: pytester restores
 # sys.modules after each inline run, and re-importing Snowpark's protobuf-backed AST
 # module in the same process segfaults.
-import snowflake.core.task.dagv1  # noqa: F401,E402
-import snowflake.snowpark  # noqa: F401,E402
-import snowflake.snowpark.functions  # noqa: F401,E402
-import snowflake.snowpark.mock._connection  # noqa: F401,E402
+import snowflake.core.task.dagv1
+import snowflake.snowpark
+import snowflake.snowpark.functions
+import snowflake.snowpark.mock._connection  # noqa: F401
 
 PURE_STAGES = '''
 import pytest

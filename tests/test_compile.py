@@ -169,7 +169,9 @@ def test_emulated_run_pass_promotes_and_skips_alert(tmp_path: Any, session: Any)
     assert (tmp_path / "teardown.txt").read_text() == "closed 10 rows"
     assert "dropped 1 table" in record.tasks[FINALIZER_NAME].return_value
     table = json.loads(record.tasks["RAW"].return_value)["name"]
-    with pytest.raises(Exception):
+    from snowflake.snowpark.exceptions import SnowparkSQLException
+
+    with pytest.raises(SnowparkSQLException, match="does not exist"):
         session.table(table).collect()  # the finalizer dropped the run's table
 
 
