@@ -103,6 +103,14 @@ class PipelineRun:
             extra = f", {queries} quer{'y' if queries == 1 else 'ies'}" if queries else ""
             self.checks.append((name, out.expectation.label, f"PASS ({out.result.rows} rows{extra})"))
 
+    def setup_failure(self, rec: GateRecord, exc: BaseException) -> str:
+        """Why a gate could not run: the failed upstream stage if there is one, else the setup error."""
+        failed = [s for s in rec.gate.upstream if self.stages[s].status == "error"]
+        if failed:
+            return f"stage {failed[0]} failed: {self.stages[failed[0]].error}"
+        text = str(exc).strip()
+        return f"setup failed: {type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
     def decide(self, nodeid: str, verdict: str, message: str = "") -> GateRecord | None:
         """Record the verdict and run the matching action (PASS -> on_pass, FAIL -> on_fail).
 

@@ -259,7 +259,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
         skipped = call.excinfo.errisinstance(pytest.skip.Exception)
         rec.verdict = SKIPPED if skipped else ERROR
-        rec.message = "" if skipped else "a stage it depends on failed"
+        rec.message = "" if skipped else run.setup_failure(rec, call.excinfo.value)
 
 
 @pytest.hookimpl(trylast=True)

@@ -35,6 +35,8 @@ def summary_lines(run: PipelineRun) -> list[str]:
             line += f" -> action FAILED: {gate_rec.action_error}"
         else:
             line += " -> no action"
+            if gate_rec.verdict == "ERROR" and gate_rec.message:
+                line += f" ({gate_rec.message})"
         lines.append(line)
     return lines
 

@@ -50,7 +50,7 @@ def test_gate(metrics):
     pytester = pipeline_suite(gate=gate)
     result = pytester.runpytest()
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["gate test_gate: ERROR * -> no action"])
+    result.stdout.fnmatch_lines(["gate test_gate: ERROR * -> no action (*Error: *)"])
     assert not (pytester.path / ".snowpipe").exists()
 
 
@@ -73,9 +73,24 @@ def metrics(model):
         [
             "model *error*RuntimeError: training diverged",
             "metrics *not run*",
-            "gate test_gate: ERROR * -> no action",
+            "gate test_gate: ERROR * -> no action (stage model failed: RuntimeError: training diverged)",
         ]
     )
+
+
+def test_gate_whose_own_setup_fails_names_that_cause(pipeline_suite):
+    gate = '''
+import pytest
+
+@pytest.mark.snowpipe_gate(on_pass="promote", on_fail="alert")
+def test_gate(metrics, snowpipe_champion):
+    assert metrics["score"] > 0
+'''
+    pytester = pipeline_suite(gate=gate)
+    (pytester.path / "registry_file").write_text("not a folder")
+    result = pytester.runpytest("-o", "snowpipe_registry=registry_file")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["gate test_gate: ERROR * -> no action (setup failed: *registry_file*)"])
 
 
 def test_user_action_function_receives_context(pipeline_suite):
