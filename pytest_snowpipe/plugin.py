@@ -68,7 +68,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="name of the Task Graph (default: ini snowpipe_dag_name, SNOWPIPE_PIPELINE)")
     group.addoption("--snowpipe-report", dest="snowpipe_report", metavar="DIR",
                     help="write report.json and report.md into DIR at the end of the session (also appended "
-                    "to $GITHUB_STEP_SUMMARY when set); default: ini snowpipe_report_dir")
+                    "to $GITHUB_STEP_SUMMARY when set); write it as --snowpipe-report=DIR; "
+                    "default: ini snowpipe_report_dir")
     group.addoption("--snowpipe-no-cache", dest="snowpipe_no_cache", action="store_true",
                     help="run every stage: neither read stage outputs from the stage cache nor store them")
     group.addoption("--snowpipe-cache-clear", dest="snowpipe_cache_clear", action="store_true",
@@ -82,8 +83,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
     config.addinivalue_line("markers", MARKER_HELP)
     from pytest_snowpipe.config import ConfigError
-    from pytest_snowpipe.settings import read_settings
+    from pytest_snowpipe.settings import read_settings, report_option_misread
 
+    misread = report_option_misread(
+        config.invocation_params.args, config.option.file_or_dir or [], config.invocation_params.dir
+    )
+    if misread:
+        raise pytest.UsageError(misread)
     try:
         settings = read_settings(config.getoption, config.getini, config.rootpath)
     except ConfigError as exc:

@@ -5,10 +5,11 @@ returns a frozen Settings or raises a ConfigError naming the option and the fix.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -139,6 +140,32 @@ def _read_cache(getoption: Any, getini: Any, rootpath: Path) -> dict[str, Any]:
     }
 
 
+def report_option_misread(invocation_args: Sequence[str], test_args: Sequence[str], invocation_dir: Path) -> str | None:
+    """Why ``--snowpipe-report=DIR`` (a space, not ``=``) may have moved the rootdir, or None.
+
+    pytest picks the rootdir and ini file from the command line's existing paths *before* it
+    loads plugins, so it cannot know DIR belongs to our option: an existing DIR outside the test
+    paths (the second run, once the first made it) silently moves the rootdir, and the suite's
+    own ini file, its ``snowpipe_config`` included, is no longer read.
+    """
+    for flag, value in itertools.pairwise(invocation_args):
+        if flag != "--snowpipe-report":
+            continue
+        folder = (invocation_dir / value).resolve()
+        if not folder.exists():
+            return None  # pytest skips paths that do not exist: no harm done
+        tests = [(invocation_dir / a.split("::")[0]).resolve() for a in test_args] or [invocation_dir.resolve()]
+        tests = [t for t in tests if t.exists()] or [invocation_dir.resolve()]
+        if os.path.commonpath([*map(str, tests), str(folder)]) != os.path.commonpath(list(map(str, tests))):
+            return (
+                f"--snowpipe-report {value}: pytest looks for its rootdir and ini file before it knows "
+                f"this plugin's options, so it took the existing folder {value} for a test path and may "
+                f"have read the wrong ini file (and snowpipe_config). Write it with '=': "
+                f"--snowpipe-report={value}"
+            )
+    return None
+
+
 def _read_report_dir(getoption: Any, getini: Any, rootpath: Path) -> Path | None:
     """The report folder, created and proven writable now: before any stage runs, not after the pipeline."""
     option = getoption("snowpipe_report")
@@ -152,7 +179,7 @@ def _read_report_dir(getoption: Any, getini: Any, rootpath: Path) -> Path | None
     if folder.exists() and not folder.is_dir():
         raise ConfigError(
             f"{what}: {folder} is a file, not a folder; the report writes report.json and report.md "
-            "into a folder. Pass a folder path (e.g. --snowpipe-report report/) or move the file away."
+            "into a folder. Pass a folder path (e.g. --snowpipe-report=report/) or move the file away."
         )
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -161,7 +188,7 @@ def _read_report_dir(getoption: Any, getini: Any, rootpath: Path) -> Path | None
     except OSError as exc:
         raise ConfigError(
             f"{what}: the report folder {folder} is not writable ({exc.strerror or exc}); pass a folder "
-            "you can create and write (e.g. --snowpipe-report report/)."
+            "you can create and write (e.g. --snowpipe-report=report/)."
         ) from None
     return folder
 

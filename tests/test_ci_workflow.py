@@ -34,7 +34,7 @@ def readme_command() -> str:
 def test_runs_the_readme_command_after_installing(steps: list[dict[str, Any]]) -> None:
     runs = [s.get("run", "").strip() for s in steps]
     assert readme_command() in runs
-    assert readme_command().startswith("pytest examples/ --snowpipe-report report/ --junitxml report/")
+    assert readme_command().startswith("pytest examples/ --snowpipe-report=report/ --junitxml report/")
     install = next(i for i, r in enumerate(runs) if "pip install" in r)
     assert '".[examples]"' in runs[install] and install < runs.index(readme_command())
     assert [s["uses"].split("@")[0] for s in steps[:2]] == ["actions/checkout", "actions/setup-python"]

@@ -456,3 +456,20 @@ def test_xdist_workers_send_their_part_to_the_controller(pipeline_suite):
     assert {s["name"]: s["status"] for s in report["stages"]} == {"raw": "ok", "model": "ok", "metrics": "ok"}
     assert report["graph"]["mermaid"].startswith("flowchart LR") and "## Pipeline graph" in md
     assert report["tests"]["passed"] == 3
+
+
+def test_report_folder_given_with_a_space_that_would_move_the_rootdir_is_a_usage_error(pipeline_suite):
+    """pytest picks rootdir/ini before plugins' options exist: an existing folder after
+    --snowpipe-report (the second run) would be taken for a test path; say so, suggest '='."""
+    pytester = pipeline_suite()
+    suite = pytester.path / "suite"
+    suite.mkdir()
+    for name in ("tox.ini", "conftest.py", "test_gate.py"):
+        (pytester.path / name).rename(suite / name)
+    first = pytester.runpytest("suite", "--snowpipe-report", "out")  # out/ does not exist yet: fine
+    first.assert_outcomes(passed=1)
+    assert (pytester.path / "out" / "report.json").is_file()
+    second = pytester.runpytest("suite", "--snowpipe-report", "out")
+    assert second.ret == pytest.ExitCode.USAGE_ERROR
+    second.stderr.fnmatch_lines(["*--snowpipe-report out:*Write it with '=': --snowpipe-report=out"])
+    pytester.runpytest("suite", "--snowpipe-report=out").assert_outcomes(passed=1)
