@@ -180,8 +180,9 @@ def _holds_snowpark(value: Any, depth: int = 0) -> bool:
 def merge_parts(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """One part from several workers' parts: a stage or gate that ran wins over one that did not.
 
-    Session-scoped stages run once per xdist worker, so the same stage may appear in several
-    parts: the first that ran is kept and ``workers`` lists every worker that ran it.
+    Every worker sets up the session-scoped stages its tests need, so the same stage may appear
+    in several parts: ``workers`` lists each worker that set it up and ``computed_by`` the ones
+    that computed it rather than load it from the stage cache (one, unless the cache is off).
     """
     merged: dict[str, Any] = {"stages": [], "gates": [], "code": None, "graph": None}
     stages: dict[str, dict[str, Any]] = {}
@@ -197,6 +198,9 @@ def merge_parts(parts: list[dict[str, Any]]) -> dict[str, Any]:
                 known = stages[stage["name"]]
             if worker and stage["status"] != "not run":
                 known["workers"].append(worker)
+                if stage.get("source") == "computed":  # the stage cache makes one worker compute, others load
+                    known["source"] = "computed"
+                    known["computed_by"] = [*known.get("computed_by", []), worker]
         for gate in part.get("gates", []):
             known = gates.get(gate["nodeid"])
             if known is None or (known["verdict"] == "NOT RUN" and gate["verdict"] != "NOT RUN"):

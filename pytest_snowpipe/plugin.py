@@ -297,7 +297,8 @@ def _ci_state(config: pytest.Config) -> CiState:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Write the CI report (every case: pass, fail, stage error, Ctrl-C, pytest.exit, collection errors)."""
     settings = session.config.stash.get(settings_key, None)
-    if settings is None or settings.report_dir is None:
+    is_worker = hasattr(session.config, "workerinput")  # xdist: the controller summarises every worker's part
+    if settings is None or (settings.report_dir is None and not is_worker):
         return
     from pytest_snowpipe.ci_report import finish_session
 
@@ -328,8 +329,8 @@ class _CiHooks:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
-        """pytest-xdist's controller: keep the worker's part of the report."""
-        if self._wanted():
+        """pytest-xdist's controller: keep the worker's part (for the summary and the report)."""
+        if True:
             from pytest_snowpipe.ci_report import WORKER_KEY
 
             state = _ci_state(self.config)
@@ -374,7 +375,15 @@ def pytest_configure_node(node: Any) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     run = config.stash.get(run_key, None)
-    if run is None or config.stash[settings_key].deploy is not None:
+    if config.stash[settings_key].deploy is not None:
+        return
+    if run is None:  # an xdist controller: the workers ran the pipeline and sent their parts
+        parts = config.stash[ci_key].worker_parts if ci_key in config.stash else []
+        if parts:
+            from pytest_snowpipe.ci_report import merge_parts
+            from pytest_snowpipe.report import write_worker_summary
+
+            write_worker_summary(merge_parts(parts), terminalreporter.write_sep, terminalreporter.write_line)
         return
     from pytest_snowpipe.report import write_summary
 

@@ -116,13 +116,16 @@ def test_unchanged_rerun_loads_every_stage_and_gives_the_same_verdict(suite):
     second.assert_outcomes(passed=1)
     assert runs(pytester) == {"gate": 1}  # the gate always runs, no stage does
     assert stage_sources(second) == dict.fromkeys(("raw", "features", "model", "metrics"), "cached")
-    second.stdout.fnmatch_lines(["gate test_gate: PASS * -> promote: model v0002 is now the default*"])
+    second.stdout.fnmatch_lines(
+        ["gate test_gate: PASS * -> promote: model v0001 is already the default (unchanged: same code, data and metrics)"]
+    )
     second.stdout.fnmatch_lines(["stage cache: .pytest_cache*d*snowpipe (* kB of 2.0 GB)"])
     from pytest_snowpipe.registry import LocalRegistry
 
     registry = LocalRegistry(pytester.path / ".snowpipe" / "registry")
-    assert registry.get("model", "v0002").load() == registry.get("model", "v0001").load() == {"weights": 20.0}
-    assert registry.get("model", "v0002").metrics == {"score": 1.0}
+    assert registry.versions("model") == ["v0001"]  # the same model, data and metrics: nothing to promote
+    assert registry.get("model", "v0001").load() == {"weights": 20.0}
+    assert registry.get("model", "v0001").metrics == {"score": 1.0}
 
 
 def test_changed_stage_code_recomputes_only_it_and_its_descendants(suite):
@@ -191,14 +194,14 @@ def test_corrupt_payload_is_warned_about_and_recomputed(suite):
     pytester = suite()
     pytester.runpytest().assert_outcomes(passed=1)
     runs(pytester)
-    entry = _entry(pytester, "model")
+    entry = _entry(pytester, "metrics")
     payload = next(p for p in entry.iterdir() if p.name != "manifest.json")
     payload.write_bytes(payload.read_bytes()[:-3] + b"}}}")
     result = pytester.runpytest()
     result.assert_outcomes(passed=1)
-    assert runs(pytester) == {"model": 1, "gate": 1}  # recomputed; its consumer loads as before
-    result.stdout.fnmatch_lines([f"*SnowpipeCacheWarning*stage 'model': entry {payload}*damaged (checksum mismatch*recomputing it"])
-    assert stage_sources(result)["model"] == "computed"
+    assert runs(pytester) == {"metrics": 1, "gate": 1}  # recomputed; its input loads as before
+    result.stdout.fnmatch_lines([f"*SnowpipeCacheWarning*stage 'metrics': entry {payload}*damaged (checksum mismatch*recomputing it"])
+    assert stage_sources(result)["metrics"] == "computed" and stage_sources(result)["model"] == "cached"
     again = pytester.runpytest()  # the recomputed output was stored again, intact
     again.assert_outcomes(passed=1)
     assert runs(pytester) == {"gate": 1}
@@ -402,9 +405,14 @@ def test_suite_with_a_gate_but_all_stages_cached_sets_up_no_upstream(suite):
     out = result.stdout.str()
     assert "SETUP    S metrics" in out
     assert "SETUP    S features" not in out
-    # the promote action reads the model and fingerprints the source stage: both loaded on demand
-    assert "SETUP    S model" in out and "SETUP    S raw" in out
-    assert out.index("SETUP    S model") > out.index("test_gate.py::test_gate")
+    # an unchanged promote is a no-op: it loads neither the model nor the source stage
+    assert "SETUP    S model" not in out and "SETUP    S raw" not in out
+    pytester.makepyfile(test_gate=textwrap.dedent(GATE).replace('"score below threshold"', '"too low"'))
+    changed = pytester.runpytest("--setup-show")  # a new gate: a real promote reads the model, loaded on demand
+    changed.assert_outcomes(passed=1)
+    out = changed.stdout.str()
+    assert "SETUP    S model" in out and out.index("SETUP    S model") > out.index("test_gate.py::test_gate")
+    assert "SETUP    S raw" not in out  # its data fingerprint was stored with it: not loaded
 
 
 def test_two_processes_at_once_compute_each_stage_once_and_never_read_half_an_entry(suite):
@@ -453,6 +461,12 @@ def test_xdist_two_workers_run_each_stage_once(suite, extra):
     workers = {line.split()[1] for line in (pytester.path / "workers.log").read_text().splitlines()}
     assert workers == {"gw0", "gw1"}  # both workers needed the stages
     assert runs(pytester) == {"raw": 1, "features": 1, "model": 1, "metrics": 1}
+    # the controller's summary says which worker computed each stage and which loaded it
+    result.stdout.fnmatch_lines(["*snowpipe pipeline (pytest-xdist workers)*"])
+    model_line = next(line for line in result.stdout.lines if line.startswith("model "))
+    assert "computed" in model_line and "loaded" in model_line, model_line
+    gate_line = next(line for line in result.stdout.lines if line.startswith("gate test_gate:"))
+    assert "PASS" in gate_line and "model v0001 is now the default" in gate_line and gate_line.endswith(("[gw0]", "[gw1]"))
     if extra:  # the run-only store the workers shared is gone, and nothing went into the cache
         assert not (pytester.path / CACHE).exists()
         assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("pytest-snowpipe-run-*"))

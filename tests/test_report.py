@@ -64,7 +64,7 @@ def test_both_files_hold_every_documented_field(pipeline_suite):
     assert report["verdict"] == "PASS" and report["exit_status"] == 0
     assert [s["name"] for s in report["stages"]] == ["raw", "model", "metrics"]
     for stage in report["stages"]:
-        assert set(stage) == fields["stages"] - {"workers"}  # pytest-xdist only
+        assert set(stage) == fields["stages"] - {"workers", "computed_by"}  # pytest-xdist only
         assert stage["status"] == "ok" and stage["source"] == "computed" and stage["wall_s"] >= 0
         assert re.fullmatch(r"[0-9a-f]{16}", stage["fingerprint"])
     assert report["stages"][0]["kind"] == "list" and report["stages"][0]["shape"] == "len 4"
@@ -113,6 +113,8 @@ def test_second_run_names_the_champion_and_shows_deltas(pipeline_suite):
     assert relative[0]["passed"] and relative[0]["note"] == "no champion yet"
     assert "no champion yet" in first_md
 
+    conftest = pytester.path / "conftest.py"  # new code, same metrics: a new version, not a no-op promote
+    conftest.write_text(conftest.read_text().replace("return [1, 2, 3, 4]", "return [1, 2, 3, 4, 0]"))
     assert pytester.runpytest("--snowpipe-report", "run2").ret == 0
     second, md = load(pytester.path / "run2")
     gate = second["gates"][0]
@@ -332,7 +334,7 @@ def test_junitxml_has_the_gate_metrics_as_properties(pipeline_suite):
     assert props["snowpipe.champion.metric.score"] == "1.0"
     assert props["snowpipe.check.score.absolute"] == "1 >= 0.5: pass"
     assert props["snowpipe.check.score.relative"] == "1 >= champion - 0.05: pass (champion 1, delta +0)"
-    assert props["snowpipe.action"].startswith("promote: model v0002 is now the default")
+    assert props["snowpipe.action"] == "promote: model v0001 is already the default (unchanged: same code, data and metrics)"
 
 
 # ------------------------------------------------------------------ no secret in any report
