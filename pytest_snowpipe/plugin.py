@@ -86,7 +86,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_snowpipe.settings import read_settings, report_option_misread
 
     misread = report_option_misread(
-        config.invocation_params.args, config.option.file_or_dir or [], config.invocation_params.dir
+        config.invocation_params.args, getattr(config.option, "file_or_dir", None) or [], config.invocation_params.dir
     )
     if misread:
         raise pytest.UsageError(misread)

@@ -1,6 +1,9 @@
 """A suite that never uses the plugin pays nothing for it."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 
@@ -27,8 +30,14 @@ def test_marker_and_options_are_registered(pytester: pytest.Pytester):
     result = pytester.runpytest("--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.snowpipe_gate(on_pass=None, on_fail=None, *"])
     help_text = pytester.runpytest("--help").stdout.str()
-    for name in ("--snowpipe-config", "--snowpipe-connection", "snowpipe_registry", "snowpipe_alert_webhook_env"):
-        assert name in help_text
+    from pytest_snowpipe.settings import INI_KEYS
+
+    options = set(re.findall(r"(--snowpipe-[a-z-]+|--schedule)\b", help_text))
+    assert {"--snowpipe-config", "--snowpipe-report", "--snowpipe-no-cache", "--schedule"} <= options
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for name in sorted(options) + [k for k, *_ in INI_KEYS]:
+        assert name in help_text, f"{name} is not in pytest --help"
+        assert f"`{name}" in readme or f" {name}`" in readme or f"`{name}`" in readme, f"{name} is not documented in README.md"
 
 
 def test_strict_markers_clean(pipeline_suite):
