@@ -62,6 +62,7 @@ def main() -> None:
         plain_cmd = [sys.executable, str(script)]
         pytest_cmd = [
             sys.executable, "-m", "pytest", str(EXAMPLE / "test_quality.py"), "-q", "-p", "no:cacheprovider",
+            "--snowpipe-no-cache",  # the same work on both sides: the stage cache is benchmarks/cache.py
             "-o", f"snowpipe_registry={Path(tmp) / 'reg-pytest'}",
         ]
         plain, through = [], []
