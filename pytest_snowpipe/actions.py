@@ -39,6 +39,9 @@ class ActionContext:
     webhook_env: str = DEFAULT_WEBHOOK_ENV
     notes: list[str] = field(default_factory=list)
     hook: Any = None  # pytest's hook relay: the plugin's hookspecs (None in a compiled task)
+    # stage name -> content fingerprint of its output; the stage cache provides one that reads a
+    # cached entry's stored fingerprint instead of loading it (None: hash the output itself)
+    fingerprint_of: Callable[[str], str] | None = None
 
     @property
     def model(self) -> Any:
@@ -52,6 +55,12 @@ class ActionContext:
             return self.stages[self.gate.metrics_stage]  # type: ignore[no-any-return]
         return {}
 
+    def data_fingerprint(self, stage: str) -> str:
+        """A content fingerprint of ``stage``'s output: equal data, equal fingerprint (cached or not)."""
+        if self.fingerprint_of is not None:
+            return self.fingerprint_of(stage)
+        return fingerprint(self.stages[stage])
+
 
 @dataclass(frozen=True)
 class ActionOutcome:
@@ -62,24 +71,48 @@ class ActionOutcome:
     version: ModelVersion | None = None
 
 
+def promote_fingerprints(ctx: ActionContext) -> dict[str, Any]:
+    """What a promoted version records about its making: code keys and source data fingerprints.
+
+    ``code``: the content keys of the gate's upstream stages (their code, the project code they
+    call, the config values they read, their predecessors' keys); ``gate_code``: the gate's key;
+    ``data``: the content fingerprint of each source stage (no predecessors) upstream of the gate.
+    Nothing here loads a cached output (see :attr:`ActionContext.fingerprint_of`).
+    """
+    data = {
+        s.name: ctx.data_fingerprint(s.name)
+        for s in ctx.graph.stages
+        if not s.predecessors and s.name in ctx.gate.upstream and s.name in ctx.stages
+    }
+    return {
+        "code": {s: ctx.graph.stage(s).key for s in ctx.gate.upstream},
+        "gate_code": ctx.gate.key,
+        "data": data,
+    }
+
+
 def promote(ctx: ActionContext) -> ActionOutcome:
-    """Log the gate's model with its metrics, config and fingerprints; make it the default."""
+    """Log the gate's model with its metrics, config and fingerprints; make it the default.
+
+    A no-op when the default version already has the same code, data and metrics: the model is
+    then not loaded, nothing is written, and the promote hooks are not called (nothing is promoted).
+    The config is not compared: the config values a stage reads are in its code key, so another
+    config value cannot have changed the model.
+    """
     name = ctx.gate.model_name
     if name is None or ctx.gate.model_stage not in ctx.stages:
         raise ActionError(
             f"gate {ctx.gate.name!r}: promote has no model (stage {ctx.gate.model_stage!r} "
             "produced nothing); name the model stage with snowpipe_gate(model=...)."
         )
-    data = {
-        s.name: fingerprint(ctx.stages[s.name])
-        for s in ctx.graph.stages
-        if not s.predecessors and s.name in ctx.stages and s.name in ctx.gate.upstream
-    }
-    fingerprints = {
-        "code": {s: ctx.graph.stage(s).key for s in ctx.gate.upstream},
-        "gate_code": ctx.gate.key,
-        "data": data,
-    }
+    fingerprints = promote_fingerprints(ctx)
+    current = ctx.registry.unchanged_default(name, metrics=ctx.metrics, fingerprints=fingerprints)
+    if current is not None:
+        return ActionOutcome(
+            "promote",
+            f"{name} {current.version} is already the default (unchanged: same code, data and metrics)",
+            current,
+        )
     if ctx.hook is not None:  # a hook that raises stops the promote before the registry is touched
         ctx.hook.pytest_snowpipe_promote_before(ctx=ctx, model_name=name)
     version = ctx.registry.promote(

@@ -4,7 +4,8 @@ Layout under the root (by default ``.pytest_cache/d/snowpipe``)::
 
     <stage>.<key>/manifest.json     format, stage, key, how the value is laid out, the
                                     sha256 and size of every payload file, the contract
-                                    checks it passed, its summary description
+                                    checks it passed, its summary description (and, for
+                                    a source stage a promote records, its content fingerprint)
     <stage>.<key>/0.parquet ...     the payload: pandas and Snowpark frames as Parquet
                                     (a Snowpark frame also keeps its schema), small values
                                     that survive JSON exactly as JSON, anything else

@@ -60,11 +60,19 @@ def pytest_snowpipe_alert(ctx: ActionContext, text: str) -> ActionOutcome | None
 
 
 def pytest_snowpipe_promote_before(ctx: ActionContext, model_name: str) -> None:
-    """A model is about to become the default. Raise to stop the promote (the registry is untouched)."""
+    """A model is about to become the default. Raise to stop the promote (the registry is untouched).
+
+    Not called when the promote is a no-op: the default version already has the same code,
+    data and metrics fingerprints, so nothing is written (the summary says "unchanged").
+    """
 
 
 def pytest_snowpipe_promote_after(ctx: ActionContext, version: ModelVersion) -> None:
-    """A model version became the default (hand it to a serving system, post a message...)."""
+    """A model version became the default (hand it to a serving system, post a message...).
+
+    Not called for a no-op promote (the default was already this code, data and metrics):
+    no new version exists to hand on.
+    """
 
 
 def pytest_snowpipe_report_sections(report: dict[str, Any], config: pytest.Config) -> list[tuple[str, str]] | None:

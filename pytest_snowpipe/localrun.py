@@ -5,7 +5,7 @@ The plugin feeds it from pytest's hooks; the summary and reports read it.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +55,7 @@ class PipelineRun:
     gates: dict[str, GateRecord] = field(default_factory=dict)
     checks: list[tuple[str, str, str]] = field(default_factory=list)  # (stage, target, verdict line)
     cache_note: str = ""  # one line on the stage cache (where, how big, or why it is off)
+    fingerprint_of: Callable[[str], str] | None = None  # the stage cache's, when it is on (see ActionContext)
 
     def __post_init__(self) -> None:
         self.stages = {s.name: StageRecord(s.name) for s in self.graph.stages}
@@ -134,6 +135,7 @@ class PipelineRun:
             registry=self.registry,
             webhook_env=self.webhook_env,
             hook=self.hook,
+            fingerprint_of=self.fingerprint_of,
         )
         try:
             rec.outcome = run_action(action, ctx)

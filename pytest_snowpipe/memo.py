@@ -20,7 +20,10 @@ output and releases the lock: two processes (or xdist workers) compute each stag
 the other one waits and loads.
 
 Stage outputs of hits that no test set up are loaded on first use by a gate's action
-(``ActionContext.stages``), through pytest's own fixture machinery.
+(``ActionContext.stages``), through pytest's own fixture machinery. The data fingerprint a
+promote records for a source stage is stored in the entry's manifest when the output is
+stored (``frames.fingerprint``, the same function a computed output is hashed with), so an
+unchanged re-run's promote check loads neither that output nor the session it needs.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_snowpipe.cache import CorruptEntry, Entry, SnowpipeCacheWarning, StageCache, Uncacheable
+from pytest_snowpipe.frames import fingerprint
 
 if TYPE_CHECKING:
     from pytest_snowpipe.graph import PipelineGraph
@@ -130,6 +134,10 @@ class Memo:
         self.held: dict[str, Any] = {}  # name -> acquired lock, while the stage computes
         self.item: Any = None  # the gate being decided, for lazy loads
         self.size = 0
+        # content fingerprints (frames.fingerprint) of the outputs a promote records: taken when
+        # the output is stored, kept in its manifest, read back for a hit without loading it
+        self.fingerprints: dict[str, str] = {}
+        self.fingerprinted = promoted_sources(graph)
 
     # -- run start -------------------------------------------------------------------------
     def find_hits(self, items: Sequence[pytest.Item]) -> None:
@@ -217,7 +225,11 @@ class Memo:
         try:
             checks = [[t, v] for s, t, v in self.run.checks if s == name]
             rec = self.run.stages[name]
-            self.store.put(name, self.keys[name], value, {"checks": checks, "compute_s": round(rec.wall_s, 3)})
+            extra: dict[str, Any] = {"checks": checks, "compute_s": round(rec.wall_s, 3)}
+            found = self._fingerprint_output(name, value) if name in self.fingerprinted else None
+            if found is not None:
+                extra["fingerprint"] = found
+            self.store.put(name, self.keys[name], value, extra)
             self.size = self.store.size()
             self._note()
         except Uncacheable as exc:
@@ -233,6 +245,29 @@ class Memo:
         lock = self.held.pop(name, None)
         if lock is not None:
             lock.release()
+
+    def _fingerprint_output(self, name: str, value: Any) -> str | None:
+        try:
+            found = fingerprint(value)
+        except Exception:  # never stops a store: a promote hashes the output again (and says why not)
+            return None
+        self.fingerprints[name] = found
+        return found
+
+    def fingerprint(self, name: str) -> str:
+        """The content fingerprint of a stage's output, the same whether it was computed or cached.
+
+        A hit's comes from its manifest (stored with the output, by the same function), so
+        neither the output nor the session it would need is loaded; a computed output, or an
+        entry stored before fingerprints were kept, is hashed (``frames.fingerprint``).
+        """
+        found = self.fingerprints.get(name)
+        if found is None:
+            entry = self.hits.get(name)
+            stored = entry.manifest.get("fingerprint") if entry is not None else None
+            found = stored if isinstance(stored, str) else fingerprint(self.run.outputs[name])
+            self.fingerprints[name] = found
+        return found
 
     # -- lazy outputs for actions --------------------------------------------------------------
     def bind(self, item: Any) -> None:
@@ -259,6 +294,16 @@ class Memo:
             self.run.cache_note = f"stage cache: {where} ({human_size(self.size)} of {human_size(self.store.max_bytes)})"
         else:
             self.run.cache_note = "stage cache: off (--snowpipe-no-cache); xdist workers share outputs within this run"
+
+
+def promoted_sources(graph: PipelineGraph) -> frozenset[str]:
+    """Source stages (no predecessors) upstream of a gate that may promote: their data fingerprints
+    go into the registry, so the cache keeps them."""
+    names: set[str] = set()
+    for gate in graph.gates:
+        if "promote" in (gate.spec.on_pass, gate.spec.on_fail):
+            names.update(s.name for s in graph.stages if not s.predecessors and s.name in gate.upstream)
+    return frozenset(names)
 
 
 def human_size(n: int) -> str:
@@ -379,6 +424,7 @@ def prepare(
         raise pytest.UsageError(str(exc)) from None
     memo = Memo(graph, run, store, cache_keys(graph, fingerprints), persistent)
     run.outputs = StageOutputs(memo, dict(run.outputs))
+    run.fingerprint_of = memo.fingerprint
     memo.find_hits(items)
     return memo
 

@@ -140,6 +140,20 @@ class LocalRegistry:
             extra=meta.get("extra", {}),
         )
 
+    def unchanged_default(
+        self, model_name: str, *, metrics: Mapping[str, Any], fingerprints: Mapping[str, Any]
+    ) -> ModelVersion | None:
+        """The default version if it was promoted with these very metrics and fingerprints, else None.
+
+        Compared as they would be stored (JSON-safe values), so what a promote writes compares
+        equal on the next run. Only metadata is read: the model is never unpickled.
+        """
+        current = self.default(model_name)
+        if current is None:
+            return None
+        same = _jsonable(dict(metrics)) == current.metrics and _jsonable(dict(fingerprints)) == current.fingerprints
+        return current if same else None
+
     def versions(self, model_name: str) -> list[str]:
         """All logged versions, oldest first."""
         folder = self._model_dir(model_name) / "versions"

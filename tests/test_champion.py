@@ -289,7 +289,8 @@ def test_compiled_gate_promotes_on_the_first_run_and_then_compares(tmp_path: Pat
     assert LocalRegistry(tmp_path / "registry").default("demo_model").metrics == {"score": 0.45}
     again = _emulate(tmp_path / "registry", session)  # same model: no regression against v0001
     assert again.tasks["CHAMPION_GATE"].return_value == "CHAMPION_GATE_PROMOTE", again.format()
-    assert LocalRegistry(tmp_path / "registry").default("demo_model").version == "v0002"
+    assert "demo_model v0001 is already the default (unchanged" in again.tasks["CHAMPION_GATE_PROMOTE"].return_value
+    assert LocalRegistry(tmp_path / "registry").versions("demo_model") == ["v0001"]  # nothing new to promote
 
 
 def test_compiled_gate_with_unreachable_registry_fails_its_task(tmp_path: Path, session: Any) -> None:

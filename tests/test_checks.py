@@ -40,7 +40,7 @@ def test_violation_blocks_consumers(pipeline_suite):
             "*stage 'raw' output violates its contract; its consumers do not run*",
             "model *not run*",
             "check raw contract: FAIL: A.ge (1 rows)",
-            "gate test_gate: ERROR * -> no action",
+            "gate test_gate: ERROR * -> no action (stage raw failed: contract violated)",
         ]
     )
     assert not (pytester.path / ".snowpipe").exists()
