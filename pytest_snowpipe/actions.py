@@ -20,6 +20,7 @@ from pytest_snowpipe.errors import ActionError, RegistryError
 from pytest_snowpipe.frames import fingerprint
 from pytest_snowpipe.gate import ActionRef, action_label
 from pytest_snowpipe.graph import Gate, PipelineGraph
+from pytest_snowpipe.redact import Redactor
 from pytest_snowpipe.registry import LocalRegistry, ModelVersion
 
 DEFAULT_WEBHOOK_ENV = "SNOWPIPE_ALERT_WEBHOOK"
@@ -119,7 +120,7 @@ def promote(ctx: ActionContext) -> ActionOutcome:
         name,
         ctx.model,
         metrics=ctx.metrics,
-        config=ctx.config,
+        config=Redactor.for_run(ctx.config, ctx.webhook_env).config(ctx.config),  # meta.json is a file: no secrets
         fingerprints=fingerprints,
         extra={"gate": ctx.gate.nodeid},
     )

@@ -240,7 +240,15 @@ def validate(graph: PipelineGraph, opts: CompileOptions) -> list[str]:
     dag = opts.dag_name
     if not IDENTIFIER.match(dag or ""):
         problems.append(f"task graph name {dag!r} is not an unquoted Snowflake identifier ({IDENTIFIER.pattern})")
+    from pytest_snowpipe.redact import is_secret_name
+
     for key, value in dict(opts.config).items():
+        if isinstance(key, str) and is_secret_name(key):
+            problems.append(
+                f"config key {key!r} looks like a secret; a Task Graph config is shown to anyone who can "
+                "DESCRIBE the task and is written into the plan: keep secrets out of snowpipe_config (read "
+                "them inside the stage from a Snowflake SECRET or the environment), or rename the key"
+            )
         if not isinstance(key, str) or not isinstance(value, CONFIG_TYPES):
             problems.append(
                 f"config key {key!r}: a Task Graph config value must be str, int, float or bool, "

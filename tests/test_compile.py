@@ -353,3 +353,10 @@ def test_schedule_bounds_agree_with_the_schedule_parser(tmp_path):
     assert ok.dag.schedule == timedelta(seconds=30)
     with pytest.raises(CompileError, match="between 10 seconds and 8 days"):
         compile_graph(pipeline(), opts(tmp_path, schedule=timedelta(seconds=5)))
+
+
+def test_secret_looking_config_key_never_reaches_a_dag_config(tmp_path):
+    with pytest.raises(CompileError) as info:
+        compile_graph(pipeline(), opts(tmp_path, config={"threshold": 0.1, "api_token": "s3cr3t-PLANTED"}))
+    text = str(info.value)
+    assert "config key 'api_token' looks like a secret" in text and "s3cr3t-PLANTED" not in text

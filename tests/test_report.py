@@ -377,6 +377,20 @@ def test_gate(metrics, snowpipe_config):
     assert report["verdict"] == "FAIL"
 
 
+def test_planted_secret_is_not_written_into_the_model_registry(pipeline_suite):
+    token = "s3cr3t-REG-77a1"
+    ini = f"[pytest]\nsnowpipe_config =\n    threshold = 0.5\n    api_token = {token}\n"
+    pytester = pipeline_suite(ini=ini)
+    pytester.runpytest("--snowpipe-report=out").assert_outcomes(passed=1)
+    registry = pytester.path / ".snowpipe" / "registry"
+    written = [p for p in registry.rglob("*") if p.is_file()]
+    assert any(p.name == "meta.json" for p in written)
+    for path in written + [p for p in (pytester.path / "out").iterdir()]:
+        assert token.encode() not in path.read_bytes(), path
+    meta = json.loads(next(p for p in written if p.name == "meta.json").read_text())
+    assert meta["config"]["api_token"] == "<redacted>" and meta["config"]["threshold"] == 0.5
+
+
 # ------------------------------------------------------------------ bad input
 
 
