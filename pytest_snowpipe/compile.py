@@ -233,6 +233,11 @@ def _cycle(graph: PipelineGraph) -> list[str]:
     return [n for n in names if indeg[n] > 0] if seen != len(names) else []
 
 
+# Config keys that name a secret outright. Stricter than the report's redaction (which may over-redact):
+# a refusal here blocks a deploy, so "model_key" or "partition_key" must pass.
+SECRET_CONFIG_KEY = re.compile(r"(?i)(password|passwd|token|secret|webhook|credential|api_?key|private_?key)")
+
+
 def validate(graph: PipelineGraph, opts: CompileOptions) -> list[str]:
     """Every reason the graph cannot ship, before anything is created."""
     problems: list[str] = []
@@ -240,10 +245,8 @@ def validate(graph: PipelineGraph, opts: CompileOptions) -> list[str]:
     dag = opts.dag_name
     if not IDENTIFIER.match(dag or ""):
         problems.append(f"task graph name {dag!r} is not an unquoted Snowflake identifier ({IDENTIFIER.pattern})")
-    from pytest_snowpipe.redact import is_secret_name
-
     for key, value in dict(opts.config).items():
-        if isinstance(key, str) and is_secret_name(key):
+        if isinstance(key, str) and SECRET_CONFIG_KEY.search(key):
             problems.append(
                 f"config key {key!r} looks like a secret; a Task Graph config is shown to anyone who can "
                 "DESCRIBE the task and is written into the plan: keep secrets out of snowpipe_config (read "

@@ -360,3 +360,8 @@ def test_secret_looking_config_key_never_reaches_a_dag_config(tmp_path):
         compile_graph(pipeline(), opts(tmp_path, config={"threshold": 0.1, "api_token": "s3cr3t-PLANTED"}))
     text = str(info.value)
     assert "config key 'api_token' looks like a secret" in text and "s3cr3t-PLANTED" not in text
+
+
+def test_ordinary_key_names_are_not_taken_for_secrets(tmp_path):
+    compiled = compile_graph(pipeline(), opts(tmp_path, config={"threshold": 0.1, "model_key": "m", "partition_key": "p"}))
+    assert compiled.dag.config["model_key"] == "m"
