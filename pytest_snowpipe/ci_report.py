@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_snowpipe.evidence import CiState
 from pytest_snowpipe.redact import Redactor, redactor_for
+from pytest_snowpipe.registry import jsonable
 
 if TYPE_CHECKING:
     import pytest
@@ -88,7 +89,7 @@ def run_part(run: PipelineRun, state: CiState) -> dict[str, Any]:
         gate = grec.gate
         evidence = state.gates.get(nodeid)
         metrics = run.outputs.get(gate.metrics_stage) if gate.metrics_stage else None
-        metrics = _jsonable(metrics) if isinstance(metrics, Mapping) else {}
+        metrics = jsonable(metrics) if isinstance(metrics, Mapping) else {}
         champion = evidence.champion if evidence is not None else None
         outcome = grec.outcome
         version = outcome.version if outcome is not None else None
@@ -115,7 +116,7 @@ def run_part(run: PipelineRun, state: CiState) -> dict[str, Any]:
                 "champion_note": _champion_note(evidence, gate.model_name),
                 "deltas": _deltas(metrics, champion.metrics if champion is not None else {}),
                 "comparisons": [c.to_dict() for c in (evidence.comparisons if evidence is not None else [])],
-                "data": _jsonable(version.fingerprints.get("data", {})) if version is not None else None,
+                "data": jsonable(version.fingerprints.get("data", {})) if version is not None else None,
             }
         )
     part = {
@@ -411,20 +412,3 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
-
-
-def _jsonable(value: Any) -> Any:
-    """Metrics and fingerprints as plain JSON values (numpy scalars -> Python numbers)."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    item = getattr(value, "item", None)
-    if callable(item):
-        try:
-            return _jsonable(item())
-        except (TypeError, ValueError):
-            pass
-    return str(value)

@@ -151,7 +151,7 @@ class LocalRegistry:
         current = self.default(model_name)
         if current is None:
             return None
-        same = _jsonable(dict(metrics)) == current.metrics and _jsonable(dict(fingerprints)) == current.fingerprints
+        same = jsonable(dict(metrics)) == current.metrics and jsonable(dict(fingerprints)) == current.fingerprints
         return current if same else None
 
     def versions(self, model_name: str) -> list[str]:
@@ -189,10 +189,10 @@ class LocalRegistry:
             ) from None
         meta = {
             "model_name": model_name,
-            "metrics": _jsonable(metrics or {}),
-            "config": _jsonable(config or {}),
-            "fingerprints": _jsonable(fingerprints or {}),
-            "extra": _jsonable(extra or {}),
+            "metrics": jsonable(metrics or {}),
+            "config": jsonable(config or {}),
+            "fingerprints": jsonable(fingerprints or {}),
+            "extra": jsonable(extra or {}),
             "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "model_type": f"{type(model).__module__}.{type(model).__qualname__}",
         }
@@ -232,18 +232,21 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _jsonable(value: Any) -> Any:
-    """Make metrics and config JSON-safe (numpy scalars -> Python numbers)."""
+def jsonable(value: Any) -> Any:
+    """Metrics, config and fingerprints as plain JSON values (numpy scalars -> Python numbers).
+
+    The registry's meta.json and the CI report both write them, so both use this one function.
+    """
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     item = getattr(value, "item", None)
     if callable(item):
         try:
-            return _jsonable(item())
+            return jsonable(item())
         except (TypeError, ValueError):
             pass
     return str(value)

@@ -57,28 +57,14 @@ def metrics(model):
     return {"score": helpers.score(model)}
 '''
 
-GATE = '''
-import pytest
-
-@pytest.mark.snowpipe_gate(on_pass="promote", on_fail="alert")
-def test_gate(metrics, snowpipe_config):
-    assert metrics["score"] >= snowpipe_config["threshold"], "score below threshold"
-'''
-
-INI = """
-[pytest]
-snowpipe_config =
-    threshold = 0.5
-"""
-
 UNCHANGED = "*gate test_gate: PASS * -> promote: model v0001 is already the default (unchanged: same code, data and metrics)*"
 
 
 @pytest.fixture
-def suite(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makeini(textwrap.dedent(INI))
-    pytester.makeconftest(textwrap.dedent(STAGES))
-    pytester.makepyfile(test_gate=textwrap.dedent(GATE), helpers=textwrap.dedent(HELPERS))
+def suite(pipeline_suite) -> pytest.Pytester:
+    """The shared tiny gate (tests/conftest.py) over stages whose values record being unpickled."""
+    pytester = pipeline_suite(conftest=STAGES)
+    pytester.makepyfile(helpers=textwrap.dedent(HELPERS))
     return pytester
 
 
@@ -129,7 +115,8 @@ def test_changed_metric_code_promotes_a_new_version_loading_the_cached_model(sui
 
 def test_changed_gate_code_promotes_a_new_version(suite):
     suite.runpytest_subprocess().assert_outcomes(passed=1)
-    suite.makepyfile(test_gate=textwrap.dedent(GATE).replace(', "score below threshold"', ', "too low"'))
+    gate = (suite.path / "test_gate.py").read_text()
+    suite.makepyfile(test_gate=gate.replace(', "score below threshold"', ', "too low"'))
     result = suite.runpytest_subprocess()
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*promote: model v0002 is now the default*"])
