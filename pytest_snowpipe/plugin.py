@@ -330,15 +330,14 @@ class _CiHooks:
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
         """pytest-xdist's controller: keep the worker's part (for the summary and the report)."""
-        if True:
-            from pytest_snowpipe.ci_report import WORKER_KEY
+        from pytest_snowpipe.ci_report import WORKER_KEY
 
-            state = _ci_state(self.config)
-            part = getattr(node, "workeroutput", {}).get(WORKER_KEY)
-            if part:
-                state.worker_parts.append(part)
-            if error:
-                state.problems.append(f"pytest-xdist worker went down: {error}")
+        state = _ci_state(self.config)
+        part = getattr(node, "workeroutput", {}).get(WORKER_KEY)
+        if part:
+            state.worker_parts.append(part)
+        if error:
+            state.problems.append(f"pytest-xdist worker went down: {error}")
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
