@@ -57,8 +57,11 @@ CI_VARIABLES = ("GITHUB_REPOSITORY", "GITHUB_SHA", "GITHUB_REF", "GITHUB_RUN_ID"
 # ------------------------------------------------------------------ the part of the process that ran the pipeline
 
 
-def run_part(run: PipelineRun, state: CiState) -> dict[str, Any]:
-    """Stages, gates, code keys and graph of one run, JSON-able (what an xdist worker sends)."""
+def run_part(run: PipelineRun, state: CiState, fingerprints: bool = True) -> dict[str, Any]:
+    """Stages, gates, code keys and graph of one run, JSON-able (what an xdist worker sends).
+
+    ``fingerprints=False`` skips hashing the outputs: only the report shows them, not the summary.
+    """
     from pytest_snowpipe.gate import action_label
 
     stages = []
@@ -66,7 +69,7 @@ def run_part(run: PipelineRun, state: CiState) -> dict[str, Any]:
         rec = run.stages[stage.name]
         ran = rec.status != "not run"
         fp, note = (None, "")
-        if rec.status == "ok" and stage.name in run.outputs:
+        if fingerprints and rec.status == "ok" and stage.name in run.outputs:
             fp, note = cheap_fingerprint(run.outputs[stage.name])
         stages.append(
             {
@@ -363,7 +366,8 @@ def finish_session(
     if workeroutput is not None:  # an xdist worker: the controller writes
         if run is not None:
             worker = str(getattr(config, "workerinput", {}).get("workerid", ""))
-            workeroutput[WORKER_KEY] = dict(run_part(run, state), worker=worker)
+            part = run_part(run, state, fingerprints=settings.report_dir is not None)
+            workeroutput[WORKER_KEY] = dict(part, worker=worker)
         return
     if settings.report_dir is None:
         return
