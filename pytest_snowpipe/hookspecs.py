@@ -45,8 +45,8 @@ def pytest_snowpipe_artifact_location(stage: Stage | None, config: pytest.Config
     """Where a compiled task stores its output files: a Snowflake stage path such as ``@ML.OUT``.
 
     ``stage`` is the pipeline stage, or ``None`` for the graph-wide location (task code and the
-    per-run index). The plugin's own implementation returns ``None`` for a stage (use the
-    graph-wide one) and the ``snowpipe_stage_location`` ini value for the graph.
+    per-run index). Returning ``None`` keeps the default: the graph-wide location for a stage,
+    and the ``snowpipe_stage_location`` ini value for the graph.
     """
 
 

@@ -268,13 +268,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         rec.message = "" if skipped else run.setup_failure(rec, call.excinfo.value)
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_snowpipe_artifact_location(stage: Any, config: pytest.Config) -> str | None:
-    """The default: every output under the graph's ``snowpipe_stage_location``."""
-    deploy = config.stash[settings_key].deploy
-    return None if stage is not None or deploy is None else deploy.stage_location
-
-
 def _connect(connection: str) -> Any:
     """A real session for ``connection``; a failure is a usage error naming it and its file."""
     from pytest_snowpipe.backends.connection import ConnectionConfigError, create_session
