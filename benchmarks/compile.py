@@ -43,9 +43,9 @@ def module_source(n: int, fixtures: bool) -> str:
 
 
 def build_and_compile(mod: object, n: int) -> tuple[float, int]:
-    from pytest_snowpipe.compile import CompileOptions, compile_graph
-    from pytest_snowpipe.gate import GateSpec
-    from pytest_snowpipe.graph import Gate, PipelineGraph, Stage
+    from pytest_snowpipe.pipeline.gate import GateSpec
+    from pytest_snowpipe.pipeline.graph import Gate, PipelineGraph, Stage
+    from pytest_snowpipe.taskgraph.compile import CompileOptions, compile_graph
 
     t0 = time.perf_counter()
     stages = tuple(

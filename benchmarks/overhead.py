@@ -21,8 +21,8 @@ SCRIPT = r'''
 import sys, tempfile
 sys.path.insert(0, {example!r})
 import pytest_snowpipe as sp
-from pytest_snowpipe.backends.local import create_local_session
-from pytest_snowpipe.registry import LocalRegistry
+from pytest_snowpipe.engines.mock import create_local_session
+from pytest_snowpipe.registry.local import LocalRegistry
 import mortgage_pipeline as pipeline
 from mortgage_contracts import features_contract, raw_contract
 

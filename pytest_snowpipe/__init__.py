@@ -12,23 +12,23 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    "remote": "pytest_snowpipe.remote_stage",
-    "RemoteSpec": "pytest_snowpipe.remote_stage",
-    "PipelineGraph": "pytest_snowpipe.graph",
-    "Stage": "pytest_snowpipe.graph",
-    "Gate": "pytest_snowpipe.graph",
-    "ActionContext": "pytest_snowpipe.actions",
+    "remote": "pytest_snowpipe.pipeline.remote",
+    "RemoteSpec": "pytest_snowpipe.pipeline.remote",
+    "PipelineGraph": "pytest_snowpipe.pipeline.graph",
+    "Stage": "pytest_snowpipe.pipeline.graph",
+    "Gate": "pytest_snowpipe.pipeline.graph",
+    "ActionContext": "pytest_snowpipe.local.actions",
     "SnowpipeError": "pytest_snowpipe.errors",
     "Contract": "pytest_snowpipe.contracts",
     "column": "pytest_snowpipe.contracts",
     "ContractViolation": "pytest_snowpipe.contracts",
-    "expect": "pytest_snowpipe.checks",
-    "source": "pytest_snowpipe.sources",
-    "SnowpipeCacheWarning": "pytest_snowpipe.cache",
-    "Champion": "pytest_snowpipe.champion",
-    "assert_metric": "pytest_snowpipe.champion",
-    "assert_no_regression": "pytest_snowpipe.champion",
-    "MetricMissing": "pytest_snowpipe.champion",
+    "expect": "pytest_snowpipe.pipeline.checks",
+    "source": "pytest_snowpipe.pipeline.sources",
+    "SnowpipeCacheWarning": "pytest_snowpipe.local.cache_store",
+    "Champion": "pytest_snowpipe.registry.champion",
+    "assert_metric": "pytest_snowpipe.registry.champion",
+    "assert_no_regression": "pytest_snowpipe.registry.champion",
+    "MetricMissing": "pytest_snowpipe.registry.champion",
 }
 
 __all__ = [  # noqa: RUF022 - grouped by topic, like _EXPORTS
@@ -53,23 +53,23 @@ __all__ = [  # noqa: RUF022 - grouped by topic, like _EXPORTS
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - the names the lazy __getattr__ resolves, for type checkers
-    from pytest_snowpipe.actions import ActionContext as ActionContext
-    from pytest_snowpipe.cache import SnowpipeCacheWarning as SnowpipeCacheWarning
-    from pytest_snowpipe.champion import Champion as Champion
-    from pytest_snowpipe.champion import MetricMissing as MetricMissing
-    from pytest_snowpipe.champion import assert_metric as assert_metric
-    from pytest_snowpipe.champion import assert_no_regression as assert_no_regression
-    from pytest_snowpipe.checks import expect as expect
     from pytest_snowpipe.contracts import Contract as Contract
     from pytest_snowpipe.contracts import ContractViolation as ContractViolation
     from pytest_snowpipe.contracts import column as column
     from pytest_snowpipe.errors import SnowpipeError as SnowpipeError
-    from pytest_snowpipe.graph import Gate as Gate
-    from pytest_snowpipe.graph import PipelineGraph as PipelineGraph
-    from pytest_snowpipe.graph import Stage as Stage
-    from pytest_snowpipe.remote_stage import RemoteSpec as RemoteSpec
-    from pytest_snowpipe.remote_stage import remote as remote
-    from pytest_snowpipe.sources import source as source
+    from pytest_snowpipe.local.actions import ActionContext as ActionContext
+    from pytest_snowpipe.local.cache_store import SnowpipeCacheWarning as SnowpipeCacheWarning
+    from pytest_snowpipe.pipeline.checks import expect as expect
+    from pytest_snowpipe.pipeline.graph import Gate as Gate
+    from pytest_snowpipe.pipeline.graph import PipelineGraph as PipelineGraph
+    from pytest_snowpipe.pipeline.graph import Stage as Stage
+    from pytest_snowpipe.pipeline.remote import RemoteSpec as RemoteSpec
+    from pytest_snowpipe.pipeline.remote import remote as remote
+    from pytest_snowpipe.pipeline.sources import source as source
+    from pytest_snowpipe.registry.champion import Champion as Champion
+    from pytest_snowpipe.registry.champion import MetricMissing as MetricMissing
+    from pytest_snowpipe.registry.champion import assert_metric as assert_metric
+    from pytest_snowpipe.registry.champion import assert_no_regression as assert_no_regression
 
 
 def __getattr__(name: str) -> Any:

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_snowpipe.actions import ActionContext, ActionOutcome
-    from pytest_snowpipe.graph import Gate, PipelineGraph, Stage
-    from pytest_snowpipe.registry import ModelVersion
+    from pytest_snowpipe.local.actions import ActionContext, ActionOutcome
+    from pytest_snowpipe.pipeline.graph import Gate, PipelineGraph, Stage
+    from pytest_snowpipe.registry.local import ModelVersion
 
 
 def pytest_snowpipe_graph_built(graph: PipelineGraph, config: pytest.Config) -> str | None:

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_snowpipe.champion import Champion
-    from pytest_snowpipe.evidence import CiState
-    from pytest_snowpipe.graph import PipelineGraph
-    from pytest_snowpipe.localrun import PipelineRun
-    from pytest_snowpipe.memo import Memo
-    from pytest_snowpipe.registry import LocalRegistry
+    from pytest_snowpipe.local.cache_in_run import Memo
+    from pytest_snowpipe.local.run import PipelineRun
+    from pytest_snowpipe.pipeline.graph import PipelineGraph
+    from pytest_snowpipe.registry.champion import Champion
+    from pytest_snowpipe.registry.local import LocalRegistry
+    from pytest_snowpipe.reports.evidence import CiState
     from pytest_snowpipe.settings import Settings
 
 settings_key: pytest.StashKey[Settings] = pytest.StashKey()
@@ -79,10 +79,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from pytest_snowpipe.gate import MARKER_HELP
+    from pytest_snowpipe.pipeline.gate import MARKER_HELP
 
     config.addinivalue_line("markers", MARKER_HELP)
-    from pytest_snowpipe.config import ConfigError
+    from pytest_snowpipe.pipeline.config import ConfigError
     from pytest_snowpipe.settings import read_settings, report_option_misread
 
     misread = report_option_misread(
@@ -95,7 +95,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     if settings.connection:  # the connections file is read only when a connection is asked for
-        from pytest_snowpipe.backends.connection import ConnectionConfigError, load_connection
+        from pytest_snowpipe.engines.connection import ConnectionConfigError, load_connection
 
         try:
             load_connection(settings.connection)
@@ -103,7 +103,7 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(str(exc)) from None
     config.stash[settings_key] = settings
     if settings.cache_clear:  # --snowpipe-cache-clear, before anything runs (xdist workers: done already)
-        from pytest_snowpipe.memo import clear_at_start
+        from pytest_snowpipe.local.cache_in_run import clear_at_start
 
         clear_at_start(config, settings)
     if settings.report_dir is not None:
@@ -117,9 +117,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         config.stash[graph_key] = None
         return
     from pytest_snowpipe.errors import GraphError
-    from pytest_snowpipe.graph import build_graph
-    from pytest_snowpipe.localrun import PipelineRun
-    from pytest_snowpipe.registry import LocalRegistry
+    from pytest_snowpipe.local.run import PipelineRun
+    from pytest_snowpipe.pipeline.graph import build_graph
+    from pytest_snowpipe.registry.local import LocalRegistry
 
     try:
         graph = build_graph(gates, config=config.stash[settings_key].config, root=config.rootpath)
@@ -150,7 +150,7 @@ def pytest_runtestloop(session: pytest.Session) -> object:
         if settings.connection and graph is not None:  # connect up front: a broken one is a usage error
             session.config.stash[session_key] = _connect(settings.connection)
         if graph is not None:  # stage cache: keys, hits, and the hits' upstream cut from the closures
-            from pytest_snowpipe.memo import prepare
+            from pytest_snowpipe.local.cache_in_run import prepare
 
             memo = prepare(session.config, session.items, graph, session.config.stash[run_key], settings, session_key)
             if memo is not None:
@@ -158,7 +158,7 @@ def pytest_runtestloop(session: pytest.Session) -> object:
         return None
     if graph is None:
         raise pytest.UsageError("--snowpipe-deploy: no test is marked snowpipe_gate, so there is no pipeline to deploy.")
-    from pytest_snowpipe.deploy_command import run_deploy
+    from pytest_snowpipe.taskgraph.deploy import run_deploy
 
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     write = reporter.write_line if reporter is not None else print
@@ -185,7 +185,7 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.Fix
     try:
         value = yield
     except BaseException as exc:
-        from pytest_snowpipe.backends.local import explain_local_testing_gap
+        from pytest_snowpipe.engines.mock import explain_local_testing_gap
 
         explain_local_testing_gap(exc)
         run.stage_done(fixturedef.argname, started, error=exc)
@@ -209,7 +209,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     run = item.config.stash.get(run_key, None)
     if run is None or run.gate_for(item.nodeid) is None:
         return (yield)
-    from pytest_snowpipe.localrun import ERROR, FAIL, PASS, SKIPPED
+    from pytest_snowpipe.local.run import ERROR, FAIL, PASS, SKIPPED
 
     memo = item.config.stash.get(memo_key, None)
     if memo is not None:  # while the gate's action runs, a cached stage it reads is loaded on demand
@@ -239,8 +239,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
     run = pyfuncitem.config.stash.get(run_key, None)
     if run is None or run.gate_for(pyfuncitem.nodeid) is None:
         return (yield)
-    from pytest_snowpipe.champion import recording
-    from pytest_snowpipe.evidence import note_champion
+    from pytest_snowpipe.registry.champion import recording
+    from pytest_snowpipe.reports.evidence import note_champion
 
     state = _ci_state(pyfuncitem.config)
     note_champion(run, state, pyfuncitem.nodeid)
@@ -252,7 +252,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
     run = item.config.stash.get(run_key, None)
     if run is not None and call.when == "teardown" and run.gate_for(item.nodeid) is not None:
-        from pytest_snowpipe.evidence import gate_properties  # JUnit <property>s of the gate's test case
+        from pytest_snowpipe.reports.evidence import gate_properties  # JUnit <property>s of the gate's test case
 
         item.user_properties.extend(
             gate_properties(run, _ci_state(item.config), item.nodeid, item.config.stash[settings_key])
@@ -261,7 +261,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return
     rec = run.gate_for(item.nodeid)
     if rec is not None:
-        from pytest_snowpipe.localrun import ERROR, SKIPPED
+        from pytest_snowpipe.local.run import ERROR, SKIPPED
 
         skipped = call.excinfo.errisinstance(pytest.skip.Exception)
         rec.verdict = SKIPPED if skipped else ERROR
@@ -270,7 +270,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def _connect(connection: str) -> Any:
     """A real session for ``connection``; a failure is a usage error naming it and its file."""
-    from pytest_snowpipe.backends.connection import ConnectionConfigError, create_session
+    from pytest_snowpipe.engines.connection import ConnectionConfigError, create_session
 
     try:
         return create_session(connection)
@@ -281,7 +281,7 @@ def _connect(connection: str) -> Any:
 def _ci_state(config: pytest.Config) -> CiState:
     state = config.stash.get(ci_key, None)
     if state is None:
-        from pytest_snowpipe.evidence import CiState
+        from pytest_snowpipe.reports.evidence import CiState
 
         state = config.stash[ci_key] = CiState()
     return state
@@ -293,7 +293,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     is_worker = hasattr(session.config, "workerinput")  # xdist: the controller summarises every worker's part
     if settings is None or (settings.report_dir is None and not is_worker):
         return
-    from pytest_snowpipe.ci_report import finish_session
+    from pytest_snowpipe.reports.ci import finish_session
 
     finish_session(session, int(exitstatus), session.config.stash.get(run_key, None), _ci_state(session.config), settings)
 
@@ -323,7 +323,7 @@ class _CiHooks:
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
         """pytest-xdist's controller: keep the worker's part (for the summary and the report)."""
-        from pytest_snowpipe.ci_report import WORKER_KEY
+        from pytest_snowpipe.reports.ci import WORKER_KEY
 
         state = _ci_state(self.config)
         part = getattr(node, "workeroutput", {}).get(WORKER_KEY)
@@ -356,7 +356,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_configure_node(node: Any) -> None:
     """pytest-xdist controller: under --snowpipe-no-cache the workers share a store for this run only,
     so each stage still runs once (the controller removes it at the end)."""
-    from pytest_snowpipe.memo import RUN_STORE_KEY, run_store_for_workers
+    from pytest_snowpipe.local.cache_in_run import RUN_STORE_KEY, run_store_for_workers
 
     config = node.config
     if run_store_key not in config.stash:
@@ -372,12 +372,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if run is None:  # an xdist controller: the workers ran the pipeline and sent their parts
         parts = config.stash[ci_key].worker_parts if ci_key in config.stash else []
         if parts:
-            from pytest_snowpipe.ci_report import merge_parts
-            from pytest_snowpipe.report import write_worker_summary
+            from pytest_snowpipe.reports.ci import merge_parts
+            from pytest_snowpipe.reports.terminal import write_worker_summary
 
             write_worker_summary(merge_parts(parts), terminalreporter.write_sep, terminalreporter.write_line)
         return
-    from pytest_snowpipe.report import write_summary
+    from pytest_snowpipe.reports.terminal import write_summary
 
     write_summary(run, terminalreporter.write_sep, terminalreporter.write_line)
 
@@ -399,7 +399,7 @@ def snowpipe_session(pytestconfig: pytest.Config) -> Iterator[Any]:
     if settings.connection:
         session = _connect(settings.connection)
     else:
-        from pytest_snowpipe.backends.local import create_local_session
+        from pytest_snowpipe.engines.mock import create_local_session
 
         session = create_local_session()
     try:
@@ -416,8 +416,8 @@ def snowpipe_champion(request: pytest.FixtureRequest) -> Champion | None:
     model. Requested outside a gate, or with an unreachable registry, the test errors with
     the reason and the fix (no action runs).
     """
-    from pytest_snowpipe.champion import ChampionError
-    from pytest_snowpipe.evidence import champion_for_gate
+    from pytest_snowpipe.registry.champion import ChampionError
+    from pytest_snowpipe.reports.evidence import champion_for_gate
 
     try:
         return champion_for_gate(request.config.stash.get(run_key, None), _ci_state(request.config), request.node.nodeid)
@@ -428,6 +428,6 @@ def snowpipe_champion(request: pytest.FixtureRequest) -> Champion | None:
 @pytest.fixture(scope="session")
 def snowpipe_registry(pytestconfig: pytest.Config) -> LocalRegistry:
     """The local model registry (folder from the ``snowpipe_registry`` ini key)."""
-    from pytest_snowpipe.registry import LocalRegistry
+    from pytest_snowpipe.registry.local import LocalRegistry
 
     return LocalRegistry(pytestconfig.stash[settings_key].registry)

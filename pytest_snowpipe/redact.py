@@ -112,7 +112,7 @@ def redactor_for(settings: Any, environ: Mapping[str, str] | None = None) -> Red
     """The run's redactor from its Settings: config, webhook variable, environment, connection secrets."""
     connection: dict[str, Any] = {}
     if getattr(settings, "connection", None):
-        from pytest_snowpipe.backends.connection import ConnectionConfigError, load_connection
+        from pytest_snowpipe.engines.connection import ConnectionConfigError, load_connection
 
         try:
             connection = load_connection(settings.connection)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pytest_snowpipe.config import ConfigError, ConfigValue, apply_overrides, freeze, parse_lines
+from pytest_snowpipe.pipeline.config import ConfigError, ConfigValue, apply_overrides, freeze, parse_lines
 
 DEFAULT_REGISTRY = ".snowpipe/registry"
 
@@ -111,7 +111,7 @@ def read_settings(
 
 def _read_cache(getoption: Any, getini: Any, rootpath: Path) -> dict[str, Any]:
     """The stage cache's options (nothing is created here: the cache folder appears on first store)."""
-    from pytest_snowpipe.cache import parse_size
+    from pytest_snowpipe.local.cache_store import parse_size
 
     text = str(getini("snowpipe_cache_max_size") or "").strip()
     try:
@@ -228,7 +228,7 @@ def _read_deploy(getoption: Any, getini: Any, connection: str | None) -> DeployS
         raise ConfigError(f"--snowpipe-target {target!r} is not a valid target. Valid targets: {', '.join(TARGETS)}")
     schedule = None
     if schedule_text:
-        from pytest_snowpipe.schedule import ScheduleError, parse_schedule
+        from pytest_snowpipe.taskgraph.schedule import ScheduleError, parse_schedule
 
         try:
             schedule = parse_schedule(schedule_text)

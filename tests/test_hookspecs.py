@@ -117,7 +117,7 @@ def test_promote_before_that_raises_leaves_the_registry_untouched(hooked, monkey
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*model freeze: model may not change today*"])
     assert events("promote_after") == []
-    from pytest_snowpipe.registry import LocalRegistry
+    from pytest_snowpipe.registry.local import LocalRegistry
 
     registry = LocalRegistry(pytester.path / ".snowpipe" / "registry")
     assert registry.versions("model") == [] and registry.default("model") is None

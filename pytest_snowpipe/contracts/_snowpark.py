@@ -126,7 +126,7 @@ def validate_snowpark(contract: Contract, df: DataFrame) -> ContractResult:
         # default, validate the correctly converted rows instead (a real account never
         # takes this path).
         from pytest_snowpipe.contracts._pandas import validate_pandas
-        from pytest_snowpipe.frames import to_pandas
+        from pytest_snowpipe.pipeline.frames import to_pandas
 
         return validate_pandas(contract, to_pandas(df))
     n = int(row[0] or 0)

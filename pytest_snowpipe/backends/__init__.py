@@ -1,1 +1,0 @@
-"""Where the pipeline runs: the embedded default (local) or a Snowflake account (snowflake)."""

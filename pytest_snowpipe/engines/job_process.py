@@ -1,0 +1,134 @@
+"""The local stand-in for an ML Job's compute pool: a fresh interpreter, inputs and result pickled.
+
+Anything that would not survive a job's trip (a lock, an open file, a session) fails here,
+naming the argument. The user's project modules are pickled by value, as they are not
+importable where the code runs (a fresh process, a stored procedure, an ML Job).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pytest_snowpipe.errors import RemoteError
+
+
+def project_modules(func: Callable[..., Any]) -> list[Any]:
+    """Modules that the child cannot import by name: the stage's own and the project's.
+
+    pytest imports conftest and test modules from the rootdir, and the stage may call
+    helpers from sibling modules: all of those are pickled by value.
+    """
+    target = sys.modules.get(getattr(func, "__module__", ""), None)
+    roots: list[Path] = []
+    if target is not None and getattr(target, "__file__", None):
+        roots.append(Path(target.__file__).resolve().parent)  # type: ignore[arg-type]
+    roots.append(Path.cwd().resolve())
+    site = [Path(p).resolve() for p in sys.path if "site-packages" in p or "dist-packages" in p]
+    out = []
+    for mod in list(sys.modules.values()):
+        file = getattr(mod, "__file__", None)
+        if not file or not isinstance(file, str):
+            continue
+        path = Path(file).resolve()
+        if any(path.is_relative_to(s) for s in site) or "site-packages" in path.parts:
+            continue
+        if mod.__name__.startswith(("pytest_snowpipe", "_pytest", "pytest")):
+            continue
+        if any(path.is_relative_to(r) for r in roots):
+            out.append(mod)
+    if target is not None and target not in out:
+        out.append(target)
+    return out
+
+
+@contextlib.contextmanager
+def modules_pickled_by_value(modules: Iterable[Any]) -> Iterator[None]:
+    """While active, cloudpickle copies these modules' functions by value (they are not
+    importable where the code runs: a fresh process, a stored procedure, an ML Job)."""
+    import cloudpickle
+
+    registered = []
+    for mod in modules:
+        try:
+            cloudpickle.register_pickle_by_value(mod)
+            registered.append(mod)
+        except (ValueError, TypeError):  # not in sys.modules, or already registered
+            continue
+    try:
+        yield
+    finally:
+        for mod in registered:
+            with contextlib.suppress(ValueError):
+                cloudpickle.unregister_pickle_by_value(mod)
+
+
+def _describe_unpicklable(stage: str, what: str, exc: BaseException) -> RemoteError:
+    return RemoteError(
+        f"remote stage {stage!r}: {what} cannot make the trip to a compute pool "
+        f"({type(exc).__name__}: {exc}). An ML Job receives its inputs pickled: pass data "
+        "(DataFrames, arrays, plain values), not locks, open files, sessions or connections."
+    )
+
+
+def _refuse_session(stage: str, name: str, value: Any) -> None:
+    if type(value).__name__ == "Session" and type(value).__module__.startswith("snowflake.snowpark"):
+        raise RemoteError(
+            f"remote stage {stage!r}: argument {name!r} is a Snowpark Session, which cannot travel "
+            "to an ML Job; the job has its own session: call "
+            "snowflake.snowpark.context.get_active_session() inside the stage instead."
+        )
+
+
+def _unpicklable_part(stage: str, arguments: dict[str, Any], exc: BaseException) -> RemoteError:
+    """After the payload failed to pickle: name the first argument that cannot, else the function."""
+    import cloudpickle
+
+    for name, value in arguments.items():
+        try:
+            cloudpickle.dumps(value)
+        except Exception as arg_exc:  # cloudpickle raises TypeError, PicklingError, AttributeError...
+            return _describe_unpicklable(stage, f"argument {name!r}", arg_exc)
+    return _describe_unpicklable(stage, "the stage function", exc)
+
+
+def run_in_fresh_process(func: Callable[..., Any], stage: str, arguments: dict[str, Any], env_vars: dict[str, str]) -> Any:
+    """Run ``func(**arguments)`` in a spawned interpreter, the way an ML Job would."""
+    import cloudpickle
+
+    for name, value in arguments.items():
+        _refuse_session(stage, name, value)
+
+    with modules_pickled_by_value(project_modules(func)):
+        try:  # one pass over the data; only a failure pays for finding the culprit
+            payload = cloudpickle.dumps((func, arguments))
+        except Exception as exc:
+            raise _unpicklable_part(stage, arguments, exc) from None
+
+    with tempfile.TemporaryDirectory(prefix="snowpipe-remote-") as tmp:
+        inp, out = Path(tmp) / "payload.pkl", Path(tmp) / "result.pkl"
+        inp.write_bytes(payload)
+        env = dict(os.environ)
+        env.update(env_vars)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest_snowpipe.engines.job_worker", str(inp), str(out)],
+            env=env,
+            check=False,
+        )
+        if not out.exists():
+            raise RemoteError(
+                f"remote stage {stage!r}: its process exited with code {proc.returncode} "
+                "without a result (killed, or out of memory?)"
+            )
+        ok, result, remote_tb = cloudpickle.loads(out.read_bytes())
+    if ok:
+        return result
+    if isinstance(result, BaseException):
+        result.add_note(f"raised in remote stage {stage!r} (fresh process):\n{remote_tb}")
+        raise result
+    raise RemoteError(f"remote stage {stage!r} failed in its process:\n{remote_tb}")

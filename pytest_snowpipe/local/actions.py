@@ -1,0 +1,194 @@
+"""What a gate leads to: the built-in ``promote`` and ``alert`` actions, or a user's function.
+
+An action receives an :class:`ActionContext` (the gate, its verdict, the stage outputs,
+the config, the registry). Locally ``promote`` logs into the folder registry and sets the
+default version; ``alert`` reports in the terminal summary and, if the environment
+variable named by ``snowpipe_alert_webhook_env`` holds a URL, posts to it. The URL is a
+secret: it is never printed, logged or written to a report.
+"""
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_snowpipe.errors import ActionError, RegistryError
+from pytest_snowpipe.pipeline.frames import fingerprint
+from pytest_snowpipe.pipeline.gate import ActionRef, action_label
+from pytest_snowpipe.pipeline.graph import Gate, PipelineGraph
+from pytest_snowpipe.redact import Redactor
+from pytest_snowpipe.registry.local import LocalRegistry, ModelVersion
+
+DEFAULT_WEBHOOK_ENV = "SNOWPIPE_ALERT_WEBHOOK"
+
+
+@dataclass
+class ActionContext:
+    """Everything an action may need; passed to built-in and user actions alike."""
+
+    gate: Gate
+    verdict: str  # "PASS" or "FAIL"
+    message: str  # the assertion message on FAIL, "" on PASS
+    stages: Mapping[str, Any]
+    config: Mapping[str, Any]
+    graph: PipelineGraph
+    registry: LocalRegistry
+    webhook_env: str = DEFAULT_WEBHOOK_ENV
+    notes: list[str] = field(default_factory=list)
+    hook: Any = None  # pytest's hook relay: the plugin's hookspecs (None in a compiled task)
+    # stage name -> content fingerprint of its output; the stage cache provides one that reads a
+    # cached entry's stored fingerprint instead of loading it (None: hash the output itself)
+    fingerprint_of: Callable[[str], str] | None = None
+
+    @property
+    def model(self) -> Any:
+        """The output of the gate's model stage (None when the gate has none)."""
+        return self.stages.get(self.gate.model_stage) if self.gate.model_stage else None
+
+    @property
+    def metrics(self) -> Mapping[str, Any]:
+        """The output of the gate's metrics stage ({} when the gate has none)."""
+        if self.gate.metrics_stage and isinstance(self.stages.get(self.gate.metrics_stage), Mapping):
+            return self.stages[self.gate.metrics_stage]  # type: ignore[no-any-return]
+        return {}
+
+    def data_fingerprint(self, stage: str) -> str:
+        """A content fingerprint of ``stage``'s output: equal data, equal fingerprint (cached or not)."""
+        if self.fingerprint_of is not None:
+            return self.fingerprint_of(stage)
+        return fingerprint(self.stages[stage])
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    """What an action did, one line for the summary and the report."""
+
+    action: str
+    detail: str
+    version: ModelVersion | None = None
+
+
+def promote_fingerprints(ctx: ActionContext) -> dict[str, Any]:
+    """What a promoted version records about its making: code keys and source data fingerprints.
+
+    ``code``: the content keys of the gate's upstream stages (their code, the project code they
+    call, the config values they read, their predecessors' keys); ``gate_code``: the gate's key;
+    ``data``: the content fingerprint of each source stage (no predecessors) upstream of the gate.
+    Nothing here loads a cached output (see :attr:`ActionContext.fingerprint_of`).
+    """
+    data = {
+        s.name: ctx.data_fingerprint(s.name)
+        for s in ctx.graph.stages
+        if not s.predecessors and s.name in ctx.gate.upstream and s.name in ctx.stages
+    }
+    return {
+        "code": {s: ctx.graph.stage(s).key for s in ctx.gate.upstream},
+        "gate_code": ctx.gate.key,
+        "data": data,
+    }
+
+
+def promote(ctx: ActionContext) -> ActionOutcome:
+    """Log the gate's model with its metrics, config and fingerprints; make it the default.
+
+    A no-op when the default version already has the same code, data and metrics: the model is
+    then not loaded, nothing is written, and the promote hooks are not called (nothing is promoted).
+    The config is not compared: the config values a stage reads are in its code key, so another
+    config value cannot have changed the model.
+    """
+    name = ctx.gate.model_name
+    if name is None or ctx.gate.model_stage not in ctx.stages:
+        raise ActionError(
+            f"gate {ctx.gate.name!r}: promote has no model (stage {ctx.gate.model_stage!r} "
+            "produced nothing); name the model stage with snowpipe_gate(model=...)."
+        )
+    fingerprints = promote_fingerprints(ctx)
+    current = ctx.registry.unchanged_default(name, metrics=ctx.metrics, fingerprints=fingerprints)
+    if current is not None:
+        return ActionOutcome(
+            "promote",
+            f"{name} {current.version} is already the default (unchanged: same code, data and metrics)",
+            current,
+        )
+    if ctx.hook is not None:  # a hook that raises stops the promote before the registry is touched
+        ctx.hook.pytest_snowpipe_promote_before(ctx=ctx, model_name=name)
+    version = ctx.registry.promote(
+        name,
+        ctx.model,
+        metrics=ctx.metrics,
+        config=Redactor.for_run(ctx.config, ctx.webhook_env).config(ctx.config),  # meta.json is a file: no secrets
+        fingerprints=fingerprints,
+        extra={"gate": ctx.gate.nodeid},
+    )
+    if ctx.hook is not None:
+        try:
+            ctx.hook.pytest_snowpipe_promote_after(ctx=ctx, version=version)
+        except Exception as exc:
+            raise ActionError(
+                f"gate {ctx.gate.name!r}: {name} {version.version} was promoted and is the default, "
+                f"but a pytest_snowpipe_promote_after hook failed: {type(exc).__name__}: {exc}"
+            ) from exc
+    return ActionOutcome(
+        "promote", f"{name} {version.version} is now the default ({ctx.registry.root})", version
+    )
+
+
+def _post_webhook(url: str, payload: dict[str, Any]) -> None:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "code", None) or type(exc).__name__
+        text = str(reason).replace(url, "<webhook URL>")
+        raise ActionError(f"alert webhook post failed ({text}); the URL is withheld") from None
+
+
+def alert(ctx: ActionContext) -> ActionOutcome:
+    """Report the failed (or passed) gate; post to the webhook if one is configured."""
+    text = f"pytest-snowpipe gate {ctx.gate.name} {ctx.verdict}"
+    if ctx.message:
+        text += f": {ctx.message.splitlines()[0][:500]}"
+    if ctx.hook is not None:  # another plugin may deliver it (Slack, e-mail, PagerDuty...)
+        delivered = ctx.hook.pytest_snowpipe_alert(ctx=ctx, text=text)
+        if delivered is not None:
+            return delivered if isinstance(delivered, ActionOutcome) else ActionOutcome("alert", str(delivered))
+    url = os.environ.get(ctx.webhook_env, "").strip()
+    if url:
+        _post_webhook(
+            url,
+            {"text": text, "gate": ctx.gate.nodeid, "verdict": ctx.verdict, "metrics": dict(ctx.metrics)},
+        )
+        return ActionOutcome("alert", f"{text} (posted to ${ctx.webhook_env})")
+    return ActionOutcome("alert", text)
+
+
+BUILTINS: dict[str, Callable[[ActionContext], ActionOutcome]] = {"promote": promote, "alert": alert}
+
+
+def run_action(action: ActionRef, ctx: ActionContext) -> ActionOutcome | None:
+    """Run one action; a failure becomes an ActionError naming the gate and the action."""
+    if action is None:
+        return None
+    label = action_label(action)
+    func = BUILTINS[action] if isinstance(action, str) else action
+    try:
+        result = func(ctx)
+    except (ActionError, RegistryError):
+        raise
+    except Exception as exc:
+        raise ActionError(
+            f"gate {ctx.gate.name!r}: action {label!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    if isinstance(result, ActionOutcome):
+        return result
+    return ActionOutcome(label, "" if result is None else str(result))

@@ -1,0 +1,87 @@
+"""The dry-run plan: what would ship, read from the compiled DAG itself (not from the graph).
+
+Everything is read from attributes (``DAGTask.condition``, ``_to_low_level_task()``), since
+``repr(task)`` and ``to_dict()`` of a Python task raise before the task exists in Snowflake.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+def _preds(task: Any, dag_name: str) -> list[str]:
+    names = sorted(p.name for p in task.predecessors)
+    if not names and not task._is_finalizer:
+        return [f"{dag_name} (root)"]
+    return names
+
+
+def format_plan(compiled: Any) -> str:
+    """Every task with its kind, predecessors and branch condition; then the graph as Mermaid."""
+    from pytest_snowpipe.taskgraph.schedule import describe_schedule
+
+    dag = compiled.dag
+    opts = compiled.options
+    where = ".".join(x for x in (opts.database, opts.schema) if x) or "(the connection's database.schema)"
+    lines = [
+        f"Task Graph {dag.name} -> {where}",
+        f"  schedule:   {describe_schedule(dag.schedule)}",
+        f"  warehouse:  {dag.warehouse or '(serverless / connection default)'}",
+        f"  stage:      {dag.stage_location}",
+        f"  packages:   {', '.join(str(p) for p in (dag.packages or []))}",
+        f"  config:     {', '.join(f'{k}={v!r}' for k, v in (dag.config or {}).items()) or '(none)'}",
+        f"  tasks:      {len(dag.tasks) + 1} (root counted)",
+        "",
+        f"  {'task':<32} {'kind':<14} predecessors / condition",
+    ]
+    finalizer = None
+    for task in dag.tasks:
+        low = task._to_low_level_task()
+        kind = compiled.kinds.get(task.name, "?")
+        if task._is_finalizer:
+            finalizer = (task, low)
+            continue
+        lines.append(f"  {task.name:<32} {kind:<14} after {', '.join(_preds(task, dag.name))}")
+        if low.condition:
+            lines.append(f"  {'':<32} {'':<14} when {low.condition}")
+        if task.warehouse and task.warehouse != dag.warehouse:
+            lines.append(f"  {'':<32} {'':<14} on warehouse {task.warehouse}")
+        output_location = getattr(compiled.bodies.get(task.name), "output_location", None)
+        if output_location:
+            lines.append(f"  {'':<32} {'':<14} outputs to {output_location}")
+    if finalizer is not None:
+        task, low = finalizer
+        spec = compiled.bodies.get(task.name)
+        teardowns = ", ".join(t.stage for t in getattr(spec, "teardowns", ())) or "none"
+        lines.append(
+            f"  {task.name:<32} {'finalizer':<14} finalize = {low.finalize} (after all tasks, on success "
+            f"and failure): teardown of {teardowns}; drops the run's artifact tables"
+        )
+    lines += ["", mermaid(compiled)]
+    return "\n".join(lines)
+
+
+def mermaid(compiled: Any) -> str:
+    """The compiled DAG as a Mermaid flowchart (root, branch edges labelled with their side)."""
+    dag = compiled.dag
+    out = ["flowchart LR", f'    {dag.name}(["{dag.name} (root)"])']
+    shape = {"branch": ("{{", "}}"), "action": ("([", "])"), "finalizer": ("[/", "/]")}
+    for task in dag.tasks:
+        kind = compiled.kinds.get(task.name, "stage")
+        left, right = shape.get(kind, ("[", "]"))
+        out.append(f'    {task.name}{left}"{task.name}<br/>{kind}"{right}')
+        if task._is_finalizer:
+            out.append(f"    {dag.name} -. finally .-> {task.name}")
+            continue
+        preds = sorted(p.name for p in task.predecessors) or [dag.name]
+        for p in preds:
+            spec = compiled.bodies.get(p)
+            if getattr(spec, "on_pass", None) == task.name:
+                out.append(f"    {p} -- pass --> {task.name}")
+            elif getattr(spec, "on_fail", None) == task.name:
+                out.append(f"    {p} -- fail --> {task.name}")
+            else:
+                out.append(f"    {p} --> {task.name}")
+    return "\n".join(out)
+
+
+__all__ = ["format_plan", "mermaid"]

@@ -1,0 +1,156 @@
+"""sp.remote: the stage runs in a fresh process with pickled inputs, like an ML Job."""
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+import pytest_snowpipe as sp
+from pytest_snowpipe.errors import RemoteError
+
+
+def _pid_and_env(x):
+    return {"pid": os.getpid(), "jobs": os.environ.get("SNOWFLAKE_JOBS_COUNT"), "x": x}
+
+
+def test_runs_in_another_process_with_job_env():
+    stage = sp.remote(compute_pool="POOL", stage_name="@JOB_STAGE", target_instances=3)(_pid_and_env)
+    out = stage([1, 2])
+    assert out["pid"] != os.getpid()
+    assert out["jobs"] == "3"
+    assert out["x"] == [1, 2]
+    assert sp.RemoteSpec is type(stage.__snowpipe_remote__)
+    assert stage.__snowpipe_remote__.target_instances == 3
+
+
+def _echo(x):
+    return x
+
+
+def test_unpicklable_argument_names_stage_and_argument():
+    stage = sp.remote(compute_pool="POOL", stage_name="JOB_STAGE")(_echo)
+    with pytest.raises(RemoteError, match=r"remote stage '_echo': argument 'x' cannot make the trip to a compute pool .*lock"):
+        stage(threading.Lock())
+
+
+def test_open_file_argument_is_refused(tmp_path):
+    stage = sp.remote(compute_pool="POOL", stage_name="JOB_STAGE")(_echo)
+    with open(tmp_path / "f.txt", "w") as handle, pytest.raises(RemoteError, match="argument 'x' cannot make the trip"):
+        stage(handle)
+
+
+def test_session_argument_is_refused():
+    from pytest_snowpipe.engines.mock import create_local_session
+
+    session = create_local_session()
+    stage = sp.remote(compute_pool="POOL", stage_name="JOB_STAGE")(_echo)
+    with pytest.raises(RemoteError, match="argument 'x' is a Snowpark Session.*get_active_session"):
+        stage(session)
+
+
+def _boom(x):
+    raise ValueError(f"bad input {x}")
+
+
+def test_remote_exception_is_reraised_with_its_type():
+    stage = sp.remote(compute_pool="POOL", stage_name="JOB_STAGE")(_boom)
+    with pytest.raises(ValueError, match="bad input 7") as info:
+        stage(7)
+    assert any("raised in remote stage '_boom'" in n for n in info.value.__notes__)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"target_instances": 0}, "target_instances=0 is invalid; it must be an integer >= 1"),
+        ({"target_instances": 2, "min_instances": 3}, "min_instances=3 is invalid"),
+        ({"compute_pool": "bad pool"}, "compute_pool='bad pool' is not a Snowflake identifier"),
+        ({"stage_name": "my-stage"}, "stage_name='my-stage' is not a Snowflake identifier"),
+    ],
+)
+def test_bad_options_are_refused_at_decoration(kwargs, message):
+    options = {"compute_pool": "POOL", "stage_name": "JOB_STAGE", **kwargs}
+    with pytest.raises(ValueError, match=f"sp.remote on stage '_echo': {message}".replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        sp.remote(**options)(_echo)
+
+
+def test_snowpark_frames_are_materialised_to_pandas():
+    from snowflake.snowpark.functions import col
+
+    from pytest_snowpipe.engines.mock import create_local_session
+
+    session = create_local_session()
+    df = session.create_dataframe([(float(i), i % 2) for i in range(10)], schema=["A", "T"])
+    stage = sp.remote(compute_pool="POOL", stage_name="JOB_STAGE")(_types)
+    out = stage({"train": df.filter(col("A") > 5)})
+    assert out == {"train": ("DataFrame", ["int64"], [0, 1, 0, 1])}
+
+
+def _types(split):
+    frame = split["train"]
+    return {"train": (type(frame).__name__, [str(frame["T"].dtype)], frame["T"].tolist())}
+
+
+def test_remote_stage_in_a_pipeline_suite(pytester: pytest.Pytester):
+    pytester.makeconftest(
+        '''
+import os
+import pytest
+import pytest_snowpipe as sp
+
+@pytest.fixture(scope="session")
+def data():
+    return [3, 4]
+
+@pytest.fixture(scope="session")
+@sp.remote(compute_pool="POOL", stage_name="JOB_STAGE", target_instances=2)
+def model(data):
+    return {"pid": os.getpid(), "sum": sum(data)}
+'''
+    )
+    pytester.makepyfile(
+        '''
+import os
+import pytest
+
+@pytest.mark.snowpipe_gate(on_pass="promote")
+def test_gate(model):
+    assert model["pid"] != os.getpid()
+    assert model["sum"] == 7
+'''
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["model (remote) *ok*", "gate test_gate: PASS * -> promote: model v0001*"])
+
+
+def test_remote_stage_with_unpicklable_input_fails_clearly(pytester: pytest.Pytester):
+    pytester.makeconftest(
+        '''
+import threading
+import pytest
+import pytest_snowpipe as sp
+
+@pytest.fixture(scope="session")
+def data():
+    return {"lock": threading.Lock()}
+
+@pytest.fixture(scope="session")
+@sp.remote(compute_pool="POOL", stage_name="JOB_STAGE")
+def model(data):
+    return 1
+'''
+    )
+    pytester.makepyfile(
+        '''
+import pytest
+
+@pytest.mark.snowpipe_gate(on_fail="alert")
+def test_gate(model):
+    assert model == 1
+'''
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*RemoteError: remote stage 'model': argument 'data' cannot make the trip to a compute pool*"])

@@ -1,0 +1,97 @@
+"""The local model registry never loses data: atomic default, concurrent promotes, corrupt files."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+
+import pytest
+
+from pytest_snowpipe.errors import RegistryError
+from pytest_snowpipe.registry.local import LocalRegistry
+
+
+def test_promote_versions_and_default(tmp_path):
+    reg = LocalRegistry(tmp_path / "reg")
+    assert reg.default("m") is None
+    v1 = reg.promote("m", {"w": 1}, metrics={"acc": 0.8})
+    v2 = reg.promote("m", {"w": 2}, metrics={"acc": 0.9})
+    assert (v1.version, v2.version) == ("v0001", "v0002")
+    current = reg.default("m")
+    assert current is not None and current.version == "v0002"
+    assert current.load() == {"w": 2} and current.metrics == {"acc": 0.9}
+    assert reg.versions("m") == ["v0001", "v0002"]
+
+
+def test_crash_mid_promote_keeps_previous_default(tmp_path, monkeypatch):
+    reg = LocalRegistry(tmp_path / "reg")
+    reg.promote("m", {"w": 1})
+    pointer = tmp_path / "reg" / "m" / "default.json"
+    before = pointer.read_bytes()
+    real_replace = os.replace
+
+    def crash(src, dst):
+        if str(dst).endswith("default.json"):
+            raise OSError("disk full")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        reg.promote("m", {"w": 2})
+    monkeypatch.undo()
+    assert pointer.read_bytes() == before
+    assert reg.default("m").load() == {"w": 1}
+    assert not [p for p in pointer.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_corrupt_metadata_is_an_error_and_nothing_is_overwritten(tmp_path):
+    reg = LocalRegistry(tmp_path / "reg")
+    reg.promote("m", {"w": 1})
+    pointer = tmp_path / "reg" / "m" / "default.json"
+    pointer.write_text("{not json")
+    with pytest.raises(RegistryError, match=r"registry metadata file .*default.json is corrupt.*Nothing was overwritten"):
+        reg.promote("m", {"w": 2})
+    assert pointer.read_text() == "{not json"
+    assert reg.versions("m") == ["v0001"]
+
+
+def test_registry_folder_not_writable(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    reg = LocalRegistry(blocker / "reg")
+    with pytest.raises(RegistryError, match=r"model registry folder .* is not writable.*snowpipe_registry"):
+        reg.promote("m", {"w": 1})
+
+
+def _promote_many(root: str, start: int) -> None:
+    reg = LocalRegistry(root)
+    for i in range(start, start + 10):
+        reg.promote("m", {"w": i}, metrics={"i": i})
+
+
+def test_concurrent_promotes_never_corrupt(tmp_path):
+    root = str(tmp_path / "reg")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_promote_many, args=(root, s)) for s in (0, 100)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    reg = LocalRegistry(root)
+    versions = reg.versions("m")
+    assert len(versions) == 20 and len(set(versions)) == 20
+    seen = sorted(reg.get("m", v).metrics["i"] for v in versions)
+    assert seen == list(range(10)) + list(range(100, 110))
+    json.loads((tmp_path / "reg" / "m" / "default.json").read_text())
+    assert reg.default("m") is not None
+
+
+def test_registry_error_in_a_run_fails_the_gate(pipeline_suite):
+    pytester = pipeline_suite()
+    (pytester.path / "blocked").write_text("a file, not a folder")
+    ini = "[pytest]\nsnowpipe_registry = blocked/registry\nsnowpipe_config =\n    threshold = 0.5\n"
+    pytester.makeini(ini)
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*RegistryError: model registry folder *blocked/registry is not writable*"])
