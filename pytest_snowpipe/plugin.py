@@ -5,6 +5,7 @@ option parser and a marker, nothing else (no Snowpark, snowflake.core, ML or XGB
 """
 from __future__ import annotations
 
+import sys
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ session_key: pytest.StashKey[Any] = pytest.StashKey()
 memo_key: pytest.StashKey[Memo] = pytest.StashKey()  # the stage cache of this run (absent: cache off)
 run_store_key: pytest.StashKey[Any] = pytest.StashKey()  # xdist controller: the workers' run-only store (--snowpipe-no-cache)
 ci_key: pytest.StashKey[CiState] = pytest.StashKey()  # champions, comparisons, failures: what the CI report adds to the run
+engine_owner_key: pytest.StashKey[bool] = pytest.StashKey()  # this run may close the embedded engine (it was not running before)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -43,7 +45,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="snowpipe_connection",
         metavar="NAME",
         help="run on the Snowflake connection NAME from connections.toml "
-        "(default: $SNOWFLAKE_CONNECTION_NAME, else the embedded local-testing session)",
+        "(default: $SNOWFLAKE_CONNECTION_NAME, else the embedded engine: Snowpark on an in-process Snowflake double)",
     )
     group.addoption(
         "--snowpipe-config",
@@ -82,6 +84,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_snowpipe.pipeline.gate import MARKER_HELP
 
     config.addinivalue_line("markers", MARKER_HELP)
+    # DuckDB's note on fakesnow's result copy (the embedded engine's internals, not the user's code)
+    config.addinivalue_line("filterwarnings", "ignore:Arrow output on a DB-API result:UserWarning")
+    engines = sys.modules.get("pytest_snowpipe.engines.embedded")
+    config.stash[engine_owner_key] = engines is None or engines.running_engine() is None
     from pytest_snowpipe.pipeline.config import ConfigError
     from pytest_snowpipe.settings import read_settings, report_option_misread
 
@@ -185,9 +191,6 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.Fix
     try:
         value = yield
     except BaseException as exc:
-        from pytest_snowpipe.engines.mock import explain_local_testing_gap
-
-        explain_local_testing_gap(exc)
         run.stage_done(fixturedef.argname, started, error=exc)
         if memo is not None:
             memo.abandon(fixturedef.argname)
@@ -345,6 +348,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(session_key, None)
     if session is not None:
         session.close()
+    engines = sys.modules.get("pytest_snowpipe.engines.embedded")  # imported only if a stage needed it
+    if engines is not None and config.stash.get(engine_owner_key, False):
+        engines.shutdown()  # an engine that was running before this run (an outer pytest's) stays
     store = config.stash.get(run_store_key, None)
     if store is not None:
         import shutil
@@ -390,7 +396,7 @@ def snowpipe_config(pytestconfig: pytest.Config) -> Any:
 
 @pytest.fixture(scope="session")
 def snowpipe_session(pytestconfig: pytest.Config) -> Iterator[Any]:
-    """A Snowpark session: the real account if a connection is configured, else local testing."""
+    """A Snowpark session: the real account if a connection is configured, else the embedded engine."""
     existing = pytestconfig.stash.get(session_key, None)
     if existing is not None:  # opened before the run; pytest_unconfigure closes it
         yield existing
@@ -399,9 +405,9 @@ def snowpipe_session(pytestconfig: pytest.Config) -> Iterator[Any]:
     if settings.connection:
         session = _connect(settings.connection)
     else:
-        from pytest_snowpipe.engines.mock import create_local_session
+        from pytest_snowpipe.engines.embedded import create_embedded_session
 
-        session = create_local_session()
+        session = create_embedded_session()
     try:
         yield session
     finally:

@@ -10,8 +10,12 @@ import pytest
 # module in the same process segfaults.
 import snowflake.core.task.dagv1
 import snowflake.snowpark
-import snowflake.snowpark.functions
-import snowflake.snowpark.mock._connection  # noqa: F401
+import snowflake.snowpark.functions  # noqa: F401
+
+# The embedded engine's modules too: an inline run that imported them anew would start a second
+# server beside the first (module state), and pytester would drop them again after the run.
+import pytest_snowpipe.engines.embedded
+import pytest_snowpipe.engines.fakesnow_adapter
 
 PURE_STAGES = '''
 import pytest
@@ -56,3 +60,11 @@ def pipeline_suite(pytester: pytest.Pytester):
         return pytester
 
     return write
+
+
+@pytest.fixture(scope="session")
+def embedded_session():
+    """One Snowpark session on this process's embedded engine, shared by the tests that need one."""
+    session = pytest_snowpipe.engines.embedded.create_embedded_session()
+    yield session
+    session.close()

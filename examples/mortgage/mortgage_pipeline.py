@@ -1,7 +1,10 @@
-"""The mortgage pipeline's logic as plain functions (the seed quickstart's steps).
+"""The mortgage pipeline's logic as plain functions: the seed quickstart's steps, one to one.
 
-The fixtures in conftest.py are thin wrappers around these, so the same code also runs
-as a plain script (see benchmarks/overhead.py).
+The fixtures in conftest.py are thin wrappers around these. ``features`` is the seed's own
+feature engineering (``src/data.py`` of Snowflake's e2e_task_graph: ``to_timestamp``,
+``month``/``dayofyear``/``dayofweek``, a county window and a 30-day ``RANGE`` window written
+with ``sql_expr``), unmodified; ``features_pandas`` is the same in pandas, for the plain-script
+twin in ``benchmarks/scale.py`` and for the test that both agree.
 """
 from __future__ import annotations
 
@@ -9,19 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from mortgage_data import COLUMNS, LOAN_PURPOSES, LOAN_TYPES, generate_rows
+from mortgage_data import LOAN_PURPOSES, LOAN_TYPES, generate_frame
 
 TARGET = "MORTGAGERESPONSE"
+DROPPED = ("TS", "TIMESTAMP", "LOAN_TYPE_NAME", "LOAN_PURPOSE_NAME", "COUNTY_NAME")
 
 
 def load_raw(session: Any, n_rows: int, table: str) -> Any:
-    """Write the generated table and return it as a Snowpark DataFrame (the seed's raw data)."""
-    from snowflake.snowpark.types import DoubleType, LongType, StringType, StructField, StructType
-
-    kinds = {int: LongType(), float: DoubleType(), str: StringType()}
-    schema = StructType([StructField(name, kinds[kind]) for name, kind in COLUMNS])
-    df = session.create_dataframe(generate_rows(n_rows), schema=schema)
-    df.write.save_as_table(table, mode="overwrite")
+    """Write the generated table with ``write_pandas``, as the seed loads its CSV, and read it back."""
+    session.write_pandas(generate_frame(n_rows), table, auto_create_table=True, overwrite=True)
     return session.table(table)
 
 
@@ -30,15 +29,82 @@ def _slug(text: str) -> str:
 
 
 def features(raw: Any) -> Any:
-    """Feature engineering in Snowpark: ratio, one-hot loan type and purpose."""
-    from snowflake.snowpark.functions import col, iff, lit
+    """The seed's feature engineering in Snowpark, plus one-hot loan type and purpose."""
+    from snowflake.snowpark import Window
+    from snowflake.snowpark import functions as F
+    from snowflake.snowpark.types import IntegerType
 
-    df = raw.with_column("INCOME_LOAN_RATIO", col("APPLICANT_INCOME_000S") / col("LOAN_AMOUNT_000S"))
+    feature_eng_dict = {}
+    # Timestamp features
+    feature_eng_dict["TIMESTAMP"] = F.to_timestamp("TS")
+    feature_eng_dict["MONTH"] = F.month("TIMESTAMP")
+    feature_eng_dict["DAY_OF_YEAR"] = F.dayofyear("TIMESTAMP")
+    feature_eng_dict["DOTW"] = F.dayofweek("TIMESTAMP")
+    # Income and loan features
+    feature_eng_dict["LOAN_AMOUNT"] = F.col("LOAN_AMOUNT_000s") * 1000
+    feature_eng_dict["INCOME"] = F.col("APPLICANT_INCOME_000s") * 1000
+    feature_eng_dict["INCOME_LOAN_RATIO"] = F.col("INCOME") / F.col("LOAN_AMOUNT")
+    county_window_spec = Window.partition_by("COUNTY_NAME")
+    feature_eng_dict["MEAN_COUNTY_INCOME"] = F.avg("INCOME").over(county_window_spec)
+    feature_eng_dict["HIGH_INCOME_FLAG"] = (F.col("INCOME") > F.col("MEAN_COUNTY_INCOME")).astype(IntegerType())
+    feature_eng_dict["AVG_THIRTY_DAY_LOAN_AMOUNT"] = F.sql_expr(
+        """
+        AVG(LOAN_AMOUNT) OVER (PARTITION BY COUNTY_NAME ORDER BY TIMESTAMP
+        RANGE BETWEEN INTERVAL '30 DAYS' PRECEDING AND CURRENT ROW)
+        """
+    )
+    df = raw.with_columns(list(feature_eng_dict.keys()), list(feature_eng_dict.values()))
     for value in LOAN_TYPES:
-        df = df.with_column(f"TYPE_{_slug(value)}", iff(col("LOAN_TYPE_NAME") == lit(value), 1, 0))
+        df = df.with_column(f"TYPE_{_slug(value)}", F.iff(F.col("LOAN_TYPE_NAME") == F.lit(value), 1, 0))
     for value in LOAN_PURPOSES:
-        df = df.with_column(f"PURPOSE_{_slug(value)}", iff(col("LOAN_PURPOSE_NAME") == lit(value), 1, 0))
-    return df.drop("TS", "LOAN_TYPE_NAME", "LOAN_PURPOSE_NAME", "COUNTY_NAME")
+        df = df.with_column(f"PURPOSE_{_slug(value)}", F.iff(F.col("LOAN_PURPOSE_NAME") == F.lit(value), 1, 0))
+    return df.drop(*DROPPED)
+
+
+def features_pandas(raw: Any) -> Any:
+    """``features`` in pandas: the same columns and values, row for row (sorted by LOAN_ID)."""
+    import pandas as pd
+
+    df = raw.sort_values("LOAN_ID", kind="stable").reset_index(drop=True)
+    ts = pd.to_datetime(df["TS"])
+    out = df.assign(
+        MONTH=ts.dt.month.astype("int64"),
+        DAY_OF_YEAR=ts.dt.dayofyear.astype("int64"),
+        DOTW=((ts.dt.dayofweek + 1) % 7).astype("int64"),  # Snowflake: Sunday = 0
+        LOAN_AMOUNT=df["LOAN_AMOUNT_000S"] * 1000,
+        INCOME=df["APPLICANT_INCOME_000S"] * 1000,
+    )
+    out["INCOME_LOAN_RATIO"] = out["INCOME"] / out["LOAN_AMOUNT"]
+    out["MEAN_COUNTY_INCOME"] = out.groupby("COUNTY_NAME")["INCOME"].transform("mean")
+    out["HIGH_INCOME_FLAG"] = (out["INCOME"] > out["MEAN_COUNTY_INCOME"]).astype("int64")
+    out["AVG_THIRTY_DAY_LOAN_AMOUNT"] = _thirty_day_mean(out["COUNTY_NAME"], ts, out["LOAN_AMOUNT"])
+    for value in LOAN_TYPES:
+        out[f"TYPE_{_slug(value)}"] = (df["LOAN_TYPE_NAME"] == value).astype("int64")
+    for value in LOAN_PURPOSES:
+        out[f"PURPOSE_{_slug(value)}"] = (df["LOAN_PURPOSE_NAME"] == value).astype("int64")
+    return out.drop(columns=[c for c in DROPPED if c in out.columns])
+
+
+def _thirty_day_mean(keys: Any, ts: Any, values: Any) -> Any:
+    """AVG(values) OVER (PARTITION BY keys ORDER BY ts RANGE 30 DAYS PRECEDING .. CURRENT ROW).
+
+    A RANGE frame holds every row of the partition with ts in [t - 30 days, t], peers of the
+    current row included: prefix sums and two binary searches per partition, no Python per row.
+    """
+    import pandas as pd
+
+    result = np.empty(len(values), dtype="float64")
+    t = ts.to_numpy(dtype="datetime64[us]").astype("int64")
+    v = values.to_numpy(dtype="float64")
+    window = 30 * 86_400 * 1_000_000
+    for positions in pd.Series(np.arange(len(v))).groupby(keys.to_numpy()).indices.values():
+        order = positions[np.argsort(t[positions], kind="stable")]
+        tk, vk = t[order], v[order]
+        prefix = np.concatenate(([0.0], np.cumsum(vk)))
+        lo = np.searchsorted(tk, tk - window, side="left")
+        hi = np.searchsorted(tk, tk, side="right")
+        result[order] = (prefix[hi] - prefix[lo]) / (hi - lo)
+    return result
 
 
 def feature_columns(frame: Any) -> list[str]:

@@ -12,10 +12,10 @@ from mortgage_contracts import features_contract, raw_contract
 @settings(max_examples=12, deadline=None)
 @given(raw=raw_contract.strategy(min_rows=1, max_rows=12))
 def test_features_hold_their_contract(snowpipe_session, raw):
-    from snowflake.snowpark.types import DoubleType, LongType, StringType, StructField, StructType
+    from snowflake.snowpark.types import DoubleType, LongType, StringType, StructField, StructType, TimestampType
 
-    kinds = {"int64": LongType(), "float64": DoubleType()}
-    schema = StructType([StructField(c, kinds.get(str(raw[c].dtype), StringType())) for c in raw.columns])
+    kinds = {"i": LongType(), "f": DoubleType(), "M": TimestampType()}
+    schema = StructType([StructField(c, kinds.get(raw[c].dtype.kind, StringType())) for c in raw.columns])
     frame = snowpipe_session.create_dataframe([tuple(r) for r in raw.itertuples(index=False)], schema=schema)
     out = pipeline.features(frame).to_pandas()
     assert len(out) == len(raw)                                  # row count preserved

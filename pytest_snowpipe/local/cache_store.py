@@ -186,10 +186,10 @@ def _parquet(frame: Any) -> bytes | None:
 
 def _encode(value: Any, out: _Writer) -> dict[str, Any]:
     if is_snowpark_frame(value):
-        from pytest_snowpipe.engines.mock import is_local_session
+        from pytest_snowpipe.engines.embedded import is_embedded_session
         from pytest_snowpipe.pipeline.frames import to_pandas
 
-        if not is_local_session(getattr(value, "_session", None)):
+        if not is_embedded_session(getattr(value, "_session", None)):
             # on an account the data stays in Snowflake: a frame is a lazy plan, cheap to rebuild,
             # and storing it here would download the whole table
             raise Uncacheable("a Snowpark DataFrame on an account is not downloaded into the cache", quiet=True)
@@ -277,30 +277,17 @@ class _Reader:
         raise CorruptEntry(self.folder / MANIFEST, f"unknown layout {kind!r}")
 
 
-_INTEGER_TYPES = ("LongType", "IntegerType", "ShortType", "ByteType")
-
-
 def rebuild_snowpark(session: Any, frame: Any, schema: Any) -> Any:
     """A Snowpark DataFrame on ``session`` holding ``frame``'s rows with the stored ``schema``.
 
-    Rows + schema rather than ``create_dataframe(pandas_df)``: about 7x faster on the
-    local-testing session and the column types come back exactly (an integer column with
-    nulls is float in pandas, LongType again here).
+    The rows travel as Arrow (``create_dataframe`` of pandas loads a temporary table through
+    ``write_pandas``, no Python per row); each column is then cast back to its stored type, so
+    an integer column with nulls (float in pandas) is LongType again.
     """
-    import pandas
+    from snowflake.snowpark.functions import col
 
-    cells = frame.astype(object).where(pandas.notna(frame), None)
-    integer = [i for i, f in enumerate(schema.fields) if type(f.datatype).__name__ in _INTEGER_TYPES]
-    rows: list[tuple[Any, ...]] = []
-    for row in cells.itertuples(index=False, name=None):
-        if integer:
-            cells_ = list(row)
-            for i in integer:
-                if cells_[i] is not None:
-                    cells_[i] = int(cells_[i])
-            row = tuple(cells_)
-        rows.append(row)
-    return session.create_dataframe(rows, schema=schema)
+    loaded = session.create_dataframe(frame)
+    return loaded.select([col(f.name).cast(f.datatype).alias(f.name) for f in schema.fields])
 
 
 class StageCache:

@@ -26,12 +26,7 @@ def is_pandas_frame(value: Any) -> bool:
 
 
 def to_pandas(frame: Any) -> Any:
-    """A Snowpark DataFrame as pandas; on the embedded default the 2598 repair is in place."""
-    session = getattr(frame, "_session", None)
-    from pytest_snowpipe.engines.mock import fix_to_pandas_alignment, is_local_session
-
-    if is_local_session(session):
-        fix_to_pandas_alignment()
+    """A Snowpark DataFrame as pandas (one query; the engine sends Arrow)."""
     return frame.to_pandas()
 
 
@@ -39,7 +34,7 @@ def describe(value: Any) -> tuple[str, str]:
     """(kind, shape) for the summary, e.g. ("snowpark.DataFrame", "800 x 9")."""
     if is_snowpark_frame(value):
         # neither rows nor columns are asked for: each is a query on an account (and a full
-        # re-evaluation of the plan in local testing)
+        # warehouse query)
         return "snowpark.DataFrame", "lazy"
     if is_pandas_frame(value):
         return "pandas.DataFrame", f"{value.shape[0]} x {value.shape[1]}"
@@ -74,9 +69,9 @@ def fingerprint(value: Any) -> str:
     """
     h = hashlib.sha256()
     if is_snowpark_frame(value):
-        from pytest_snowpipe.engines.mock import is_local_session
+        from pytest_snowpipe.engines.embedded import is_embedded_session
 
-        if not is_local_session(getattr(value, "_session", None)):
+        if not is_embedded_session(getattr(value, "_session", None)):
             row = value.select_expr("hash_agg(*)").collect()[0][0]  # one query, no data pulled
             h.update(str(row).encode())
             return h.hexdigest()[:16]

@@ -18,7 +18,7 @@ What is fingerprinted, once at run start (before any stage is looked up in the c
   skip re-hashing (a memo kept beside the cache).
 * ``table`` on a Snowflake account: ``ROW_COUNT``, ``BYTES`` and ``LAST_ALTERED`` from the
   database's ``INFORMATION_SCHEMA.TABLES`` (one metadata query; ``LAST_ALTERED`` moves on
-  every DML and DDL). On the local-testing session: a content hash of the table, or
+  every DML and DDL). On the embedded engine (whose tables live for one run): a content hash of the table, or
   "absent" (a local session starts empty, so a table made by another stage is not there yet).
 * ``fingerprint``: the callable's return value (``str()``); it may take one argument, the
   run's Snowpark session.
@@ -233,10 +233,10 @@ def table_fingerprint_query(table: str, current_database: str | None, current_sc
 
 
 def table_fingerprint(session: Any, table: str, stage: str) -> str:
-    """Row count + last change of a table on an account; its content hash on local testing."""
-    from pytest_snowpipe.engines.mock import is_local_session
+    """Row count + last change of a table on an account; its content hash on the embedded engine (its tables live for one run)."""
+    from pytest_snowpipe.engines.embedded import is_embedded_session
 
-    if is_local_session(session):
+    if is_embedded_session(session):
         from pytest_snowpipe.pipeline.frames import fingerprint
 
         try:

@@ -338,13 +338,13 @@ def _created_on(model: Any, version: str) -> str:
 
 
 def champion_in_task(session: Any, model_name: str | None, registry_path: str | None) -> Champion | None:
-    """The champion for a compiled gate task: the folder registry on a local-testing session, else Snowflake's."""
+    """The champion for a compiled gate task: the folder registry on the embedded engine, else Snowflake's."""
     if not model_name:
         raise ChampionError(
             "snowpipe_champion: this gate names no model; add model_name=... to its snowpipe_gate marker"
         )
-    from pytest_snowpipe.engines.mock import is_local_session
+    from pytest_snowpipe.engines.embedded import is_embedded_session
 
-    if is_local_session(session):
+    if is_embedded_session(session):
         return read_local_champion(registry_path or ".snowpipe/registry", model_name)
     return read_snowflake_champion(session, model_name)

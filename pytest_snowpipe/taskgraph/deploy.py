@@ -140,14 +140,14 @@ def _run_local(
     graph: PipelineGraph, copts: CompileOptions, opts: DeployOptions, write: Callable[[str], Any], rehearsal: bool = False
 ) -> tuple[int, Any]:
     """Compile and run once on the emulator; a rehearsal promotes into a throw-away registry."""
-    from pytest_snowpipe.engines.mock import create_local_session
+    from pytest_snowpipe.engines.embedded import create_embedded_session
     from pytest_snowpipe.taskgraph.emulator import SUCCEEDED, emulate
 
     with tempfile.TemporaryDirectory(prefix="snowpipe-rehearsal-") as tmp:
         if rehearsal:
             copts = dataclasses.replace(copts, registry_path=tmp, check_pickle=False)
         compiled = compile_graph(graph, copts)
-        session = create_local_session()
+        session = create_embedded_session()
         try:
             record = emulate(compiled.dag, session=session, config_overrides=dict(opts.config_overrides))
         finally:

@@ -9,7 +9,7 @@ Semantics (decisions marked *decided* are ours where Snowflake's docs leave it o
 
 * Order: topological over ``dag.tasks`` / ``DAGTask.predecessors``; a task without predecessors
   hangs off the (dummy, always SUCCEEDED) root, as dagv1 does at deploy. Independent tasks run
-  concurrently in a thread pool, all on ONE session (local-testing tables live in one session).
+  concurrently in a thread pool, all on ONE session of the embedded engine (as Snowflake tasks share an account).
 * Task bodies get a session proxy: ``call("system$set_return_value" | "system$get_predecessor_
   return_value" | "SYSTEM$GET_TASK_GRAPH_CONFIG" | "system$current_user_task_name")`` and the
   ``select to_char|to_timestamp(system$task_runtime_info('P'))`` query are answered here for the

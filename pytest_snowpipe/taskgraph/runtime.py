@@ -3,7 +3,7 @@
 The compiler builds one frozen *spec* per task and wraps it with :func:`task_function`, which
 returns a function annotated ``(session: Session) -> str`` (Snowpark checks exactly this when
 the task's stored procedure is registered). The same function runs on the emulator (a
-local-testing session behind the emulator's proxy) and in Snowflake: inputs come through
+embedded engine's session behind the emulator's proxy) and in Snowflake: inputs come through
 ``TaskContext.get_predecessor_return_value`` as pointers (see :mod:`artifacts`), config through
 ``TaskContext.get_task_graph_config``, and every output is published in the run's index so
 actions and the finalizer can find it by (run id, stage name).
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from pytest_snowpipe.engines.mock import is_local_session
+from pytest_snowpipe.engines.embedded import is_embedded_session
 from pytest_snowpipe.pipeline.checks import check_output
 from pytest_snowpipe.pipeline.remote import materialize, run_remote
 from pytest_snowpipe.taskgraph.artifacts import load, lookup, pointer_text, publish, run_key, store, tables_of
@@ -213,7 +213,7 @@ def _run_remote(spec: StageSpec, session: Any, kwargs: dict[str, Any]) -> Any:
     the graph; this body reads its inputs, submits ``snowflake.ml.jobs.remote`` with them bound,
     waits for the result and returns a pointer like any stage.
     """
-    if is_local_session(session):
+    if is_embedded_session(session):
         return run_remote(inspect.unwrap(spec.func), spec.name, spec.remote, (), kwargs)
     from snowflake.ml.jobs import remote as ml_remote
 
@@ -268,7 +268,7 @@ def run_action(spec: ActionSpec, session: Any) -> str:
         text = lookup(session, env.stage_location, run_id, name)
         if text is not None:
             stages[name] = load(session, text)
-    local = is_local_session(session)
+    local = is_embedded_session(session)
     if spec.action == "promote" and not local:
         return _promote_snowflake(spec, session, stages, run_id)
     if spec.action == "alert" and not local:
@@ -346,7 +346,7 @@ def run_finalizer(spec: FinalizerSpec, session: Any) -> str:
                 dropped += 1
             except Exception as exc:
                 failed.append(f"drop {table}: {type(exc).__name__}: {exc}")
-    if not is_local_session(session):
+    if not is_embedded_session(session):
         try:
             session.sql(f"REMOVE {env.stage_location.rstrip('/')}/{run_key(run_id)}/").collect()
         except Exception as exc:

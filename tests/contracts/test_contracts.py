@@ -4,7 +4,6 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -196,12 +195,8 @@ def test_validate_rejects_non_frames() -> None:
 
 # ------------------------------------------------------------------ Snowpark push-down
 @pytest.fixture(scope="module")
-def session() -> Iterator[Any]:
-    from snowflake.snowpark import Session
-
-    s = Session.builder.config("local_testing", True).create()
-    yield s
-    s.close()
+def session(embedded_session: Any) -> Any:
+    return embedded_session
 
 
 def _snow(session: Any, rows: list[tuple[Any, ...]]) -> Any:

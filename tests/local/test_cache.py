@@ -472,13 +472,13 @@ def test_xdist_two_workers_run_each_stage_once(suite, extra):
         assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("pytest-snowpipe-run-*"))
 
 
-def test_snowpark_frames_round_trip_through_the_cache(tmp_path):
+def test_snowpark_frames_round_trip_through_the_cache(tmp_path, embedded_session):
     from snowflake.snowpark.types import DoubleType, LongType, StringType, StructField, StructType
 
-    from pytest_snowpipe.engines.mock import create_local_session
+    from pytest_snowpipe.engines.embedded import create_embedded_session
     from pytest_snowpipe.local.cache_store import StageCache
 
-    session = create_local_session()
+    session = embedded_session
     schema = StructType([StructField("ID", LongType()), StructField("X", DoubleType()), StructField("S", StringType())])
     frame = session.create_dataframe([(1, 0.5, "a"), (None, 1.5, None), (3, None, "c")], schema=schema)
     train, test = frame.random_split([0.5, 0.5], seed=1)
@@ -486,7 +486,7 @@ def test_snowpark_frames_round_trip_through_the_cache(tmp_path):
     store = StageCache(tmp_path, 10**9)
     entry = store.put("split", "k", value)
     assert entry.needs_session and entry.description == ("dict", "train: lazy, test: lazy, n=3")
-    other = create_local_session()
+    other = create_embedded_session()  # another session of the engine, as the next run would have
     loaded = store.load("split", "k", lambda: other)
     assert loaded is not None
     back = loaded[1]

@@ -40,10 +40,8 @@ def test_open_file_argument_is_refused(tmp_path):
         stage(handle)
 
 
-def test_session_argument_is_refused():
-    from pytest_snowpipe.engines.mock import create_local_session
-
-    session = create_local_session()
+def test_session_argument_is_refused(embedded_session):
+    session = embedded_session
     stage = sp.remote(compute_pool="POOL", stage_name="JOB_STAGE")(_echo)
     with pytest.raises(RemoteError, match="argument 'x' is a Snowpark Session.*get_active_session"):
         stage(session)
@@ -75,16 +73,13 @@ def test_bad_options_are_refused_at_decoration(kwargs, message):
         sp.remote(**options)(_echo)
 
 
-def test_snowpark_frames_are_materialised_to_pandas():
+def test_snowpark_frames_are_materialised_to_pandas(embedded_session):
     from snowflake.snowpark.functions import col
 
-    from pytest_snowpipe.engines.mock import create_local_session
-
-    session = create_local_session()
-    df = session.create_dataframe([(float(i), i % 2) for i in range(10)], schema=["A", "T"])
+    df = embedded_session.create_dataframe([(float(i), i % 2) for i in range(10)], schema=["A", "T"])
     stage = sp.remote(compute_pool="POOL", stage_name="JOB_STAGE")(_types)
     out = stage({"train": df.filter(col("A") > 5)})
-    assert out == {"train": ("DataFrame", ["int64"], [0, 1, 0, 1])}
+    assert out == {"train": ("DataFrame", ["int8"], [0, 1, 0, 1])}  # Snowflake's narrowest integer type
 
 
 def _types(split):

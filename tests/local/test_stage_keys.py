@@ -208,11 +208,10 @@ def test_table_fingerprint_query_quotes_and_binds_names():
             split_identifier(bad)
 
 
-def test_table_fingerprint_on_local_testing_hashes_content():
-    from pytest_snowpipe.engines.mock import create_local_session
+def test_table_fingerprint_on_the_embedded_engine_hashes_content(embedded_session):
     from pytest_snowpipe.pipeline.sources import table_fingerprint
 
-    session = create_local_session()
+    session = embedded_session
     assert table_fingerprint(session, "NOPE", "raw") == "absent"
     session.create_dataframe([(1,), (2,)], schema=["A"]).write.save_as_table("T1", mode="overwrite")
     first = table_fingerprint(session, "T1", "raw")

@@ -257,12 +257,8 @@ def _graph(model_name: str | None = "demo_model", env: tuple[str, ...] = ("snowp
 
 
 @pytest.fixture(scope="module")
-def session() -> Any:
-    from pytest_snowpipe.engines.mock import create_local_session
-
-    s = create_local_session()
-    yield s
-    s.close()
+def session(embedded_session: Any) -> Any:
+    return embedded_session
 
 
 def _emulate(registry: Path, session: Any) -> Any:

@@ -142,12 +142,8 @@ def test_plan_lists_tasks_conditions_finalizer_and_mermaid(tmp_path: Any) -> Non
 
 
 @pytest.fixture(scope="module")
-def session() -> Any:
-    from pytest_snowpipe.engines.mock import create_local_session
-
-    s = create_local_session()
-    yield s
-    s.close()
+def session(embedded_session: Any) -> Any:
+    return embedded_session
 
 
 def test_emulated_run_pass_promotes_and_skips_alert(tmp_path: Any, session: Any) -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,10 +24,8 @@ from pytest_snowpipe.taskgraph.emulator import (
 
 
 @pytest.fixture(scope="module")
-def session() -> Iterator[Session]:
-    s = Session.builder.config("local_testing", True).create()
-    yield s
-    s.close()
+def session(embedded_session: Session) -> Session:
+    return embedded_session
 
 
 def make_dag(name: str, **kwargs: Any) -> DAG:

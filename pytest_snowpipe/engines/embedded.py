@@ -1,0 +1,298 @@
+"""An embedded Snowflake double: fakesnow's HTTP server (DuckDB) in a thread of this process.
+
+`EmbeddedEngine` starts fakesnow's Starlette app under uvicorn on 127.0.0.1 (a free port,
+chosen by binding the socket ourselves, so there is no find-then-bind race), lazily on first
+use. The real Snowpark and connector code talk to it over HTTP, unchanged.
+
+State and persistence (fakesnow 0.12.1):
+
+* fakesnow's server keeps ONE module-global in-memory DuckDB (`fakesnow.server.shared_fs`)
+  shared by every login, plus a module-global `sessions` dict and stage bucket folder
+  (`fakesnow.transforms.stage.LOCAL_BUCKET_PATH`). The engine swaps in a fresh DuckDB and a
+  fresh bucket folder when it starts and restores/deletes them on close, so each engine starts
+  empty. Consequently only one engine may run per process at a time (enforced).
+* Persistence: a login may send the session parameter ``FAKESNOW_DB_PATH``; fakesnow then
+  gives THAT connection its own DuckDB with each database ATTACHed from
+  ``<db_path>/<DATABASE>.db`` (the directory must exist). Those connections do not share the
+  in-memory database with other logins, so the engine does not use it: data is per engine,
+  in memory.
+
+Another process (e.g. a remote stage's fresh subprocess) reaches the same data by creating a
+session from `EmbeddedEngine.connection_params()`; all logins share the engine's DuckDB.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import uvicorn
+    from fakesnow.instance import FakeSnow
+    from snowflake.snowpark import Session
+
+__all__ = ["EmbeddedEngine", "EngineError"]
+
+_RUNNING_LOCK = threading.Lock()
+_running: EmbeddedEngine | None = None
+
+
+class EngineError(RuntimeError):
+    """The embedded engine could not be started or used."""
+
+
+def _app() -> Any:
+    """fakesnow's routes, with a login that also returns a master token and a telemetry sink.
+
+    Without a master token the connector's ``close()`` fails before logging out
+    (``delete_session`` needs one) and Snowpark's atexit hook later retries the dead server
+    for a minute; telemetry posts would get 404.
+    """
+    import json
+
+    import fakesnow.server as fs_server
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    async def login(request: Request) -> Response:
+        response = await fs_server.login_request(request)
+        body = json.loads(bytes(response.body))
+        if body.get("success") and (data := body.get("data")):
+            data.setdefault("masterToken", data["token"])
+        return JSONResponse(body, status_code=response.status_code)
+
+    async def telemetry(request: Request) -> Response:
+        return JSONResponse({"success": True, "data": None})
+
+    routes = [r for r in fs_server.routes if getattr(r, "path", None) != "/session/v1/login-request"]
+    routes.append(Route("/session/v1/login-request", login, methods=["POST"]))
+    routes.append(Route("/telemetry/send", telemetry, methods=["POST"]))
+    return Starlette(routes=routes)
+
+
+class EmbeddedEngine:
+    """A lazily started fakesnow server plus Snowpark sessions connected to it.
+
+    Use as a context manager, or call `close()`::
+
+        with EmbeddedEngine() as engine:
+            session = engine.session()
+            session.sql("select 1").collect()
+
+    Args:
+        database: current database of sessions (created if missing).
+        schema: current schema of sessions (created if missing).
+        gaps: install the `fakesnow_adapter` rewrites (the DuckDB rewrites Snowpark needs).
+    """
+
+    def __init__(self, database: str = "SNOWPIPE", schema: str = "PUBLIC", *, gaps: bool = True) -> None:
+        self.database = database
+        self.schema = schema
+        self.gaps = gaps
+        self.timings: dict[str, float] = {}
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._port: int | None = None
+        self._sock: socket.socket | None = None
+        self._bucket: str | None = None
+        self._saved: tuple[FakeSnow, str] | None = None
+        self._sessions: list[Session] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """True while the server thread is serving."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def port(self) -> int:
+        """The TCP port the server listens on (starts the server)."""
+        self.start()
+        assert self._port is not None
+        return self._port
+
+    def start(self) -> None:
+        """Start the server if it is not running yet (idempotent)."""
+        global _running
+        if self.started:
+            return
+        t0 = time.perf_counter()
+        import fakesnow.server as fs_server
+        import fakesnow.transforms.stage as fs_stage
+        import uvicorn
+        from fakesnow.instance import FakeSnow
+
+        # the server's per-statement INFO lines and sqlglot's "falling back to a Command" notes are
+        # the double's business, not the user's: errors still reach the client as query errors
+        logging.getLogger("fakesnow").setLevel(logging.WARNING)
+        logging.getLogger("sqlglot").setLevel(logging.ERROR)
+        if self.gaps:
+            from pytest_snowpipe.engines import fakesnow_adapter
+
+            fakesnow_adapter.install()
+        self.timings["import_server"] = time.perf_counter() - t0
+
+        with _RUNNING_LOCK:
+            if _running is not None and _running is not self:
+                raise EngineError("another EmbeddedEngine is running in this process; close it first")
+            _running = self
+        t1 = time.perf_counter()
+        # fresh, private state for this engine; restored in close()
+        self._saved = (fs_server.shared_fs, fs_stage.LOCAL_BUCKET_PATH)
+        self._bucket = tempfile.mkdtemp(prefix="snowpipe_stages_")
+        fs_stage.LOCAL_BUCKET_PATH = self._bucket
+        fs_server.shared_fs = FakeSnow()
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self._sock = sock  # asyncio serves on this very socket: close it only after the server
+        self._port = sock.getsockname()[1]
+        config = uvicorn.Config(_app(), log_level="warning", lifespan="off", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="snowpipe-embedded-engine", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.close()
+                raise EngineError("fakesnow server failed to start")
+            time.sleep(0.005)
+        self.timings["server_start"] = time.perf_counter() - t1
+
+    def close(self) -> None:
+        """Close sessions, stop the server thread, drop the data and the stage folder."""
+        global _running
+        for s in self._sessions:
+            try:
+                s.close()
+            except Exception:
+                pass
+        self._sessions.clear()
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            if self._thread.is_alive():
+                raise EngineError("fakesnow server thread did not stop")
+        self._server = self._thread = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._saved is not None:
+            import fakesnow.server as fs_server
+            import fakesnow.transforms.stage as fs_stage
+
+            fs_server.sessions.clear()
+            fs_server.shared_fs.duck_conn.close()
+            fs_server.shared_fs, fs_stage.LOCAL_BUCKET_PATH = self._saved
+            self._saved = None
+        if self._bucket is not None:
+            shutil.rmtree(self._bucket, ignore_errors=True)
+            self._bucket = None
+        with _RUNNING_LOCK:
+            if _running is self:
+                _running = None
+
+    def __enter__(self) -> EmbeddedEngine:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- clients -----------------------------------------------------------------------------
+
+    def connection_params(self) -> dict[str, Any]:
+        """JSON-serialisable `Session.builder.configs(...)` parameters for this engine.
+
+        Any process on this machine can open a session to the same data with them, e.g. a
+        remote stage's subprocess: ``Session.builder.configs(params).create()``.
+        """
+        return {
+            "user": "fake",
+            "password": "snow",
+            "account": "fakesnow",
+            "host": "127.0.0.1",
+            "port": self.port,
+            "protocol": "http",
+            "database": self.database,
+            "schema": self.schema,
+            # no telemetry; fail fast instead of retrying against a local server
+            "session_parameters": {"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False},
+            "network_timeout": 60,
+            "login_timeout": 10,
+        }
+
+    def session(self) -> Session:
+        """A new real `snowflake.snowpark.Session` on this engine, closed by `close()`."""
+        params = self.connection_params()
+        t0 = time.perf_counter()
+        from snowflake.snowpark import Session
+
+        self.timings.setdefault("import_snowpark", time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        session: Session = Session.builder.configs(params).create()
+        self.timings.setdefault("first_session", time.perf_counter() - t1)
+        self._sessions.append(session)
+        return session
+
+
+# -- the run's engine ------------------------------------------------------------------------
+# One engine per process (an xdist worker has its own), started when a stage first needs a
+# session and closed by the plugin at the end of the run (and at interpreter exit, whatever
+# happens), so no server outlives pytest.
+
+_ENGINE: EmbeddedEngine | None = None
+_ENGINE_LOCK = threading.Lock()
+ACCOUNT = "fakesnow"  # what the engine's sessions report as their account
+
+
+def engine() -> EmbeddedEngine:
+    """This process's engine, started on first use."""
+    global _ENGINE
+    with _ENGINE_LOCK:
+        if _ENGINE is None:
+            _ENGINE = EmbeddedEngine()
+            atexit.register(shutdown)
+        current = _ENGINE
+    current.start()
+    return current
+
+
+def create_embedded_session() -> Session:
+    """A real Snowpark session on this process's embedded engine (the engine starts if needed)."""
+    return engine().session()
+
+
+def running_engine() -> EmbeddedEngine | None:
+    """The engine if one was started in this process, without starting one."""
+    return _ENGINE if _ENGINE is not None and _ENGINE.started else None
+
+
+def shutdown() -> None:
+    """Close this process's engine, if any: sessions, server thread, data, stage folder."""
+    global _ENGINE
+    with _ENGINE_LOCK:
+        current, _ENGINE = _ENGINE, None
+    if current is not None:
+        current.close()
+
+
+def is_embedded_session(session: Any) -> bool:
+    """True for a Snowpark session whose server is an embedded engine (this process's or a parent's)."""
+    conn = getattr(getattr(session, "_conn", None), "_conn", None)
+    return getattr(conn, "host", None) == "127.0.0.1" and str(getattr(conn, "account", "")).lower() == ACCOUNT

@@ -1,0 +1,290 @@
+"""Tests of the embedded engine and of each DuckDB gap (run: pytest test_engine.py).
+
+One engine per module (importing Snowpark twice in one process can crash): the
+module-scoped ``engine`` fixture. Cross-engine checks run fresh engines in subprocesses.
+Each ``test_gap_*`` fails without `fakesnow_adapter.install()` (try ``EmbeddedEngine(gaps=False)``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlglot
+
+from pytest_snowpipe.engines import embedded
+from pytest_snowpipe.engines import fakesnow_adapter as duckdb_gaps
+from pytest_snowpipe.engines.embedded import EmbeddedEngine
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def engine() -> EmbeddedEngine:
+    """This process's engine (one per process: tests/conftest.py's embedded_session shares it)."""
+    return embedded.engine()
+
+
+@pytest.fixture(scope="module")
+def session(embedded_session: Any) -> Any:
+    return embedded_session
+
+
+def _run(code: str) -> str:
+    """Run Python in a fresh process (its own Snowpark import) from this folder."""
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=dict(os.environ),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+# -- engine ------------------------------------------------------------------------------------
+
+
+def test_session_has_current_database_and_schema(session: Any) -> None:
+    assert session.get_current_database() == '"SNOWPIPE"'
+    assert session.get_current_schema() == '"PUBLIC"'
+    assert session.sql("select 1 as X").collect()[0]["X"] == 1
+
+
+def test_another_process_sees_the_same_data(engine: EmbeddedEngine, session: Any) -> None:
+    session.sql("create or replace table SHARED as select 42 as V").collect()
+    out = _run(
+        f"""
+        import json
+        from snowflake.snowpark import Session
+        s = Session.builder.configs(json.loads({json.dumps(engine.connection_params())!r})).create()
+        print(s.table("SHARED").collect()[0]["V"])
+        """
+    )
+    assert out == "42"
+
+
+def test_close_stops_thread_and_frees_port() -> None:
+    out = _run(
+        """
+        import socket, threading
+        from pytest_snowpipe.engines.embedded import EmbeddedEngine
+        eng = EmbeddedEngine()
+        port = eng.port
+        eng.close()
+        names = [t.name for t in threading.enumerate()]
+        s = socket.socket(); s.bind(("127.0.0.1", port)); s.close()
+        print(("snowpipe-embedded-engine" in names), eng.started)
+        """
+    )
+    assert out == "False False"
+
+
+# -- a. random_split / sample -----------------------------------------------------------------
+
+
+def test_gap_scoped_temporary_rewrite() -> None:
+    e = duckdb_gaps.scoped_temporary(sqlglot.parse_one("CREATE SCOPED TEMPORARY TABLE T (A INT)", read="snowflake"))
+    assert e.sql(dialect="snowflake") == "CREATE TEMPORARY TABLE T (A INT)"
+
+
+def test_gap_random_split_and_cache_result(session: Any) -> None:
+    df = session.sql("select seq4() as ID from table(generator(rowcount => 10000))")
+    a, b = df.random_split([0.8, 0.2], seed=42)
+    na, nb = a.count(), b.count()
+    assert na + nb == 10000 and 7600 < na < 8400
+    assert df.cache_result().count() == 10000
+
+
+SPLIT_SCRIPT = """
+import hashlib, warnings
+warnings.filterwarnings("ignore")
+from pytest_snowpipe.engines.embedded import EmbeddedEngine
+with EmbeddedEngine() as eng:
+    s = eng.session()
+    s.sql("create table L as select seq4() as ID, seq4() % 10 as X from table(generator(rowcount => 200000))").collect()
+    df = s.table("L")
+    a, b = df.random_split([0.7, 0.3], seed=7)
+    ids = [sorted(p.to_pandas()["ID"].tolist()) for p in (a, b, df.sample(frac=0.1, seed=3))]
+    print(hashlib.sha256(repr(ids).encode()).hexdigest(), len(ids[0]), len(ids[1]), len(ids[2]))
+"""
+
+
+def test_gap_seeded_random_split_and_sample_repeat_across_engines() -> None:
+    first, second = _run(SPLIT_SCRIPT), _run(SPLIT_SCRIPT)
+    assert first == second
+    _, n_a, n_b, n_s = first.split()
+    assert int(n_a) + int(n_b) == 200000 and 19000 < int(n_s) < 21000
+
+
+# -- b. create_dataframe from tuples -------------------------------------------------------------
+
+
+def test_gap_dollar_columns_of_values(session: Any) -> None:
+    rows = session.create_dataframe([(1, 2.0), (2, 3.0)], schema=["X", "Y"]).collect()
+    assert [tuple(r) for r in rows] == [(1, 2.0), (2, 3.0)]
+
+
+# -- c. write_pandas / create_dataframe(pandas) --------------------------------------------------
+
+
+def _typed_frame(n: int = 5) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "I": np.arange(n, dtype="int64") * 1000,
+            "F": np.arange(n) / 2,
+            "S": [f"s{i}" for i in range(n)],
+            "D": pd.date_range("2024-01-01", periods=n).date,
+            "TS": pd.date_range("2024-01-01 12:00", periods=n, freq="h"),
+            "B": [i % 2 == 0 for i in range(n)],
+        }
+    )
+
+
+def test_gap_write_pandas_round_trip(session: Any) -> None:
+    pdf = _typed_frame()
+    session.write_pandas(pdf, "TYPED", auto_create_table=True, overwrite=True)
+    session.write_pandas(pdf, "TYPED", auto_create_table=True, overwrite=True)  # overwrite, not append
+    out = session.table("TYPED").sort("I").to_pandas()
+    assert list(out.columns) == list(pdf.columns)
+    assert out["I"].dtype.kind == "i" and out["F"].dtype == "float64" and out["B"].dtype == "bool"
+    assert out["TS"].dtype == "datetime64[ns]"
+    pd.testing.assert_frame_equal(out, pdf, check_dtype=False)
+
+
+def test_gap_create_dataframe_from_pandas(session: Any) -> None:
+    pdf = _typed_frame()
+    out = session.create_dataframe(pdf).sort("I").to_pandas()
+    pd.testing.assert_frame_equal(out, pdf, check_dtype=False)
+
+
+# -- d. stages ----------------------------------------------------------------------------------
+
+
+def test_gap_stage_files(session: Any, tmp_path: Path) -> None:
+    session.sql("create stage if not exists ART").collect()
+    session.file.put_stream(io.BytesIO(b"\x00model"), "@ART/dir/f.bin", auto_compress=False, overwrite=True)
+    assert session.file.get_stream("@ART/dir/f.bin").read() == b"\x00model"
+    local = tmp_path / "a.txt"
+    local.write_text("abc")
+    session.file.put(str(local), "@ART/d2", auto_compress=False, overwrite=True)
+    (tmp_path / "out").mkdir()
+    session.file.get("@ART/d2/a.txt", str(tmp_path / "out"))
+    assert (tmp_path / "out" / "a.txt").read_text() == "abc"
+    names = sorted(r["name"] for r in session.sql("LIST @ART").collect())
+    assert names == ["art/d2/a.txt", "art/dir/f.bin"]
+    assert [r[0] for r in session.sql("REMOVE @ART/d2").collect()] == ["art/d2/a.txt"]
+    assert [r["name"] for r in session.sql("LIST @ART").collect()] == ["art/dir/f.bin"]
+
+
+# -- e. common calls ------------------------------------------------------------------------------
+
+
+def test_common_calls(session: Any) -> None:
+    from snowflake.snowpark import functions as F
+
+    session.sql(
+        "create or replace table BASE as select seq4() as ID, seq4() % 3 as K, (seq4() / 7)::float as X "
+        "from table(generator(rowcount => 1000))"
+    ).collect()
+    df = session.table("BASE")
+    df.filter(F.col("K") == 1).write.save_as_table("K1", mode="overwrite")
+    df.filter(F.col("K") == 1).write.save_as_table("K1", mode="overwrite")
+    assert session.table("K1").count() == 333
+    agg = {r["K"]: r["N"] for r in df.group_by("K").agg(F.count("ID").alias("N")).collect()}
+    assert agg == {0: 334, 1: 333, 2: 333}
+    pdf = df.filter(F.col("X") > 100).to_pandas()  # issue 2598 on the local-testing mock: ints became NaN
+    assert pdf["ID"].dtype.kind == "i" and pdf["K"].dtype.kind == "i" and len(pdf) == 299
+    df.write.save_as_table("TMP1", mode="overwrite", table_type="temporary")
+    assert session.table("TMP1").count() == 1000
+    info = session.sql(
+        "select row_count, last_altered from information_schema.tables where table_name = 'K1'"
+    ).collect()[0]
+    assert info["ROW_COUNT"] == 333 and info["LAST_ALTERED"] is not None
+
+
+def test_seed_features_match_pandas(session: Any) -> None:
+    from snowflake.snowpark import functions as F
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for k in range(3):
+        days = np.sort(rng.choice(400, size=120, replace=False))
+        frames.append(
+            pd.DataFrame({"K": k, "D": (pd.Timestamp("2023-06-01") + pd.to_timedelta(days, "D")).date,
+                          "X": rng.integers(0, 1000, size=120).astype("float64")})
+        )
+    pdf = pd.concat(frames, ignore_index=True)
+    session.write_pandas(pdf, "SEED", auto_create_table=True, overwrite=True)
+    window = "AVG(X) OVER (PARTITION BY K ORDER BY D RANGE BETWEEN INTERVAL '30 DAYS' PRECEDING AND CURRENT ROW)"
+    got = (
+        session.table("SEED")
+        .with_column("M", F.month("D"))
+        .with_column("DOY", F.dayofyear("D"))
+        .with_column("DOW", F.dayofweek("D"))
+        .with_column("R", F.sql_expr(window))
+        .sort("K", "D")
+        .to_pandas()
+        .reset_index(drop=True)
+    )
+    d = pd.to_datetime(pdf["D"])
+    exp = pdf.assign(M=d.dt.month, DOY=d.dt.dayofyear, DOW=(d.dt.dayofweek + 1) % 7)  # Snowflake: Sunday = 0
+    exp["R"] = (
+        exp.assign(T=d).set_index("T").groupby("K")["X"].rolling("31D", closed="right").mean().to_numpy()
+    )
+    exp = exp.sort_values(["K", "D"]).reset_index(drop=True)
+    for c in ["M", "DOY", "DOW"]:
+        assert got[c].astype("int64").tolist() == exp[c].astype("int64").tolist(), c
+    assert np.allclose(got["R"].to_numpy(), exp["R"].to_numpy(), rtol=0, atol=1e-9)
+
+
+# -- f/g. what the double cannot run ---------------------------------------------------------------
+
+
+def test_gap_udf_and_sproc_fail_clearly(session: Any) -> None:
+    from snowflake.snowpark import Session
+    from snowflake.snowpark.types import IntegerType
+
+    with pytest.raises(Exception, match=r"(?s)CREATE TEMPORARY FUNCTION.*--snowpipe-connection NAME"):
+        session.udf.register(lambda x: x + 1, return_type=IntegerType(), input_types=[IntegerType()])
+
+    def add(s: Session, x: int) -> int:
+        return x + 1
+
+    add.__annotations__ = {"s": Session, "x": int, "return": int}  # resolved (future annotations)
+
+    with pytest.raises(Exception, match=r"(?s)packages.*--snowpipe-connection NAME"):
+        session.sproc.register(add, return_type=IntegerType(), input_types=[IntegerType()])
+
+
+def test_gap_untranslatable_sql_names_statement_and_fix(session: Any) -> None:
+    # valid Snowflake (a MATCH_RECOGNIZE), which fakesnow/DuckDB cannot run
+    sql = (
+        "select * from BASE match_recognize(order by ID measures count(*) as C "
+        "one row per match pattern (A+) define A as X > 1)"
+    )
+    with pytest.raises(Exception, match=r"(?is)cannot run: select \* from BASE match_recognize.*--snowpipe-connection"):
+        session.sql(sql).collect()
+
+
+def test_gap_parenthesized_table_rewrite() -> None:
+    e = sqlglot.parse_one("SELECT * FROM (SELECT * FROM (T1)) JOIN (T2) ON TRUE", read="snowflake")
+    out = e.transform(duckdb_gaps.parenthesized_table).sql(dialect="duckdb")
+    assert out == "SELECT * FROM (SELECT * FROM T1) JOIN T2 ON TRUE"
+
+
+def test_gap_random_split_of_a_created_dataframe(session: Any) -> None:
+    df = session.create_dataframe([(i, i % 3) for i in range(100)], schema=["A", "B"])
+    parts = df.random_split([0.5, 0.5], seed=1)
+    assert sorted(a for p in parts for (a, _) in p.collect()) == list(range(100))
