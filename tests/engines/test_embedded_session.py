@@ -82,5 +82,5 @@ def test_session(snowpipe_session):
     )
     pytester.runpytest_subprocess().assert_outcomes(passed=1)
     port = int((pytester.path / "port.json").read_text())
-    probe = "import socket; s = socket.socket(); s.bind(('127.0.0.1', %d)); print('free')" % port
+    probe = f"import socket; s = socket.socket(); s.bind(('127.0.0.1', {port})); print('free')"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "free"
