@@ -75,8 +75,8 @@ def test_1_garbage_manifest_of_an_upstream_entry_is_warned_about_and_recomputed(
     (model_entry / "manifest.json").write_bytes(b"\xff\xfe garbage")
     result = pytester.runpytest("-W", "default")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines([f"*SnowpipeCacheWarning*stage 'model': entry *{model_entry.name} has a missing or "
-                                 "unreadable manifest; discarded, recomputing it*"])
+    result.stdout.fnmatch_lines([f"*SnowpipeCacheWarning*stage 'model': entry *{model_entry.name}/manifest.json is "
+                                 "damaged (missing or unreadable manifest); discarded, recomputing it when needed*"])
     result.stdout.fnmatch_lines(["*-> promote: model v0001 is already the default*"])
     assert not model_entry.exists()  # discarded: computed and stored again when something needs it
 

@@ -37,7 +37,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_snowpipe.local.cache_store import CorruptEntry, Entry, SnowpipeCacheWarning, StageCache, Uncacheable
+from pytest_snowpipe.local.cache_store import (
+    MANIFEST,
+    CorruptEntry,
+    Entry,
+    SnowpipeCacheWarning,
+    StageCache,
+    Uncacheable,
+)
 from pytest_snowpipe.pipeline.frames import fingerprint
 
 if TYPE_CHECKING:
@@ -154,7 +161,10 @@ class Memo:
             if entry is None and self.store.exists(stage.name, self.keys[stage.name]):
                 path = self.store.entry_path(stage.name, self.keys[stage.name])
                 self.store.discard(stage.name, self.keys[stage.name])
-                self.pending.append(f"stage {stage.name!r}: entry {path} has a missing or unreadable manifest; discarded, recomputing it")
+                self.pending.append(
+                    f"stage {stage.name!r}: entry {path / MANIFEST} is damaged (missing or unreadable manifest); "
+                    "discarded, recomputing it when needed"
+                )
             if entry is None or stage.name not in defs:
                 continue
             self.hits[stage.name] = entry
