@@ -28,6 +28,7 @@ memo_key: pytest.StashKey[Memo] = pytest.StashKey()  # the stage cache of this r
 run_store_key: pytest.StashKey[Any] = pytest.StashKey()  # xdist controller: the workers' run-only store (--snowpipe-no-cache)
 ci_key: pytest.StashKey[CiState] = pytest.StashKey()  # champions, comparisons, failures: what the CI report adds to the run
 engine_owner_key: pytest.StashKey[bool] = pytest.StashKey()  # this run may close the embedded engine (it was not running before)
+deep_chain_key: pytest.StashKey[str] = pytest.StashKey()  # a fixture chain too deep for pytest to collect
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -117,7 +118,24 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_CiHooks(config), "snowpipe-ci-report")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_pycollect_makeitem(collector: pytest.Module | pytest.Class, name: str, obj: object) -> Generator[None, object, object]:
+    """A fixture chain too deep for pytest's recursive closure walk: one GraphError, not a RecursionError."""
+    try:
+        return (yield)
+    except RecursionError:
+        from pytest_snowpipe.pipeline.graph import deep_fixture_chain
+
+        message = deep_fixture_chain(collector, obj) if callable(obj) else None
+        if message is None:
+            raise
+        collector.config.stash[deep_chain_key] = message
+        raise collector.CollectError(message) from None
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    if deep_chain_key in config.stash:
+        raise pytest.UsageError(config.stash[deep_chain_key])
     gates = [i for i in items if isinstance(i, pytest.Function) and i.get_closest_marker("snowpipe_gate")]
     if not gates:
         config.stash[graph_key] = None
@@ -155,6 +173,8 @@ def pytest_runtestloop(session: pytest.Session) -> object:
     if settings.deploy is None:
         if settings.connection and graph is not None:  # connect up front: a broken one is a usage error
             session.config.stash[session_key] = _connect(settings.connection)
+        if graph is not None:
+            session.config.stash[run_key].sweep_registry()  # staging folders of killed promotes
         if graph is not None:  # stage cache: keys, hits, and the hits' upstream cut from the closures
             from pytest_snowpipe.local.cache_in_run import prepare
 
@@ -203,7 +223,13 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.Fix
             memo.abandon(fixturedef.argname)
         raise
     if memo is not None:
-        memo.stored(fixturedef.argname, value)  # only outputs that passed their checks are stored
+        try:
+            memo.stored(fixturedef.argname, value)  # only outputs that passed their checks are stored
+        except Exception as exc:  # e.g. a lazy frame that cannot be evaluated: the stage's fault, not its consumer's
+            run.stage_done(fixturedef.argname, started, error=exc)
+            run.stages[fixturedef.argname].error = f"storing its output in the stage cache failed: {run.stages[fixturedef.argname].error}"
+            exc.add_note(f"pytest-snowpipe: stage {fixturedef.argname!r} ran, but storing its output in the stage cache failed")
+            raise
     return value
 
 

@@ -215,7 +215,7 @@ def _read_deploy(getoption: Any, getini: Any, connection: str | None) -> DeployS
                 ("--snowpipe-dry-run", dry_run),
                 ("--snowpipe-run", run_once),
                 ("--snowpipe-target", target),
-                ("--schedule", schedule_text),
+                ("--schedule", schedule_text is not None),
                 ("--snowpipe-dag-name", getoption("snowpipe_dag_name")),
             )
             if value
@@ -227,7 +227,7 @@ def _read_deploy(getoption: Any, getini: Any, connection: str | None) -> DeployS
     if target not in TARGETS:
         raise ConfigError(f"--snowpipe-target {target!r} is not a valid target. Valid targets: {', '.join(TARGETS)}")
     schedule = None
-    if schedule_text:
+    if schedule_text is not None:  # "--schedule=" (an unset CI variable) is an error, not "no schedule"
         from pytest_snowpipe.taskgraph.schedule import ScheduleError, parse_schedule
 
         try:

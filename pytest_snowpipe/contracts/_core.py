@@ -35,8 +35,11 @@ __all__ = [
 #: Every rule name a `Violation` can carry; `check` / `check[i]` are custom checks.
 RULES: tuple[str, ...] = (
     "missing", "extra", "dtype", "nullable", "ge", "gt", "le", "lt", "isin", "unique",
-    "regex", "check",
+    "regex", "check", "min_rows", "max_rows",
 )
+
+#: The `column` of a frame-level violation (Contract(min_rows=..., max_rows=...)).
+FRAME = "<frame>"
 
 #: Declared python type -> the kind name used everywhere else.
 _KINDS: dict[Any, str] = {
@@ -157,6 +160,8 @@ class ColumnSpec:
     regex: str | None = None
     checks: tuple[Callable[[pd.Series], Any], ...] = ()
     sql_check: Callable[[Any], Any] | None = None
+    min_rows: int = 0  # rows holding a value (not null) in this column: at least ...
+    max_rows: int | None = None  # ... and at most
     name: str = field(default="", compare=False)
 
     @property
@@ -232,6 +237,8 @@ def _rules_stub(
     regex: str | None = None,
     checks: Sequence[Callable[[pd.Series], Any]] | Callable[[pd.Series], Any] = (),
     sql_check: Callable[[Any], Any] | None = None,
+    min_rows: int = 0,
+    max_rows: int | None = None,
 ) -> None:
     """The signature every `column(...)` call is bound to."""
 
@@ -321,7 +328,31 @@ def _build(dtype: Any, name: str, rules: Mapping[str, Any]) -> ColumnSpec:
     kw["checks"] = checks
     if kw["sql_check"] is not None and not callable(kw["sql_check"]):
         raise TypeError(f"{where}: sql_check must be a callable (Column -> Column)")
+    check_row_bounds(kw["min_rows"], kw["max_rows"], where)
     return ColumnSpec(dtype=dtype, name=name, **kw)
+
+
+def check_row_bounds(min_rows: Any, max_rows: Any, where: str) -> None:
+    """``min_rows``/``max_rows`` must be whole numbers >= 0 with min <= max."""
+    for rule, value in (("min_rows", min_rows), ("max_rows", max_rows)):
+        if value is None and rule == "max_rows":
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ContractError(f"{where}: {rule} must be an int >= 0, got {value!r}")
+    if max_rows is not None and min_rows > max_rows:
+        raise ContractError(f"{where}: min_rows={min_rows} is greater than max_rows={max_rows}, so no frame can pass")
+
+
+def row_count_violations(column: str, count: int, min_rows: int, max_rows: int | None, what: str) -> list[Violation]:
+    """The min_rows/max_rows violations for ``count`` (rows of a frame, or values of a column).
+
+    ``failing_rows`` is how many rows are missing (min_rows) or too many (max_rows).
+    """
+    if count < min_rows:
+        return [Violation(column, "min_rows", min_rows - count, detail=f"{count} {what}, at least {min_rows} required")]
+    if max_rows is not None and count > max_rows:
+        return [Violation(column, "max_rows", count - max_rows, detail=f"{count} {what}, at most {max_rows} allowed")]
+    return []
 
 
 def _fits(kind: str, value: Any) -> bool:
@@ -354,6 +385,8 @@ if TYPE_CHECKING:
         regex: str | None = None,
         checks: Sequence[Callable[[pd.Series], Any]] | Callable[[pd.Series], Any] = (),
         sql_check: Callable[[Any], Any] | None = None,
+        min_rows: int = 0,
+        max_rows: int | None = None,
     ) -> ColumnSpec:
         """Typed view of `column` for type checkers."""
         ...
@@ -365,7 +398,8 @@ else:
 
         Rules: nullable, unique, ge/gt/le/lt (int, float, datetime), isin, regex (str,
         full match), checks (pandas-only vectorised callables: Series -> bool Series),
-        sql_check (the Snowpark counterpart: Column -> boolean Column). An unknown
+        sql_check (the Snowpark counterpart: Column -> boolean Column), min_rows/max_rows
+        (how many rows hold a value, not null, in this column). An unknown
         keyword raises TypeError listing the valid ones.
         """
         return _build(dtype, "", rules)
@@ -375,6 +409,7 @@ class Contract:
     """A set of column rules that validates pandas/Snowpark frames and generates data.
 
     `strict=True` (the default) makes columns the contract does not name a violation.
+    `min_rows` / `max_rows` bound the frame's row count (`min_rows=1`: an empty frame fails).
     Columns are given as keywords; a column literally named `strict` can be passed in
     the positional mapping: `Contract({"strict": column(bool)})`.
     """
@@ -385,6 +420,8 @@ class Contract:
         /,
         *,
         strict: bool = True,
+        min_rows: int = 0,
+        max_rows: int | None = None,
         **named: ColumnSpec,
     ) -> None:
         merged: dict[str, ColumnSpec] = {}
@@ -402,13 +439,18 @@ class Contract:
                 merged[name] = spec.named(name)
         if not isinstance(strict, bool):
             raise TypeError(f"strict must be True or False, not {strict!r}")
+        check_row_bounds(min_rows, max_rows, "Contract")
         self.columns: dict[str, ColumnSpec] = merged
         self.strict = strict
+        self.min_rows = min_rows
+        self.max_rows = max_rows
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Contract):
             return NotImplemented
-        return self.strict == other.strict and self.columns == other.columns
+        return (self.strict, self.min_rows, self.max_rows, self.columns) == (
+            other.strict, other.min_rows, other.max_rows, other.columns
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -425,6 +467,10 @@ class Contract:
         ]
         if not self.strict:
             body.append("    strict=False,")
+        if self.min_rows:
+            body.append(f"    min_rows={self.min_rows},")
+        if self.max_rows is not None:
+            body.append(f"    max_rows={self.max_rows},")
         if not body:
             return "Contract()"
         return "Contract(\n" + "\n".join(body) + "\n)"

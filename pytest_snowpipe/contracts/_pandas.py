@@ -12,10 +12,12 @@ import numpy as np
 import pandas as pd
 
 from pytest_snowpipe.contracts._core import (
+    FRAME,
     ColumnSpec,
     ContractResult,
     Violation,
     check_rule_names,
+    row_count_violations,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -94,6 +96,7 @@ def validate_pandas(contract: Contract, df: pd.DataFrame) -> ContractResult:
                 violations.append(
                     Violation(str(extra), "extra", n, detail="not in contract (strict)")
                 )
+    violations.extend(row_count_violations(FRAME, n, contract.min_rows, contract.max_rows, "rows"))
     return ContractResult(violations=violations, rows=n, backend="pandas")
 
 
@@ -161,6 +164,9 @@ def _check_column(spec: ColumnSpec, s: pd.Series) -> list[Violation]:
     if spec.checks and type_ok:
         for rule, check in zip(check_rule_names(len(spec.checks)), spec.checks, strict=False):
             out.extend(_custom(spec, s, rule, check))
+    if spec.min_rows or spec.max_rows is not None:
+        present = n - int(np.count_nonzero(null_mask)) if null_mask is not None else int(s.notna().sum())
+        out.extend(row_count_violations(name, present, spec.min_rows, spec.max_rows, "rows with a value"))
     return out
 
 

@@ -14,10 +14,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pytest_snowpipe.contracts._core import (
+    FRAME,
     ColumnSpec,
     ContractError,
     ContractResult,
     Violation,
+    row_count_violations,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -113,6 +115,9 @@ def validate_snowpark(contract: Contract, df: DataFrame) -> ContractResult:
         if spec.unique:
             aggs.append((F.count(c) - F.count_distinct(c)).alias(f"R{len(aggs)}"))
             checks.append((name, "unique", c, None))
+        if spec.min_rows or spec.max_rows is not None:  # rows with a value: count(c), same query
+            aggs.append(F.count(c).alias(f"R{len(aggs)}"))
+            checks.append((name, "count", c, None))
     if contract.strict:
         for extra in fields:
             if extra not in contract.columns:
@@ -123,8 +128,12 @@ def validate_snowpark(contract: Contract, df: DataFrame) -> ContractResult:
     n = int(row[0] or 0)
     counts = [int(v or 0) for v in row[1:]]
     failed: list[tuple[str, str, int, Column, Column | None]] = []
+    row_counts = row_count_violations(FRAME, n, contract.min_rows, contract.max_rows, "rows")
     for i, (name, rule, col, fail) in enumerate(checks):
-        if counts[i]:
+        if rule == "count":
+            spec = contract.columns[name]
+            row_counts += row_count_violations(name, counts[i], spec.min_rows, spec.max_rows, "rows with a value")
+        elif counts[i]:
             failed.append((name, rule, counts[i], col, fail))
 
     examples: dict[int, list[Any]] | None = None
@@ -136,6 +145,7 @@ def validate_snowpark(contract: Contract, df: DataFrame) -> ContractResult:
     for i, (name, rule, count, _, _) in enumerate(failed):
         ex = tuple(examples.get(i, ())) if rule != "nullable" else ()
         violations.append(Violation(name, rule, count, ex[:_MAX_EXAMPLES]))
+    violations.extend(row_counts)
     order = {name: k for k, name in enumerate(contract.columns)}
     violations.sort(key=lambda v: order.get(v.column, len(order)))
     return ContractResult(violations=violations, rows=n, backend="snowpark", queries=queries)

@@ -398,6 +398,10 @@ def _column_values(draw: DrawFn, spec: ColumnSpec, n: int) -> pd.Series:
     else:
         pool = draw(st.lists(elements(spec), min_size=1, max_size=min(n, _POOL)))
         values = [pool[i] for i in rng.integers(0, len(pool), n).tolist()]
+    if nulls is not None and spec.min_rows:  # keep at least min_rows values: un-null the first null rows
+        missing = spec.min_rows - int(n - np.count_nonzero(nulls))
+        if missing > 0:
+            nulls[np.flatnonzero(nulls)[:missing]] = False
     if nulls is not None and not nulls.any():
         nulls = None
     return _to_series(spec, values, nulls)
@@ -416,6 +420,22 @@ def _rows(min_rows: int, max_rows: int, contract: Contract) -> tuple[int, int]:
             raise ContractError(f"{arg} must be an int >= 0, got {value!r}")
     if min_rows > max_rows:
         raise ContractError(f"min_rows={min_rows} is greater than max_rows={max_rows}")
+    # the contract's own row counts: the frame's, and each column's count of values (a column
+    # with max_rows caps the frame, nulls or not; min_rows needs that many rows, nulls are
+    # then kept off enough rows by _column_values)
+    lows = [contract.min_rows, *(s.min_rows for s in contract.columns.values())]
+    highs = [contract.max_rows, *(s.max_rows for s in contract.columns.values())]
+    need = max(lows)
+    allow = min((h for h in highs if h is not None), default=None)
+    if allow is not None and need > allow:
+        raise ContractError(f"the contract needs at least {need} rows but allows at most {allow}; no frame can pass")
+    if need > max_rows or (allow is not None and allow < min_rows):
+        raise ContractError(
+            f"strategy(min_rows={min_rows}, max_rows={max_rows}) is outside the contract's rows "
+            f"({need} to {'any' if allow is None else allow}); widen the strategy's range"
+        )
+    min_rows = max(min_rows, need)
+    max_rows = max_rows if allow is None else min(max_rows, allow)
     cap = row_cap(contract)
     if cap is not None:
         if cap < min_rows:

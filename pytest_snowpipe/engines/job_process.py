@@ -15,7 +15,36 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pytest_snowpipe.engines.job_worker import PARENT_ENV
 from pytest_snowpipe.errors import RemoteError
+
+TEMP_PREFIX = "snowpipe-remote-"  # + the pid of the pytest process that owns the folder
+
+
+def sweep_orphaned_folders() -> None:
+    """Remove trip folders left by a pytest process that no longer exists (killed with -9)."""
+    import shutil
+
+    try:
+        found = list(Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*-*"))
+    except OSError:
+        return
+    for folder in found:
+        owner = folder.name[len(TEMP_PREFIX):].split("-", 1)[0]
+        if owner.isdigit() and folder.is_dir() and not _alive(int(owner)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if os.name != "posix":  # os.kill(pid, 0) would send CTRL_C_EVENT on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, owned by someone else
+        return True
+    return True
 
 
 def project_modules(func: Callable[..., Any]) -> list[Any]:
@@ -110,11 +139,13 @@ def run_in_fresh_process(func: Callable[..., Any], stage: str, arguments: dict[s
         except Exception as exc:
             raise _unpicklable_part(stage, arguments, exc) from None
 
-    with tempfile.TemporaryDirectory(prefix="snowpipe-remote-") as tmp:
+    sweep_orphaned_folders()
+    with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp:
         inp, out = Path(tmp) / "payload.pkl", Path(tmp) / "result.pkl"
         inp.write_bytes(payload)
         env = dict(os.environ)
         env.update(env_vars)
+        env[PARENT_ENV] = str(os.getpid())  # the worker exits (and cleans up) when this process dies
         proc = subprocess.run(
             [sys.executable, "-m", "pytest_snowpipe.engines.job_worker", str(inp), str(out)],
             env=env,

@@ -1,9 +1,47 @@
 """Entry point of the fresh process a remote stage runs in: load, call, store the result."""
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
+
+PARENT_ENV = "SNOWPIPE_PARENT_PID"  # set by job_process: the pytest process that waits for this one
+
+
+def die_with_parent(parent: int, folder: Path) -> None:
+    """Exit, removing ``folder`` (the trip's temp folder), as soon as the pytest process is gone.
+
+    pytest killed with ``kill -9`` cannot stop its workers: on Linux the kernel sends this
+    process SIGTERM when its parent dies (``PR_SET_PDEATHSIG``); everywhere a daemon thread
+    also notices the parent change (``os.getppid``). Both clean up and exit at once.
+    """
+    import shutil
+    import signal
+    import threading
+
+    def leave(*_: object) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+        os._exit(1)
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            signal.signal(signal.SIGTERM, leave)
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError, ValueError):
+            pass
+    if os.getppid() != parent:  # gone before the watch was set up
+        leave()
+
+    def watch() -> None:
+        stop = threading.Event()
+        while not stop.wait(0.2):
+            if os.getppid() != parent:
+                leave()
+
+    threading.Thread(target=watch, name="snowpipe-parent-watch", daemon=True).start()
 
 
 def main(argv: list[str]) -> int:
@@ -11,6 +49,8 @@ def main(argv: list[str]) -> int:
     import cloudpickle
 
     inp, out = Path(argv[0]), Path(argv[1])
+    if os.environ.get(PARENT_ENV, "").isdigit():
+        die_with_parent(int(os.environ[PARENT_ENV]), inp.parent)
     func, arguments = cloudpickle.loads(inp.read_bytes())
     stage = getattr(func, "__name__", "?")
     try:

@@ -37,7 +37,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_snowpipe.local.cache_store import CorruptEntry, Entry, SnowpipeCacheWarning, StageCache, Uncacheable
+from pytest_snowpipe.local.cache_store import (
+    MANIFEST,
+    CorruptEntry,
+    Entry,
+    SnowpipeCacheWarning,
+    StageCache,
+    Uncacheable,
+)
 from pytest_snowpipe.pipeline.frames import fingerprint
 
 if TYPE_CHECKING:
@@ -138,6 +145,12 @@ class Memo:
         # the output is stored, kept in its manifest, read back for a hit without loading it
         self.fingerprints: dict[str, str] = {}
         self.fingerprinted = promoted_sources(graph)
+        # warnings found at run start, where pytest does not record warnings: given at the first setup
+        self.pending: list[str] = []
+
+    def _flush(self) -> None:
+        while self.pending:
+            _warn(self.pending.pop(0))
 
     # -- run start -------------------------------------------------------------------------
     def find_hits(self, items: Sequence[pytest.Item]) -> None:
@@ -145,6 +158,13 @@ class Memo:
         defs = _stage_fixturedefs(items, self.keys)
         for stage in self.graph.stages:
             entry = self.store.lookup(stage.name, self.keys[stage.name])
+            if entry is None and self.store.exists(stage.name, self.keys[stage.name]):
+                path = self.store.entry_path(stage.name, self.keys[stage.name])
+                self.store.discard(stage.name, self.keys[stage.name])
+                self.pending.append(
+                    f"stage {stage.name!r}: entry {path / MANIFEST} is damaged (missing or unreadable manifest); "
+                    "discarded, recomputing it when needed"
+                )
             if entry is None or stage.name not in defs:
                 continue
             self.hits[stage.name] = entry
@@ -165,6 +185,7 @@ class Memo:
     # -- stage setup -----------------------------------------------------------------------
     def setup(self, fixturedef: Any, request: Any) -> Any:
         """Return the stored output (a hit), or None after taking the key's lock (compute it)."""
+        self._flush()
         name = fixturedef.argname
         key = self.keys.get(name)
         if key is None:
@@ -271,16 +292,24 @@ class Memo:
 
     # -- lazy outputs for actions --------------------------------------------------------------
     def bind(self, item: Any) -> None:
+        self._flush()
         self.item = item
 
     def can_resolve(self, name: object) -> bool:
-        return self.item is not None and name in self.hits
+        return self.item is not None and (name in self.hits or name in self.graph)
 
     def resolve(self, name: str) -> Any:
-        """Set up a cached stage nobody requested (an action reads it): pytest loads it through
-        :meth:`setup`, the plugin records it in the run."""
+        """Set up a stage nobody requested (an action reads it): pytest loads it through
+        :meth:`setup` when it is a hit, and computes it (its own inputs loaded or computed the
+        same way) when it is not: e.g. ``model`` evicted by the size bound while ``metrics``,
+        computed from it, stayed cached. The plugin records it in the run."""
         if not self.can_resolve(name):
             raise KeyError(name)
+        if name not in self.hits:
+            _warn(
+                f"stage {name!r} is needed by the action of gate {getattr(self.item, 'name', '?')!r}, but its "
+                f"entry is not in {self.store.root} (evicted by the size bound, or unreadable); computing it"
+            )
         return _item_request(self.item).getfixturevalue(name)
 
     # -- summary ---------------------------------------------------------------------------
@@ -422,6 +451,7 @@ def prepare(
         )
     except SourceError as exc:
         raise pytest.UsageError(str(exc)) from None
+    store.sweep_stale()  # staging folders of stores that were killed
     memo = Memo(graph, run, store, cache_keys(graph, fingerprints), persistent)
     run.outputs = StageOutputs(memo, dict(run.outputs))
     run.fingerprint_of = memo.fingerprint

@@ -45,7 +45,7 @@ from pytest_snowpipe.pipeline.frames import describe, is_pandas_frame, is_snowpa
 FORMAT = 1
 MANIFEST = "manifest.json"
 LOCKS = ".locks"
-_STALE_TMP_S = 24 * 3600
+STALE_AFTER_S = 3600  # a staging folder this old belongs to a writer that was killed: no store takes an hour
 
 
 class SnowpipeCacheWarning(pytest.PytestWarning):
@@ -431,13 +431,21 @@ class StageCache:
         self._sweep_tmp()
         return removed
 
+    def sweep_stale(self) -> None:
+        """Staging folders of killed writers (and half-removed entries), once they are an hour old:
+        run at the start of every run and after each store."""
+        self._sweep_tmp()
+
     def _sweep_tmp(self) -> None:
-        """Staging folders of crashed writers, once they are a day old."""
         now = time.time()
-        for item in os.scandir(self.root):
+        try:
+            items = list(os.scandir(self.root))
+        except OSError:
+            return
+        for item in items:
             if item.name.startswith(".tmp-") and item.is_dir():
                 try:
-                    if now - item.stat().st_mtime > _STALE_TMP_S:
+                    if now - item.stat().st_mtime > STALE_AFTER_S:
                         shutil.rmtree(item.path, ignore_errors=True)
                 except OSError:
                     continue

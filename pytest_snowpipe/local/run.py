@@ -61,6 +61,17 @@ class PipelineRun:
         self.stages = {s.name: StageRecord(s.name) for s in self.graph.stages}
         self.gates = {g.nodeid: GateRecord(g) for g in self.graph.gates}
 
+    def sweep_registry(self) -> None:
+        """At run start: remove the staging folders of promotes that were killed (over an hour old)."""
+        from pytest_snowpipe.errors import RegistryError
+
+        for gate in self.graph.gates:
+            if gate.model_name and "promote" in (gate.spec.on_pass, gate.spec.on_fail):
+                try:
+                    self.registry.sweep_stale(gate.model_name)
+                except RegistryError:
+                    continue
+
     def gate_for(self, nodeid: str) -> GateRecord | None:
         """The record of the gate with this pytest node id, if it is one."""
         return self.gates.get(nodeid)
@@ -98,6 +109,10 @@ class PipelineRun:
             self.checks.append((name, "contract", f"FAIL: {broken}"))
             self.stages[name].status = "error"
             self.stages[name].error = "contract violated"
+            raise
+        except Exception as exc:  # e.g. not a DataFrame: the stage's error, not its consumer's
+            self.stages[name].status = "error"
+            self.stages[name].error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             raise
         for out in outcomes:
             queries = getattr(out.result, "queries", None)

@@ -11,8 +11,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from pytest_snowpipe.errors import SnowpipeError
+from pytest_snowpipe.pipeline.frames import is_pandas_frame, is_snowpark_frame
+
 F = TypeVar("F", bound=Callable[..., Any])
 CONTRACTS_ATTR = "__snowpipe_contracts__"
+
+
+class ContractTargetError(SnowpipeError, TypeError):
+    """A stage under ``sp.expect`` returned something a contract cannot check (not a DataFrame)."""
+
+
+def _contract_name(contract: Any) -> str:
+    columns = getattr(contract, "columns", None)
+    if isinstance(columns, dict):
+        return f"Contract({', '.join(columns)})" if columns else "Contract()"
+    return type(contract).__name__
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,12 @@ def check_output(stage: str, func: Callable[..., Any], value: Any) -> list[Check
                     f"{type(value).__name__} ({keys}); fix the key or the stage"
                 )
             target = value[exp.key]
+        if not (is_pandas_frame(target) or is_snowpark_frame(target)):
+            raise ContractTargetError(
+                f"stage {stage!r} {exp.label}: sp.expect({_contract_name(exp.contract)}) checks a DataFrame, but the "
+                f"stage returned {type(target).__module__}.{type(target).__qualname__}; return a pandas or "
+                "Snowpark DataFrame" + ("" if exp.key is not None else ", or check one entry of a dict with key=...")
+            )
         result = exp.contract.validate(target, report_only=True)
         outcomes.append(CheckOutcome(stage, exp, result))
         if not result.ok:

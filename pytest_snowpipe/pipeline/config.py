@@ -6,8 +6,8 @@ config can carry; the same mapping becomes the compiled graph's config.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from types import MappingProxyType
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 ConfigValue = str | int | float | bool
 
@@ -111,6 +111,45 @@ def apply_overrides(
     return merged
 
 
+class SnowpipeConfig(Mapping[str, ConfigValue]):
+    """The run's config: read-only, and redacted when shown.
+
+    pytest prints the arguments of a failing test (``-l``, ``-vv``, JUnit): the repr of this
+    object is all it can show, so secret-named keys (``password``, ``api_token``) appear as
+    ``<redacted>`` and URL credentials or ``token=...`` pairs in other values are cut out.
+    Reading a key gives the real value.
+    """
+
+    __slots__ = ("_data",)
+    _data: dict[str, ConfigValue]
+
+    def __init__(self, data: Mapping[str, ConfigValue]) -> None:
+        object.__setattr__(self, "_data", dict(data))
+
+    def __getitem__(self, key: str) -> ConfigValue:
+        value: ConfigValue = self._data[key]
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("the pipeline config is read-only")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (SnowpipeConfig, (self._data,))
+
+    def __repr__(self) -> str:
+        from pytest_snowpipe.redact import Redactor
+
+        return f"SnowpipeConfig({Redactor.for_run(self._data, None).config(self._data)!r})"
+
+    __str__ = __repr__
+
+
 def freeze(config: Mapping[str, ConfigValue]) -> Mapping[str, ConfigValue]:
-    """A read-only view: stages must not change the config other stages read."""
-    return MappingProxyType(dict(config))
+    """A read-only view whose repr is redacted: stages must not change the config other stages read."""
+    return SnowpipeConfig(config)

@@ -6,6 +6,7 @@ Binding lets Python itself phrase "unexpected keyword" errors (pytest-django's
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,10 @@ MARKER_HELP = (
 )
 
 ActionRef = str | Callable[..., Any] | None
+
+# a model's registry name: a folder of the local registry and a Snowflake Model Registry name
+MODEL_NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_\-]*\Z")
+MODEL_NAME_RULE = "use letters, digits, _ and -, starting with a letter or _"
 
 
 class GateSpecError(ValueError):
@@ -100,6 +105,11 @@ def parse_gate_marker(gate: str, markers: list[Any]) -> GateSpec:
     for key in ("model", "metrics", "model_name"):
         if args[key] is not None and not isinstance(args[key], str):
             raise GateSpecError(f"gate {gate!r}: {key}= takes a fixture name (str), got {args[key]!r}")
+    if args["model_name"] is not None and not MODEL_NAME.match(args["model_name"]):
+        raise GateSpecError(
+            f"gate {gate!r}: model_name={args['model_name']!r} is not a valid registry name; {MODEL_NAME_RULE} "
+            "(it names a folder of the model registry and a Snowflake model)"
+        )
     return GateSpec(
         on_pass=args["on_pass"],
         on_fail=args["on_fail"],

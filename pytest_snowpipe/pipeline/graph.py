@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,13 +178,38 @@ class _Collector:
         self.stage_defs: dict[str, Any] = {}  # name -> fixturedef
         self.order: list[str] = []
         self.errors: list[str] = []
+        self._is_new = False
 
     def error(self, message: str) -> None:
         if message not in self.errors:
             self.errors.append(message)
 
     def visit(self, name: str, defs: Mapping[str, Sequence[Any]], requester: str) -> str | None:
-        """Classify fixture ``name``; return it if it is a stage."""
+        """Classify fixture ``name`` and, depth first, everything it requests; return it if it is a stage.
+
+        Iterative (an explicit stack, not recursion): a chain of a thousand stages must get
+        the depth error below, not a RecursionError.
+        """
+        result = self._enter(name, defs, requester)
+        if result is None or name in self.order or not self._is_new:
+            return result
+        stack: list[tuple[str, Iterator[str]]] = [(name, iter(self.stage_defs[name].argnames))]
+        while stack:
+            current, args = stack[-1]
+            arg = next(args, None)
+            if arg is None:
+                stack.pop()
+                self.order.append(current)
+                continue
+            if arg == current:
+                continue
+            if self._enter(arg, defs, f"stage {current!r}") is not None and self._is_new:
+                stack.append((arg, iter(self.stage_defs[arg].argnames)))
+        return result
+
+    def _enter(self, name: str, defs: Mapping[str, Sequence[Any]], requester: str) -> str | None:
+        """Check one fixture on first sight; ``_is_new`` says whether its arguments are still to visit."""
+        self._is_new = False
         fixturedefs = defs.get(name)
         if not fixturedefs:
             self.error(
@@ -208,6 +234,7 @@ class _Collector:
                 )
             return name
         self.stage_defs[name] = fixturedef
+        self._is_new = True
         where = f"stage {name!r} ({_location(fixturedef.func)})"
         if fixturedef.scope != "session":
             self.error(
@@ -221,11 +248,138 @@ class _Collector:
             )
         if name in fixturedef.argnames:
             self.error(f"{where} overrides a fixture of the same name; rename the stage.")
-        for arg in fixturedef.argnames:
-            if arg != name:
-                self.visit(arg, defs, f"stage {name!r}")
-        self.order.append(name)
         return name
+
+
+def max_chain_depth() -> int:
+    """The deepest stage chain a local run can set up.
+
+    pytest sets fixtures up recursively (a few Python frames per level), so a chain much
+    deeper than a quarter of the recursion limit ends in a RecursionError inside pytest.
+    """
+    return max(50, sys.getrecursionlimit() // 4)
+
+
+def longest_chain(names: Iterable[str], preds: Callable[[str], Sequence[str]]) -> list[str]:
+    """The longest predecessor chain ending at one of ``names`` (oldest first), computed iteratively.
+
+    ``preds(name)`` gives a node's predecessors; nodes on a cycle are cut where the walk meets
+    itself (cycles have their own error).
+    """
+    depth: dict[str, int] = {}
+    best_pred: dict[str, str | None] = {}
+    on_path: set[str] = set()
+    for root in names:
+        if root in depth:
+            continue
+        stack: list[tuple[str, Iterator[str]]] = [(root, iter(preds(root)))]
+        on_path.add(root)
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                stack.pop()
+                on_path.discard(node)
+                options = [(depth[p], p) for p in preds(node) if p in depth]
+                top = max(options, default=(0, None))
+                depth[node] = top[0] + 1
+                best_pred[node] = top[1]
+                continue
+            if nxt in depth or nxt in on_path:
+                continue
+            on_path.add(nxt)
+            stack.append((nxt, iter(preds(nxt))))
+    if not depth:
+        return []
+    end: str | None = max(depth, key=depth.__getitem__)
+    chain: list[str] = []
+    while end is not None:
+        chain.append(end)
+        end = best_pred[end]
+    return chain[::-1]
+
+
+def chain_too_deep(chain: Sequence[str], limit: int) -> str:
+    """The message for a stage chain deeper than ``limit``."""
+    shown = " -> ".join([*chain[:3], "...", *chain[-2:]]) if len(chain) > 6 else " -> ".join(chain)
+    return (
+        f"the stage chain {shown} is {len(chain)} stages deep; pytest sets fixtures up recursively and "
+        f"cannot go deeper than {limit} stages (and a Task Graph holds at most 1000 tasks): merge "
+        "consecutive stages into fewer, larger ones."
+    )
+
+
+def deep_fixture_chain(collector: Any, func: Callable[..., Any]) -> str | None:
+    """After pytest's own closure walk hit the recursion limit collecting ``func``: the GraphError
+    message naming the too-deep chain of fixtures it requests (None if that is not the cause)."""
+    manager = collector.session._fixturemanager
+    root = "<test>"
+    try:
+        argnames = [p.name for p in inspect.signature(func).parameters.values() if p.default is p.empty]
+    except (TypeError, ValueError):
+        return None
+
+    def preds(name: str) -> Sequence[str]:
+        if name == root:
+            return argnames
+        defs = manager.getfixturedefs(name, collector)
+        return [a for a in defs[-1].argnames if a != name] if defs else []
+
+    chain = [n for n in longest_chain([root], preds) if n != root]
+    if len(chain) <= max_chain_depth():
+        return None
+    return _format_errors([chain_too_deep(chain, max_chain_depth())])
+
+
+def cycle_members(names: Sequence[str], preds: Callable[[str], Sequence[str]]) -> list[str]:
+    """The nodes that lie on a cycle (Tarjan's strongly connected components, iteratively), in ``names`` order.
+
+    Nodes downstream or upstream of a cycle are not on it and are not named.
+    """
+    known = set(names)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    members: set[str] = set()
+    counter = 0
+    for root in names:
+        if root in index:
+            continue
+        work: list[tuple[str, Iterator[str]]] = []
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        work.append((root, iter([p for p in preds(root) if p in known])))
+        while work:
+            node, it = work[-1]
+            nxt = next(it, None)
+            if nxt is not None:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = counter
+                    counter += 1
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter([p for p in preds(nxt) if p in known])))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    top = stack.pop()
+                    on_stack.discard(top)
+                    component.append(top)
+                    if top == node:
+                        break
+                if len(component) > 1 or node in preds(node):
+                    members.update(component)
+    return [n for n in names if n in members]
 
 
 def _closure(name: str, preds: Mapping[str, tuple[str, ...]]) -> list[str]:
@@ -259,7 +413,7 @@ def _toposort(order: list[str], preds: Mapping[str, tuple[str, ...]]) -> list[st
                 ready.append(c)
                 ready.sort(key=rank.__getitem__)
     if len(out) != len(order):
-        cyclic = [n for n in order if n not in out]
+        cyclic = cycle_members(order, lambda n: preds[n])
         raise GraphError(f"stages {', '.join(cyclic)} form a cycle; break it.")
     return out
 
@@ -349,6 +503,9 @@ def build_graph(
             )
         )
 
+    chain = longest_chain(collector.order, lambda n: preds[n])
+    if len(chain) > max_chain_depth():
+        collector.error(chain_too_deep(chain, max_chain_depth()))
     if collector.errors:
         raise GraphError(_format_errors(collector.errors))
 

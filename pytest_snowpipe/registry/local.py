@@ -14,18 +14,20 @@ A corrupt ``default.json`` is an error, and nothing is overwritten.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import re
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_snowpipe.errors import RegistryError
+from pytest_snowpipe.pipeline.gate import MODEL_NAME as _NAME
+from pytest_snowpipe.pipeline.gate import MODEL_NAME_RULE
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 _VERSION = re.compile(r"^v(\d{4,})$")
 META_FILE = "meta.json"
 MODEL_FILE = "model.pkl"
@@ -44,17 +46,56 @@ class ModelVersion:
     fingerprints: Mapping[str, Any]
     created_at: str
     extra: Mapping[str, Any]
+    checksums: Mapping[str, str] = field(default_factory=dict)  # file name -> sha256, from meta.json
+
+    def verify(self) -> None:
+        """Check every file of this version against the sha256 recorded in its meta.json at promote.
+
+        Raises RegistryError naming the file and the fix; versions written before checksums were
+        recorded have none to check.
+        """
+        for name, expected in self.checksums.items():
+            path = self.path / name
+            try:
+                actual = _sha256_file(path)
+            except OSError as exc:
+                raise RegistryError(
+                    f"registry file {path} is unreadable ({exc.strerror or exc}); {self._fix()}"
+                ) from None
+            if actual != expected:
+                raise RegistryError(
+                    f"registry file {path} does not match the sha256 checksum recorded in {self.path / META_FILE} "
+                    f"at promote (truncated or changed since); {self._fix()}"
+                )
+
+    def _fix(self) -> str:
+        return (
+            f"restore the file from a backup, or remove the folder {self.path} and promote again "
+            f"(if it is the default, remove {self.path.parent.parent / DEFAULT_FILE} too)"
+        )
 
     def load(self) -> Any:
-        """The model object, unpickled."""
+        """The model object, unpickled (after its checksum is verified)."""
         import cloudpickle
 
+        self.verify()
+        path = self.path / MODEL_FILE
         try:
-            return cloudpickle.loads((self.path / MODEL_FILE).read_bytes())
-        except (OSError, EOFError, ValueError) as exc:
+            return cloudpickle.loads(path.read_bytes())
+        except OSError as exc:
+            raise RegistryError(f"registry file {path} is unreadable ({exc.strerror or exc}); {self._fix()}") from None
+        except Exception as exc:  # UnpicklingError, EOFError, a missing module: any of them means the file is unusable
             raise RegistryError(
-                f"model {self.model_name!r} {self.version}: {self.path / MODEL_FILE} is unreadable ({exc})"
+                f"registry file {path} cannot be unpickled ({type(exc).__name__}: {exc}); {self._fix()}"
             ) from None
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -79,8 +120,7 @@ class LocalRegistry:
     def _model_dir(self, model_name: str) -> Path:
         if not _NAME.match(model_name):
             raise RegistryError(
-                f"model name {model_name!r} is not valid; use letters, digits, _ and -, "
-                "starting with a letter"
+                f"model name {model_name!r} is not valid; {MODEL_NAME_RULE}"
             )
         return self.root / model_name
 
@@ -98,13 +138,18 @@ class LocalRegistry:
     def _read_json(self, path: Path) -> dict[str, Any]:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise RegistryError(
-                f"registry metadata file {path} is corrupt ({exc}); restore it from a backup or "
-                "remove it (the model versions beside it are intact). Nothing was overwritten."
-            ) from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # garbage bytes are not UTF-8 either
+            fix = (
+                f"restore it from a backup or remove its version folder {path.parent}"
+                if path.name == META_FILE
+                else "restore it from a backup or remove it (the model versions beside it are intact)"
+            )
+            raise RegistryError(f"registry metadata file {path} is corrupt ({exc}); {fix}. Nothing was overwritten.") from None
         except OSError as exc:
-            raise RegistryError(f"registry metadata file {path} is unreadable ({exc})") from None
+            raise RegistryError(
+                f"registry metadata file {path} is unreadable ({exc.strerror or exc}); check its permissions "
+                "or restore it. Nothing was overwritten."
+            ) from None
         if not isinstance(data, dict):
             raise RegistryError(
                 f"registry metadata file {path} is corrupt (not a JSON object); restore or remove "
@@ -138,6 +183,7 @@ class LocalRegistry:
             fingerprints=meta.get("fingerprints", {}),
             created_at=str(meta.get("created_at", "")),
             extra=meta.get("extra", {}),
+            checksums=_checksums(meta, folder / META_FILE),
         )
 
     def unchanged_default(
@@ -151,8 +197,18 @@ class LocalRegistry:
         current = self.default(model_name)
         if current is None:
             return None
+        try:
+            current.verify()  # a truncated model.pkl must not stay the default because its metadata matches
+        except RegistryError:
+            return None
         same = jsonable(dict(metrics)) == current.metrics and jsonable(dict(fingerprints)) == current.fingerprints
         return current if same else None
+
+    def sweep_stale(self, model_name: str) -> None:
+        """Remove what killed promotes left: staging folders and pointer temp files over an hour old."""
+        model_dir = self._model_dir(model_name)
+        _sweep_stale(model_dir / "versions", ".staging-")
+        _sweep_stale(model_dir, f".{DEFAULT_FILE}.")
 
     def versions(self, model_name: str) -> list[str]:
         """All logged versions, oldest first."""
@@ -195,7 +251,9 @@ class LocalRegistry:
             "extra": jsonable(extra or {}),
             "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "model_type": f"{type(model).__module__}.{type(model).__qualname__}",
+            "checksums": {MODEL_FILE: hashlib.sha256(blob).hexdigest()},
         }
+        self.sweep_stale(model_name)
         staging = Path(tempfile.mkdtemp(dir=model_dir / "versions", prefix=".staging-"))
         try:
             (staging / MODEL_FILE).write_bytes(blob)
@@ -224,6 +282,43 @@ class LocalRegistry:
                 raise
             return version
         raise RegistryError(f"could not claim a version number in {versions}")
+
+
+STALE_AFTER_S = 3600  # no promote takes an hour: an older staging folder is a killed promote's
+
+
+def _sweep_stale(folder: Path, prefix: str) -> None:
+    """Remove ``prefix*`` staging folders and temp files older than an hour."""
+    import time
+
+    now = time.time()
+    try:
+        items = [p for p in folder.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return
+    for item in items:
+        try:
+            if now - item.lstat().st_mtime <= STALE_AFTER_S:
+                continue
+            if item.is_dir() and not item.is_symlink():
+                _remove_tree(item)
+            else:
+                item.unlink()
+        except OSError:
+            continue
+
+
+def _checksums(meta: Mapping[str, Any], where: Path) -> dict[str, str]:
+    sums = meta.get("checksums", {})
+    ok = isinstance(sums, Mapping) and all(
+        isinstance(k, str) and "/" not in k and isinstance(v, str) for k, v in sums.items()
+    )
+    if not ok:
+        raise RegistryError(
+            f"registry metadata file {where} is corrupt ('checksums' is not a map of file names to sha256); "
+            "restore it from a backup or remove the version folder. Nothing was overwritten."
+        )
+    return dict(sums)
 
 
 def _remove_tree(path: Path) -> None:

@@ -228,7 +228,12 @@ def _cycle(graph: PipelineGraph) -> list[str]:
             indeg[c] -= 1
             if indeg[c] == 0:
                 ready.append(c)
-    return [n for n in names if indeg[n] > 0] if seen != len(names) else []
+    if seen == len(names):
+        return []
+    from pytest_snowpipe.pipeline.graph import cycle_members  # only the stages on a cycle, not those after it
+
+    preds = {s.name: s.predecessors for s in graph.stages}
+    return cycle_members(names, lambda n: preds[n])
 
 
 # Config keys that name a secret outright. Stricter than the report's redaction (which may over-redact):

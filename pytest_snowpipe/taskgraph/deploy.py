@@ -264,6 +264,8 @@ def run_deploy(
         artifact_location=artifact_location,
         adjust_task=adjust_task,
     )
+    from pytest_snowpipe.engines.connection import ConnectionConfigError
+
     session_factory = None
     if settings.connection:
         from pytest_snowpipe.engines.connection import create_session
@@ -280,5 +282,5 @@ def run_deploy(
             session_factory=session_factory,
             write=write,
         )
-    except (DeployUsageError, CompileError) as exc:
+    except (DeployUsageError, CompileError, ConnectionConfigError) as exc:  # an unreachable account too
         raise pytest.UsageError(str(exc)) from None

@@ -39,8 +39,11 @@ Semantics (decisions marked *decided* are ours where Snowflake's docs leave it o
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
+import sys
 import threading
 import time
 import traceback as traceback_module
@@ -102,6 +105,8 @@ class TaskRun:
     traceback: str | None = None
     full_name: str = ""
     reason: str | None = None  # why a task was SKIPPED / NOT_EXECUTED
+    output: str = ""  # what the task printed (stdout and stderr), at most OUTPUT_LIMIT characters
+    output_cut: int = 0  # characters printed beyond OUTPUT_LIMIT, not kept
 
 
 @dataclass
@@ -135,7 +140,69 @@ class RunRecord:
             lines.append("  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=False)) + "  " + row[4])
             if i == 0:
                 lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 5)
+        for run in self.tasks.values():
+            if run.output or run.output_cut:
+                total = len(run.output) + run.output_cut
+                cut = f"; {run.output_cut:,} more characters were cut" if run.output_cut else ""
+                lines.append(f"output of task {run.name} ({total:,} characters printed{cut}):")
+                lines.extend("  " + line for line in run.output.splitlines())
         return "\n".join(line.rstrip() for line in lines)
+
+
+OUTPUT_LIMIT = 2000  # characters of a task's printed output kept for the record (a task may print megabytes)
+
+
+class _Bounded:
+    """The first ``OUTPUT_LIMIT`` characters written, and how many more there were."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.kept = 0
+        self.cut = 0
+
+    def add(self, text: str) -> None:
+        room = OUTPUT_LIMIT - self.kept
+        if room > 0:
+            self.parts.append(text[:room])
+            self.kept += min(room, len(text))
+        self.cut += max(0, len(text) - max(room, 0))
+
+
+class _TaskStream(io.TextIOBase):
+    """``sys.stdout``/``sys.stderr`` while a graph is emulated: what a task thread prints goes to
+    that task's bounded buffer (its record), what other threads print to the real stream."""
+
+    def __init__(self, real: Any, local: threading.local) -> None:
+        self.real = real
+        self.local = local
+
+    def write(self, text: str) -> int:
+        buffer: _Bounded | None = getattr(self.local, "buffer", None)
+        if buffer is None:
+            return int(self.real.write(text))
+        buffer.add(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if getattr(self.local, "buffer", None) is None:
+            self.real.flush()
+
+    def writable(self) -> bool:
+        return True
+
+
+_OUTPUT = threading.local()  # .buffer: the running task's _Bounded, in its worker thread
+
+
+@contextlib.contextmanager
+def _captured_task_output() -> Any:
+    """Route task threads' prints into their records for the duration of one emulated run."""
+    real_out, real_err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _TaskStream(real_out, _OUTPUT), _TaskStream(real_err, _OUTPUT)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = real_out, real_err
 
 
 def _truncate(text: str, width: int) -> str:
@@ -329,7 +396,10 @@ def _topological(dag: DAG, tasks: list[DAGTask]) -> list[DAGTask]:
             if remaining[id(s)] == 0:
                 ready.append(s)
     if len(ordered) != len(tasks):
-        stuck = sorted(t.name for t in tasks if remaining[id(t)] > 0)
+        from pytest_snowpipe.pipeline.graph import cycle_members
+
+        by_name = {t.name: t for t in tasks}
+        stuck = sorted(cycle_members([t.name for t in tasks], lambda n: [p.name for p in by_name[n].predecessors]))
         raise EmulatorError(f"task graph {dag.name} has a cycle through: {', '.join(stuck)}")
     return ordered
 
@@ -376,6 +446,7 @@ def _execute(node: _Node, session: Session, graph: _GraphRun, runner: Runner | N
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     error = tb = None
+    output = _OUTPUT.buffer = _Bounded()
     try:
         if runner is not None:
             from snowflake.core.task.context import TaskContext
@@ -389,6 +460,8 @@ def _execute(node: _Node, session: Session, graph: _GraphRun, runner: Runner | N
         error, tb = str(exc), traceback_module.format_exc()
     except Exception as exc:
         error, tb = f"{type(exc).__name__}: {exc}", traceback_module.format_exc()
+    finally:
+        _OUTPUT.buffer = None
     return TaskRun(
         name=node.task.name,
         state=FAILED if error else SUCCEEDED,
@@ -398,6 +471,8 @@ def _execute(node: _Node, session: Session, graph: _GraphRun, runner: Runner | N
         error=error,
         attempt=1,
         traceback=tb,
+        output="".join(output.parts),
+        output_cut=output.cut,
         full_name=node.full,
     )
 
@@ -483,7 +558,9 @@ def emulate(
                 failures.append(run)
 
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"emulate-{dag.name}") as pool:
+    with _captured_task_output(), ThreadPoolExecutor(
+        max_workers=max_workers, thread_name_prefix=f"emulate-{dag.name}"
+    ) as pool:
         running: dict[Future[TaskRun], _Node] = {}
         waiting = [nodes[id(t)] for t in ordered]
         while waiting or running:

@@ -249,6 +249,9 @@ def run_gate(spec: GateSpec, session: Any) -> str:
         verdict, message = "PASS", ""
     text = json.dumps({"kind": "json", "value": {"verdict": verdict, "message": message[:4000]}})
     publish(session, spec.env.stage_location, run_id, f"_VERDICT_{spec.name}", text)
+    if verdict == "FAIL" and spec.on_fail == NO_ACTION:
+        # nothing handles the failure: the task (and the graph run) fails, as the test fails locally
+        raise TaskBodyError(f"gate {spec.name} FAILED and has no on_fail action: {message[:4000]}")
     return spec.on_pass if verdict == "PASS" else spec.on_fail
 
 

@@ -52,7 +52,8 @@ _UNITS: dict[str, str] = {
     "h": "hours", "hr": "hours", "hrs": "hours", "hour": "hours", "hours": "hours",
     "d": "days", "day": "days", "days": "days",
 }
-_INTERVAL_RE = re.compile(r"^([+-]?\d+(?:\.\d*)?|[+-]?\.\d+)\s*([a-z]*)$", re.IGNORECASE)
+# ASCII only: ``\d`` and ``str.isdigit`` also accept other scripts' digits ("١٠m"), which Snowflake refuses
+_INTERVAL_RE = re.compile(r"^([+-]?\d+(?:\.\d*)?|[+-]?\.\d+)\s*([a-z]*)$", re.IGNORECASE | re.ASCII)
 _CRON_PREFIX_RE = re.compile(r"^(?:using\s+)?cron\s+(.*)$", re.IGNORECASE | re.DOTALL)
 
 _MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
@@ -81,7 +82,9 @@ def parse_schedule(text: str) -> timedelta | Cron:
         raise ScheduleError(f"{text!r} is not a string; a schedule must be written as text. {VALID_FORMS}")
     stripped = text.strip()
     if not stripped:
-        raise _fail(text, "is empty")
+        raise _fail(text, "is empty (an unset CI variable?); give a schedule or leave --schedule out")
+    if not stripped.isascii():
+        raise _fail(text, "has characters other than ASCII (write digits as 0-9)")
     cron = _CRON_PREFIX_RE.match(stripped)
     if cron:
         return _parse_cron(text, cron.group(1))
@@ -96,7 +99,7 @@ def _parse_interval(text: str, stripped: str) -> timedelta:
     unit = _UNITS.get(unit_text) if unit_text else "days"
     if unit is None:
         raise _fail(text, f"has an unknown unit {m.group(2)!r} (use s, m, h or d)")
-    if not re.fullmatch(r"[+-]?\d+", number):
+    if not re.fullmatch(r"[+-]?[0-9]+", number):
         raise _fail(text, "is not a whole number of units (fractions are not allowed)")
     n = int(number)
     if n <= 0:
@@ -125,8 +128,13 @@ def _parse_cron(text: str, body: str) -> Cron:
     return Cron(" ".join(parts[:5]), tz)
 
 
+def _is_number(token: str) -> bool:
+    """A whole number written in ASCII digits (``"٣".isdigit()`` is true, Snowflake refuses it)."""
+    return token.isascii() and token.isdigit()
+
+
 def _cron_value(token: str, low: int, high: int, names: list[str]) -> bool:
-    if token.isdigit():
+    if _is_number(token):
         return low <= int(token) <= high
     return token.upper() in names
 
@@ -142,7 +150,7 @@ def _cron_field_problem(value: str, low: int, high: int, names: list[str], speci
         if special == "nL" and (upper == "L" or (upper.endswith("L") and _cron_value(upper[:-1], low, high, names))):
             continue
         base, sep, step = item.partition("/")
-        if sep and not (step.isdigit() and int(step) >= 1):
+        if sep and not (_is_number(step) and int(step) >= 1):
             return f"step {step!r} is not a positive whole number"
         if base == "*":
             continue
