@@ -19,7 +19,7 @@ from typing import Any
 from pytest_snowpipe.errors import GraphError
 from pytest_snowpipe.pipeline.codedeps import stage_dependencies
 from pytest_snowpipe.pipeline.gate import GateSpec, GateSpecError, action_label, parse_gate_marker
-from pytest_snowpipe.pipeline.remote import RemoteSpec, remote_spec
+from pytest_snowpipe.pipeline.remote import RemoteSpec, remote_error, remote_spec
 from pytest_snowpipe.pipeline.sources import SourceSpec
 
 PLUGIN_MODULE_PREFIX = "pytest_snowpipe"
@@ -221,6 +221,9 @@ class _Collector:
             )
         if name in fixturedef.argnames:
             self.error(f"{where} overrides a fixture of the same name; rename the stage.")
+        bad_remote = remote_error(fixturedef.func)
+        if bad_remote is not None:
+            self.error(f"{where}: {bad_remote}")
         for arg in fixturedef.argnames:
             if arg != name:
                 self.visit(arg, defs, f"stage {name!r}")

@@ -215,26 +215,11 @@ def _run_remote(spec: StageSpec, session: Any, kwargs: dict[str, Any]) -> Any:
     """
     if is_local_session(session):
         return run_remote(inspect.unwrap(spec.func), spec.name, spec.remote, (), kwargs)
-    from snowflake.ml.jobs import remote as ml_remote
+    from pytest_snowpipe.engines.ml_job import submit_job
 
     args = {k: materialize(v) for k, v in kwargs.items() if k not in (SESSION_FIXTURE,)}
     r = spec.remote
-    job_fn = ml_remote(
-        r.compute_pool,
-        stage_name=r.stage_name,
-        target_instances=r.target_instances,
-        min_instances=r.min_instances,
-        query_warehouse=r.query_warehouse,
-        pip_requirements=list(r.pip_requirements) or None,
-        external_access_integrations=list(r.external_access_integrations) or None,
-        env_vars=dict(r.env_vars) or None,
-        session=session,
-    )(inspect.unwrap(spec.func))
-    job = job_fn(**args)
-    status = job.wait()
-    if str(status).upper().endswith("FAILED") or str(status).upper().endswith("INTERNAL_ERROR"):
-        raise TaskBodyError(f"task {spec.task}: ML Job {job.id} ended {status}:\n{job.get_logs()}")
-    return job.result()
+    return submit_job(inspect.unwrap(spec.func), spec.name, r.compute_pool, r.job_options(), args, session)
 
 
 def run_gate(spec: GateSpec, session: Any) -> str:
