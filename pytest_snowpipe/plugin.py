@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from pytest_snowpipe.local.cache_in_run import Memo
     from pytest_snowpipe.local.run import PipelineRun
     from pytest_snowpipe.pipeline.graph import PipelineGraph
+    from pytest_snowpipe.pipeline.run_info import RunInfo
     from pytest_snowpipe.registry.champion import Champion
     from pytest_snowpipe.registry.local import LocalRegistry
     from pytest_snowpipe.reports.evidence import CiState
@@ -25,7 +26,9 @@ run_key: pytest.StashKey[PipelineRun] = pytest.StashKey()
 session_key: pytest.StashKey[Any] = pytest.StashKey()
 memo_key: pytest.StashKey[Memo] = pytest.StashKey()  # the stage cache of this run (absent: cache off)
 run_store_key: pytest.StashKey[Any] = pytest.StashKey()  # xdist controller: the workers' run-only store (--snowpipe-no-cache)
-ci_key: pytest.StashKey[CiState] = pytest.StashKey()  # champions, comparisons, failures: what the CI report adds to the run
+ci_key: pytest.StashKey[CiState] = pytest.StashKey()
+run_info_key: pytest.StashKey[RunInfo] = pytest.StashKey()  # snowpipe_run: one identity per pytest run (xdist: the controller's)
+RUN_INFO_INPUT = "snowpipe_run_info"  # champions, comparisons, failures: what the CI report adds to the run
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -102,6 +105,12 @@ def pytest_configure(config: pytest.Config) -> None:
         except ConnectionConfigError as exc:
             raise pytest.UsageError(str(exc)) from None
     config.stash[settings_key] = settings
+    from pytest_snowpipe.pipeline.run_info import RunInfo, new_local_run
+
+    given = getattr(config, "workerinput", {}).get(RUN_INFO_INPUT)  # an xdist worker: the controller's run
+    config.stash[run_info_key] = (
+        RunInfo.from_json(given, settings.config) if given else new_local_run(settings.config)
+    )
     if settings.cache_clear:  # --snowpipe-cache-clear, before anything runs (xdist workers: done already)
         from pytest_snowpipe.local.cache_in_run import clear_at_start
 
@@ -136,6 +145,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         registry=LocalRegistry(settings.registry),
         webhook_env=settings.webhook_env,
         hook=config.hook,
+        info=config.stash[run_info_key],
     )
 
 
@@ -162,7 +172,8 @@ def pytest_runtestloop(session: pytest.Session) -> object:
 
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     write = reporter.write_line if reporter is not None else print
-    code = run_deploy(graph, settings, write, session.config)
+    state = _ci_state(session.config)
+    code = run_deploy(graph, settings, write, session.config, on_record=lambda rec: state.task_graph_runs.append(rec.to_json()))
     if code != 0:
         raise pytest.exit.Exception(f"pytest-snowpipe: the deploy command ended with exit code {code}", returncode=code)
     return True
@@ -359,6 +370,7 @@ def pytest_configure_node(node: Any) -> None:
     from pytest_snowpipe.local.cache_in_run import RUN_STORE_KEY, run_store_for_workers
 
     config = node.config
+    node.workerinput[RUN_INFO_INPUT] = config.stash[run_info_key].to_json()
     if run_store_key not in config.stash:
         config.stash[run_store_key] = run_store_for_workers(config.stash[settings_key])
     if config.stash[run_store_key] is not None:
@@ -386,6 +398,14 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 def snowpipe_config(pytestconfig: pytest.Config) -> Any:
     """The pipeline's config (ini ``snowpipe_config`` + ``--snowpipe-config``), read-only."""
     return pytestconfig.stash[settings_key].config
+
+
+@pytest.fixture(scope="session")
+def snowpipe_run(pytestconfig: pytest.Config) -> RunInfo:
+    """This run's identity: ``run_id``, ``scheduled`` (datetime), ``target`` ('local' here; 'emulator'
+    or 'snowflake' inside a compiled task, read from TaskContext) and ``config``. A stage reading it
+    is keyed on the fields it reads."""
+    return pytestconfig.stash[run_info_key]
 
 
 @pytest.fixture(scope="session")
