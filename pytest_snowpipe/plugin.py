@@ -73,6 +73,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write report.json and report.md into DIR at the end of the session (also appended "
                     "to $GITHUB_STEP_SUMMARY when set); write it as --snowpipe-report=DIR; "
                     "default: ini snowpipe_report_dir")
+    group.addoption("--snowpipe-remote", dest="snowpipe_remote", metavar="MODE",
+                    help="how a local run runs sp.remote stages: 'job' submits them as Snowflake ML Jobs "
+                    "(default with a connection; needs one), 'local' runs them in a fresh local process "
+                    "(default without a connection)")
     group.addoption("--snowpipe-no-cache", dest="snowpipe_no_cache", action="store_true",
                     help="run every stage: neither read stage outputs from the stage cache nor store them")
     group.addoption("--snowpipe-cache-clear", dest="snowpipe_cache_clear", action="store_true",
@@ -177,6 +181,25 @@ def pytest_runtestloop(session: pytest.Session) -> object:
     if code != 0:
         raise pytest.exit.Exception(f"pytest-snowpipe: the deploy command ended with exit code {code}", returncode=code)
     return True
+
+
+@pytest.hookimpl(wrapper=True, specname="pytest_runtestloop")
+def pytest_runtestloop_remote_jobs(session: pytest.Session) -> Generator[None, object, object]:
+    """With --snowpipe-remote=job, remote stages of this run are submitted as ML Jobs on the run's session."""
+    settings = session.config.stash[settings_key]
+    if settings.remote != "job" or settings.deploy is not None or session.config.stash.get(graph_key, None) is None:
+        return (yield)
+    from pytest_snowpipe.pipeline.remote import jobs_via
+
+    config = session.config
+
+    def job_session() -> Any:
+        if session_key not in config.stash:
+            config.stash[session_key] = _connect(settings.connection or "")
+        return config.stash[session_key]
+
+    with jobs_via(job_session):
+        return (yield)
 
 
 @pytest.hookimpl(tryfirst=True, specname="pytest_fixture_setup")

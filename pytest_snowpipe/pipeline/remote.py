@@ -8,10 +8,12 @@ The options stay on the stage (``__snowpipe_remote__``) for the Task Graph compi
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -262,13 +264,38 @@ def materialize(value: Any) -> Any:
     return value
 
 
+# --snowpipe-remote=job: while set (the plugin sets it around a local run's test loop), remote stages
+# are submitted as real ML Jobs on the session this returns, instead of a fresh local process.
+_JOBS: contextvars.ContextVar[tuple[Callable[[], Any], Callable[..., Any] | None] | None] = contextvars.ContextVar(
+    "snowpipe_remote_jobs", default=None
+)
+
+
+@contextlib.contextmanager
+def jobs_via(get_session: Callable[[], Any], remote_factory: Callable[..., Any] | None = None) -> Iterator[None]:
+    """While active, remote stages run as ML Jobs on ``get_session()`` (``remote_factory``: a test's
+    stand-in for ``snowflake.ml.jobs.remote``)."""
+    token = _JOBS.set((get_session, remote_factory))
+    try:
+        yield
+    finally:
+        _JOBS.reset(token)
+
+
 def run_remote(
     func: Callable[..., Any], stage: str, spec: RemoteSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    """Call a remote stage the way an ML Job would: arguments bound, DataFrames read, a fresh process."""
+    """Call a remote stage the way an ML Job would: arguments bound, DataFrames read, a fresh process
+    (or, under :func:`jobs_via`, a real ML Job)."""
     from pytest_snowpipe.engines.job_process import run_in_fresh_process
 
     bound = inspect.signature(func).bind(*args, **kwargs)
     arguments = {name: materialize(value) for name, value in bound.arguments.items()}
+    jobs = _JOBS.get()
+    if jobs is not None:
+        from pytest_snowpipe.engines.ml_job import submit_job
+
+        get_session, factory = jobs
+        return submit_job(func, stage, spec.compute_pool, spec.job_options(), arguments, get_session(), factory)
     env = {**spec.env_vars, "SNOWFLAKE_JOBS_COUNT": str(spec.target_instances), "SNOWPIPE_REMOTE_STAGE": stage}
     return run_in_fresh_process(func, stage, arguments, env)
