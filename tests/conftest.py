@@ -13,6 +13,8 @@ import snowflake.snowpark
 import snowflake.snowpark.functions
 import snowflake.snowpark.mock._connection  # noqa: F401
 
+collect_ignore = ["seed_suite"]  # a suite of its own (its pytest.ini), run by test_seed_suite.py in pytester
+
 PURE_STAGES = '''
 import pytest
 
