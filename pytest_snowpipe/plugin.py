@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from pytest_snowpipe.local.cache_in_run import Memo
     from pytest_snowpipe.local.run import PipelineRun
     from pytest_snowpipe.pipeline.graph import PipelineGraph
+    from pytest_snowpipe.pipeline.run_info import RunInfo
     from pytest_snowpipe.registry.champion import Champion
     from pytest_snowpipe.registry.local import LocalRegistry
     from pytest_snowpipe.reports.evidence import CiState
@@ -29,6 +30,8 @@ run_store_key: pytest.StashKey[Any] = pytest.StashKey()  # xdist controller: the
 ci_key: pytest.StashKey[CiState] = pytest.StashKey()  # champions, comparisons, failures: what the CI report adds to the run
 engine_owner_key: pytest.StashKey[bool] = pytest.StashKey()  # this run may close the embedded engine (it was not running before)
 deep_chain_key: pytest.StashKey[str] = pytest.StashKey()  # a fixture chain too deep for pytest to collect
+run_info_key: pytest.StashKey[RunInfo] = pytest.StashKey()  # snowpipe_run: one identity per pytest run (xdist: the controller's)
+RUN_INFO_INPUT = "snowpipe_run_info"
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -73,6 +76,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write report.json and report.md into DIR at the end of the session (also appended "
                     "to $GITHUB_STEP_SUMMARY when set); write it as --snowpipe-report=DIR; "
                     "default: ini snowpipe_report_dir")
+    group.addoption("--snowpipe-remote", dest="snowpipe_remote", metavar="MODE",
+                    help="how a local run runs sp.remote stages: 'job' submits them as Snowflake ML Jobs "
+                    "(default with a connection; needs one), 'local' runs them in a fresh local process "
+                    "(default without a connection)")
     group.addoption("--snowpipe-no-cache", dest="snowpipe_no_cache", action="store_true",
                     help="run every stage: neither read stage outputs from the stage cache nor store them")
     group.addoption("--snowpipe-cache-clear", dest="snowpipe_cache_clear", action="store_true",
@@ -109,6 +116,12 @@ def pytest_configure(config: pytest.Config) -> None:
         except ConnectionConfigError as exc:
             raise pytest.UsageError(str(exc)) from None
     config.stash[settings_key] = settings
+    from pytest_snowpipe.pipeline.run_info import RunInfo, new_local_run
+
+    given = getattr(config, "workerinput", {}).get(RUN_INFO_INPUT)  # an xdist worker: the controller's run
+    config.stash[run_info_key] = (
+        RunInfo.from_json(given, settings.config) if given else new_local_run(settings.config)
+    )
     if settings.cache_clear:  # --snowpipe-cache-clear, before anything runs (xdist workers: done already)
         from pytest_snowpipe.local.cache_in_run import clear_at_start
 
@@ -160,6 +173,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         registry=LocalRegistry(settings.registry),
         webhook_env=settings.webhook_env,
         hook=config.hook,
+        info=config.stash[run_info_key],
     )
 
 
@@ -188,10 +202,30 @@ def pytest_runtestloop(session: pytest.Session) -> object:
 
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     write = reporter.write_line if reporter is not None else print
-    code = run_deploy(graph, settings, write, session.config)
+    state = _ci_state(session.config)
+    code = run_deploy(graph, settings, write, session.config, on_record=lambda rec: state.task_graph_runs.append(rec.to_json()))
     if code != 0:
         raise pytest.exit.Exception(f"pytest-snowpipe: the deploy command ended with exit code {code}", returncode=code)
     return True
+
+
+@pytest.hookimpl(wrapper=True, specname="pytest_runtestloop")
+def pytest_runtestloop_remote_jobs(session: pytest.Session) -> Generator[None, object, object]:
+    """With --snowpipe-remote=job, remote stages of this run are submitted as ML Jobs on the run's session."""
+    settings = session.config.stash[settings_key]
+    if settings.remote != "job" or settings.deploy is not None or session.config.stash.get(graph_key, None) is None:
+        return (yield)
+    from pytest_snowpipe.pipeline.remote import jobs_via
+
+    config = session.config
+
+    def job_session() -> Any:
+        if session_key not in config.stash:
+            config.stash[session_key] = _connect(settings.connection or "")
+        return config.stash[session_key]
+
+    with jobs_via(job_session):
+        return (yield)
 
 
 @pytest.hookimpl(tryfirst=True, specname="pytest_fixture_setup")
@@ -391,6 +425,7 @@ def pytest_configure_node(node: Any) -> None:
     from pytest_snowpipe.local.cache_in_run import RUN_STORE_KEY, run_store_for_workers
 
     config = node.config
+    node.workerinput[RUN_INFO_INPUT] = config.stash[run_info_key].to_json()
     if run_store_key not in config.stash:
         config.stash[run_store_key] = run_store_for_workers(config.stash[settings_key])
     if config.stash[run_store_key] is not None:
@@ -418,6 +453,14 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 def snowpipe_config(pytestconfig: pytest.Config) -> Any:
     """The pipeline's config (ini ``snowpipe_config`` + ``--snowpipe-config``), read-only."""
     return pytestconfig.stash[settings_key].config
+
+
+@pytest.fixture(scope="session")
+def snowpipe_run(pytestconfig: pytest.Config) -> RunInfo:
+    """This run's identity: ``run_id``, ``scheduled`` (datetime), ``target`` ('local' here; 'emulator'
+    or 'snowflake' inside a compiled task, read from TaskContext) and ``config``. A stage reading it
+    is keyed on the fields it reads."""
+    return pytestconfig.stash[run_info_key]
 
 
 @pytest.fixture(scope="session")

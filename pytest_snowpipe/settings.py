@@ -43,6 +43,7 @@ INI_KEYS: tuple[tuple[str, IniType, Any, str], ...] = (
 )
 
 TARGETS = ("local", "snowflake")
+REMOTE_MODES = ("job", "local")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
 
@@ -77,6 +78,7 @@ class Settings:
     cache_clear: bool = False  # --snowpipe-cache-clear: the cache is emptied before the run
     cache_dir: Path | None = None  # ini snowpipe_cache_dir; None: inside pytest's cache dir
     cache_max_bytes: int = 2 * 10**9  # ini snowpipe_cache_max_size
+    remote: str = "local"  # --snowpipe-remote: 'job' submits remote stages as ML Jobs, 'local' runs a fresh process
 
 
 def read_settings(
@@ -102,11 +104,30 @@ def read_settings(
         or None
     )
     deploy = _read_deploy(getoption, getini, connection)
+    remote = _read_remote(getoption("snowpipe_remote"), connection)
     return Settings(
+        remote=remote,
         config=freeze(config), registry=registry, webhook_env=webhook_env, connection=connection, deploy=deploy,
         report_dir=_read_report_dir(getoption, getini, rootpath),
         **_read_cache(getoption, getini, rootpath),
     )
+
+
+def _read_remote(value: str | None, connection: str | None) -> str:
+    """``--snowpipe-remote``: 'job' (default with a connection) or 'local' (the only choice without one)."""
+    if value is None or value == "":
+        return "job" if connection else "local"
+    if value not in REMOTE_MODES:
+        raise ConfigError(
+            f"--snowpipe-remote {value!r} is not a valid mode. Valid modes: job (remote stages run as Snowflake "
+            "ML Jobs), local (in a fresh local process)"
+        )
+    if value == "job" and not connection:
+        raise ConfigError(
+            "--snowpipe-remote=job submits remote stages as Snowflake ML Jobs and needs an account: pass "
+            "--snowpipe-connection NAME (or set SNOWFLAKE_CONNECTION_NAME), or use --snowpipe-remote=local"
+        )
+    return value
 
 
 def _read_cache(getoption: Any, getini: Any, rootpath: Path) -> dict[str, Any]:

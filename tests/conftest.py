@@ -17,6 +17,8 @@ import snowflake.snowpark.functions  # noqa: F401
 import pytest_snowpipe.engines.embedded
 import pytest_snowpipe.engines.fakesnow_adapter
 
+collect_ignore = ["seed_suite"]  # a suite of its own (its pytest.ini), run by test_seed_suite.py in pytester
+
 PURE_STAGES = '''
 import pytest
 

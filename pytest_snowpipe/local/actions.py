@@ -43,6 +43,7 @@ class ActionContext:
     # stage name -> content fingerprint of its output; the stage cache provides one that reads a
     # cached entry's stored fingerprint instead of loading it (None: hash the output itself)
     fingerprint_of: Callable[[str], str] | None = None
+    run: Any = None  # RunInfo (snowpipe_run): fills version_name templates
 
     @property
     def model(self) -> Any:
@@ -92,6 +93,68 @@ def promote_fingerprints(ctx: ActionContext) -> dict[str, Any]:
     }
 
 
+def version_name(ctx: ActionContext) -> str | None:
+    """The gate's ``version_name`` template filled with the config and the run (None: numbered)."""
+    template = ctx.gate.spec.version_name
+    if not template:
+        return None
+    from pytest_snowpipe.pipeline.gate import fill_template
+    from pytest_snowpipe.pipeline.run_info import new_local_run
+
+    run = ctx.run if ctx.run is not None else new_local_run(ctx.config)
+    return fill_template(template, {**dict(ctx.config), **run.template_values()}, ctx.gate.name, "version_name")
+
+
+def lineage(ctx: ActionContext) -> dict[str, Any]:
+    """The source stages a promoted model was made from: each one's declared sources (``sp.source``:
+    tables, files) and the content fingerprint of its output."""
+    out: dict[str, Any] = {}
+    for s in ctx.graph.stages:
+        if s.predecessors or s.name not in ctx.gate.upstream or s.name not in ctx.stages:
+            continue
+        out[s.name] = {
+            "declared": s.sources.describe() if s.sources is not None else None,
+            "fingerprint": ctx.data_fingerprint(s.name),
+        }
+    return out
+
+
+def log_model_options(ctx: ActionContext) -> dict[str, Any]:
+    """The gate's ``log_model`` options with ``sample_input_data="stage"`` (or ``"stage.key"`` for a
+    dict output) replaced by that stage's output."""
+    opts = dict(ctx.gate.spec.log_model)
+    sample = opts.get("sample_input_data")
+    if isinstance(sample, str):
+        stage, _, key = sample.partition(".")
+        if stage not in ctx.stages:
+            raise ActionError(
+                f"gate {ctx.gate.name!r}: log_model sample_input_data={sample!r} names no stage output "
+                f"upstream of the gate (upstream: {', '.join(ctx.gate.upstream)})"
+            )
+        value = ctx.stages[stage]
+        opts["sample_input_data"] = value[key] if key else value
+    return opts
+
+
+def _sample_summary(value: Any) -> dict[str, Any]:
+    """What the local registry keeps of a sample input: its columns and types (a signature), not rows."""
+    from pytest_snowpipe.pipeline.frames import describe
+
+    columns = getattr(value, "columns", None)
+    dtypes = getattr(value, "dtypes", None)
+    summary: dict[str, Any] = {"kind": " ".join(describe(value))}
+    if columns is not None:
+        summary["columns"] = [str(c) for c in columns]
+    if dtypes is not None:
+        try:
+            summary["dtypes"] = {str(k): str(v) for k, v in dict(dtypes).items()} if hasattr(dtypes, "items") else [
+                [str(k), str(v)] for k, v in dtypes
+            ]
+        except (TypeError, ValueError):
+            pass
+    return summary
+
+
 def promote(ctx: ActionContext) -> ActionOutcome:
     """Log the gate's model with its metrics, config and fingerprints; make it the default.
 
@@ -114,6 +177,16 @@ def promote(ctx: ActionContext) -> ActionOutcome:
             f"{name} {current.version} is already the default (unchanged: same code, data and metrics)",
             current,
         )
+    wanted = version_name(ctx)
+    options = log_model_options(ctx)
+    extra: dict[str, Any] = {"gate": ctx.gate.nodeid, "lineage": lineage(ctx)}
+    if ctx.run is not None:
+        extra["run"] = ctx.run.to_json()
+    if options:  # the local registry keeps what is meaningful in a file: the sample's signature, the rest as given
+        stored = {k: v for k, v in options.items() if k != "sample_input_data"}
+        if "sample_input_data" in options:
+            stored["sample_input_data"] = _sample_summary(options["sample_input_data"])
+        extra["log_model"] = stored
     if ctx.hook is not None:  # a hook that raises stops the promote before the registry is touched
         ctx.hook.pytest_snowpipe_promote_before(ctx=ctx, model_name=name)
     version = ctx.registry.promote(
@@ -122,7 +195,8 @@ def promote(ctx: ActionContext) -> ActionOutcome:
         metrics=ctx.metrics,
         config=Redactor.for_run(ctx.config, ctx.webhook_env).config(ctx.config),  # meta.json is a file: no secrets
         fingerprints=fingerprints,
-        extra={"gate": ctx.gate.nodeid},
+        extra=extra,
+        version=wanted,
     )
     if ctx.hook is not None:
         try:

@@ -367,14 +367,18 @@ def _run_session(config: pytest.Config, settings: Settings, session_key: Any) ->
 
 
 def cache_keys(
-    graph: PipelineGraph, fingerprints: dict[str, str]
+    graph: PipelineGraph, fingerprints: dict[str, str], run_info: Any = None
 ) -> dict[str, str]:
-    """Each stage's cache key: its graph key, its sources' fingerprint, its predecessors' cache keys."""
+    """Each stage's cache key: its graph key, its sources' fingerprint, the ``snowpipe_run`` values it
+    reads (``Stage.run_fields``; its config reads are in its graph key), its predecessors' cache keys."""
     keys: dict[str, str] = {}
     for stage in graph.stages:
         h = hashlib.sha256()
         h.update(f"snowpipe-cache-1;py{sys.version_info[0]}.{sys.version_info[1]};{stage.name};{stage.key};".encode())
         h.update(f"sources={fingerprints.get(stage.name, '')};".encode())
+        if stage.run_fields != () and run_info is not None:
+            fields = ("run_id", "scheduled", "target") if stage.run_fields is None else stage.run_fields
+            h.update(repr([(f, str(getattr(run_info, f))) for f in fields if f != "config"]).encode())
         for pred in stage.predecessors:
             h.update(f"{pred}={keys[pred]};".encode())
         keys[stage.name] = h.hexdigest()[:24]
@@ -452,7 +456,7 @@ def prepare(
     except SourceError as exc:
         raise pytest.UsageError(str(exc)) from None
     store.sweep_stale()  # staging folders of stores that were killed
-    memo = Memo(graph, run, store, cache_keys(graph, fingerprints), persistent)
+    memo = Memo(graph, run, store, cache_keys(graph, fingerprints, run.info), persistent)
     run.outputs = StageOutputs(memo, dict(run.outputs))
     run.fingerprint_of = memo.fingerprint
     memo.find_hits(items)

@@ -12,6 +12,7 @@ from typing import Any
 from pytest_snowpipe.local.actions import ActionContext, ActionOutcome, run_action
 from pytest_snowpipe.pipeline.frames import describe
 from pytest_snowpipe.pipeline.graph import Gate, PipelineGraph
+from pytest_snowpipe.pipeline.run_info import RunInfo
 from pytest_snowpipe.registry.local import LocalRegistry
 
 PASS, FAIL, ERROR, SKIPPED = "PASS", "FAIL", "ERROR", "SKIPPED"
@@ -56,6 +57,7 @@ class PipelineRun:
     checks: list[tuple[str, str, str]] = field(default_factory=list)  # (stage, target, verdict line)
     cache_note: str = ""  # one line on the stage cache (where, how big, or why it is off)
     fingerprint_of: Callable[[str], str] | None = None  # the stage cache's, when it is on (see ActionContext)
+    info: RunInfo | None = None  # snowpipe_run: this run's id, scheduled time, target, config
 
     def __post_init__(self) -> None:
         self.stages = {s.name: StageRecord(s.name) for s in self.graph.stages}
@@ -151,6 +153,7 @@ class PipelineRun:
             webhook_env=self.webhook_env,
             hook=self.hook,
             fingerprint_of=self.fingerprint_of,
+            run=self.info,
         )
         try:
             rec.outcome = run_action(action, ctx)

@@ -48,6 +48,7 @@ class CodeDeps:
     calls: tuple[str, ...]  # project-local functions/classes the stage reaches, "module.qualname"
     digest: str  # hash of their sources and of the constants they read
     config_keys: tuple[str, ...] | None  # None: the whole config (reads could not be seen)
+    run_fields: tuple[str, ...] | None = ()  # snowpipe_run fields read; None: all of them
 
 
 def is_project_file(path: str | None, root: Path) -> bool:
@@ -308,7 +309,7 @@ class _ConfigReads:
             if self.opaque:
                 return
 
-    def _use(self, name: ast.Name, parents: dict[int, ast.AST], ns: dict[str, Any]) -> None:
+    def _use(self, name: ast.expr, parents: dict[int, ast.AST], ns: dict[str, Any]) -> None:
         parent = parents.get(id(name))
         if isinstance(parent, ast.Subscript) and parent.value is name:
             key = parent.slice
@@ -337,7 +338,7 @@ class _ConfigReads:
                 return
         self.opaque = True
 
-    def _hand_off(self, call: ast.Call, name: ast.Name, ns: dict[str, Any]) -> bool:
+    def _hand_off(self, call: ast.Call, name: ast.expr, ns: dict[str, Any]) -> bool:
         """The config is passed to a project-local function: follow it into that parameter."""
         chain = _attribute_chain(call.func)
         if chain is None or chain[0] not in ns:
@@ -370,18 +371,64 @@ class _ConfigReads:
         return False
 
 
-def analyze(func: Callable[..., Any], root: Path, config_param: str | None = None) -> CodeDeps:
+class _RunReads:
+    """Static reads of a ``snowpipe_run`` parameter: ``run.target``, ``run.run_id``, ``run.config["k"]``.
+
+    ``run.config`` is followed like a config parameter (its keys join the stage's config keys);
+    any other use of the parameter (passing it on, ``vars(run)``) means every field is read.
+    """
+
+    FIELDS = ("run_id", "scheduled", "target", "config")
+
+    def __init__(self, config: _ConfigReads) -> None:
+        self.fields: set[str] = set()
+        self.opaque = False
+        self.config = config
+
+    def visit(self, func: Any, param: str) -> None:
+        node = _parse(inspect.unwrap(func))
+        if node is None:
+            self.opaque = True
+            return
+        parents: dict[int, ast.AST] = {}
+        for parent in ast.walk(node):
+            for child in ast.iter_child_nodes(parent):
+                parents[id(child)] = parent
+        ns = _namespace(inspect.unwrap(func))
+        for sub in ast.walk(node):
+            if not (isinstance(sub, ast.Name) and sub.id == param and isinstance(sub.ctx, ast.Load)):
+                continue
+            up = parents.get(id(sub))
+            if isinstance(up, ast.Attribute) and up.value is sub and up.attr in self.FIELDS:
+                self.fields.add(up.attr)
+                if up.attr == "config":
+                    self.config._use(up, parents, ns)
+                continue
+            self.opaque = True
+
+
+def analyze(
+    func: Callable[..., Any], root: Path, config_param: str | None = None, run_param: str | None = None
+) -> CodeDeps:
     """The project-local code ``func`` reaches and the config keys it reads (see module doc)."""
     walker = _Walker(root.resolve())
     walker.visit_function(func, include_source=False)  # its own source is hashed by the graph
     inner = inspect.unwrap(func)
     calls = tuple(label for key, label in walker.seen.items() if key != id(inner))
     keys: tuple[str, ...] | None = ()
+    reads = _ConfigReads(root.resolve())
     if config_param is not None:
-        reads = _ConfigReads(root.resolve())
         reads.visit(func, config_param)
+    fields: tuple[str, ...] | None = ()
+    if run_param is not None:
+        run_reads = _RunReads(reads)
+        run_reads.visit(func, run_param)
+        fields = None if run_reads.opaque else tuple(sorted(run_reads.fields))
+        if run_reads.opaque:
+            reads.opaque = True  # every field: the config too
+    if config_param is not None or run_param is not None:
         keys = None if reads.opaque else tuple(sorted(reads.keys))
-    return CodeDeps(calls=calls, digest=walker.digest(), config_keys=keys)
+    return CodeDeps(calls=calls, digest=walker.digest(), config_keys=keys, run_fields=fields)
 
 
 
@@ -393,6 +440,7 @@ class StageDeps:
     config_keys: tuple[str, ...] | None
     sources: Any  # SourceSpec | None
     digest: str
+    run_fields: tuple[str, ...] | None = ()  # snowpipe_run fields read (None: all); their values key the cache
 
 
 _MISSING = "<missing>"
@@ -417,8 +465,14 @@ def stage_dependencies(
     from pytest_snowpipe.pipeline.checks import expectations_of
     from pytest_snowpipe.pipeline.sources import source_spec
 
-    deps = analyze(func, root, "snowpipe_config" if "snowpipe_config" in tuple(argnames) else None)
+    argnames = tuple(argnames)
+    deps = analyze(
+        func, root, "snowpipe_config" if "snowpipe_config" in argnames else None,
+        "snowpipe_run" if "snowpipe_run" in argnames else None,
+    )
     h = hashlib.sha256(deps.digest.encode())
+    if deps.run_fields != ():
+        h.update(f"run fields={deps.run_fields!r}".encode())
     if config is not None and deps.config_keys != ():
         names = sorted(config) if deps.config_keys is None else deps.config_keys
         h.update(repr([(k, config.get(k, _MISSING)) for k in names]).encode())
@@ -427,4 +481,4 @@ def stage_dependencies(
     sources = source_spec(func)
     if sources is not None:
         h.update(sources.describe().encode())
-    return StageDeps(deps.calls, deps.config_keys, sources, h.hexdigest()[:16])
+    return StageDeps(deps.calls, deps.config_keys, sources, h.hexdigest()[:16], deps.run_fields)

@@ -7,17 +7,28 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 BUILTIN_ACTIONS = ("promote", "alert")
 
 MARKER_NAME = "snowpipe_gate"
 MARKER_HELP = (
-    "snowpipe_gate(on_pass=None, on_fail=None, *, model=None, metrics=None, model_name=None): "
+    "snowpipe_gate(on_pass=None, on_fail=None, *, model=None, metrics=None, model_name=None, "
+    "version_name=None, log_model=None): "
     "this test is a quality gate of the pipeline; its assertions choose between the on_pass "
-    "and on_fail actions ('promote', 'alert' or a function taking an ActionContext)."
+    "and on_fail actions ('promote', 'alert' or a function taking an ActionContext). model_name "
+    "may read the config ('{model_name}'), version_name the config and the run "
+    "('v{run_scheduled:%Y%m%d_%H%M%S}'); log_model={...} passes options to the registry's log_model."
+)
+
+# Options of snowflake.ml.registry.Registry.log_model (snowflake-ml-python 2.6) a gate may pass with
+# log_model={...}; model, model_name, version_name and metrics come from the gate itself.
+LOG_MODEL_OPTIONS = (
+    "comment", "conda_dependencies", "pip_requirements", "artifact_repository_map", "resource_constraint",
+    "target_platforms", "python_version", "signatures", "sample_input_data", "user_files", "code_paths",
+    "ext_modules", "task", "options",
 )
 
 ActionRef = str | Callable[..., Any] | None
@@ -25,6 +36,15 @@ ActionRef = str | Callable[..., Any] | None
 # a model's registry name: a folder of the local registry and a Snowflake Model Registry name
 MODEL_NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_\-]*\Z")
 MODEL_NAME_RULE = "use letters, digits, _ and -, starting with a letter or _"
+
+
+def check_model_name(gate: str, name: str) -> None:
+    """A registry name must be a folder name here and a Snowflake model name there."""
+    if not MODEL_NAME.match(name):
+        raise GateSpecError(
+            f"gate {gate!r}: model_name={name!r} is not a valid registry name; {MODEL_NAME_RULE} "
+            "(it names a folder of the model registry and a Snowflake model)"
+        )
 
 
 class GateSpecError(ValueError):
@@ -38,6 +58,8 @@ def _gate_signature(
     model: str | None = None,
     metrics: str | None = None,
     model_name: str | None = None,
+    version_name: str | None = None,
+    log_model: Mapping[str, Any] | None = None,
 ) -> None:
     """The marker's signature; its body is never run."""
 
@@ -51,6 +73,9 @@ class GateSpec:
     model: str | None
     metrics: str | None
     model_name: str | None
+    version_name: str | None = None  # a template: config keys, {run_id}, {run_scheduled:%Y%m%d}, {run_target}
+    log_model: Mapping[str, Any] = field(default_factory=dict)  # passed to the registry's log_model
+    model_name_template: str | None = None  # the marker's model_name as written, when it read the config
 
 
 def action_label(action: ActionRef) -> str:
@@ -102,13 +127,20 @@ def parse_gate_marker(gate: str, markers: list[Any]) -> GateSpec:
             f"gate {gate!r}: on_pass and on_fail are both {action_label(args['on_pass'])!r}; a gate "
             "chooses between two different actions (e.g. on_pass='promote', on_fail='alert')."
         )
-    for key in ("model", "metrics", "model_name"):
+    for key in ("model", "metrics", "model_name", "version_name"):
         if args[key] is not None and not isinstance(args[key], str):
-            raise GateSpecError(f"gate {gate!r}: {key}= takes a fixture name (str), got {args[key]!r}")
-    if args["model_name"] is not None and not MODEL_NAME.match(args["model_name"]):
+            raise GateSpecError(f"gate {gate!r}: {key}= takes a str, got {args[key]!r}")
+    name = args["model_name"]
+    if name is not None and "{" not in name:  # a template is checked once the config filled it in
+        check_model_name(gate, name)
+    log_model = args["log_model"] or {}
+    if not isinstance(log_model, Mapping):
+        raise GateSpecError(f"gate {gate!r}: log_model= takes a dict of Registry.log_model options, got {log_model!r}")
+    unknown = [k for k in log_model if k not in LOG_MODEL_OPTIONS]
+    if unknown:
         raise GateSpecError(
-            f"gate {gate!r}: model_name={args['model_name']!r} is not a valid registry name; {MODEL_NAME_RULE} "
-            "(it names a folder of the model registry and a Snowflake model)"
+            f"gate {gate!r}: log_model option(s) {', '.join(repr(k) for k in unknown)} unknown. Valid options: "
+            f"{', '.join(LOG_MODEL_OPTIONS)} (model, model_name, version_name and metrics come from the gate)"
         )
     return GateSpec(
         on_pass=args["on_pass"],
@@ -116,4 +148,28 @@ def parse_gate_marker(gate: str, markers: list[Any]) -> GateSpec:
         model=args["model"],
         metrics=args["metrics"],
         model_name=args["model_name"],
+        version_name=args["version_name"],
+        log_model=dict(log_model),
     )
+
+
+class _Missing(dict[str, Any]):
+    def __missing__(self, key: str) -> Any:
+        raise KeyError(key)
+
+
+def fill_template(text: str, values: Mapping[str, Any], gate: str, option: str) -> str:
+    """``text`` with its ``{key}`` / ``{key:format}`` fields filled from ``values`` (config and run).
+
+    The same ``str.format_map`` templating ``sp.source(table=...)`` uses; an unknown key is a
+    GateSpecError naming the option and the keys there are.
+    """
+    try:
+        return text.format_map(_Missing(values))
+    except KeyError as exc:
+        raise GateSpecError(
+            f"gate {gate!r}: {option}={text!r} names {exc}, which is neither a snowpipe_config key nor a "
+            f"run field; known: {', '.join(sorted(values)) or 'none'}"
+        ) from None
+    except (IndexError, ValueError) as exc:
+        raise GateSpecError(f"gate {gate!r}: {option}={text!r} is not a valid template ({exc})") from None

@@ -19,8 +19,15 @@ from typing import Any
 
 from pytest_snowpipe.errors import GraphError
 from pytest_snowpipe.pipeline.codedeps import stage_dependencies
-from pytest_snowpipe.pipeline.gate import GateSpec, GateSpecError, action_label, parse_gate_marker
-from pytest_snowpipe.pipeline.remote import RemoteSpec, remote_spec
+from pytest_snowpipe.pipeline.gate import (
+    GateSpec,
+    GateSpecError,
+    action_label,
+    check_model_name,
+    fill_template,
+    parse_gate_marker,
+)
+from pytest_snowpipe.pipeline.remote import RemoteSpec, remote_error, remote_spec
 from pytest_snowpipe.pipeline.sources import SourceSpec
 
 PLUGIN_MODULE_PREFIX = "pytest_snowpipe"
@@ -44,6 +51,7 @@ class Stage:
     calls: tuple[str, ...] = ()
     config_keys: tuple[str, ...] | None = ()
     sources: SourceSpec | None = None
+    run_fields: tuple[str, ...] | None = ()  # snowpipe_run fields it reads (None: all): the cache keys on their values
 
 
 @dataclass(frozen=True)
@@ -248,6 +256,9 @@ class _Collector:
             )
         if name in fixturedef.argnames:
             self.error(f"{where} overrides a fixture of the same name; rename the stage.")
+        bad_remote = remote_error(fixturedef.func)
+        if bad_remote is not None:
+            self.error(f"{where}: {bad_remote}")
         return name
 
 
@@ -445,7 +456,7 @@ def build_graph(
         defs = item._fixtureinfo.name2fixturedefs
         spec: GateSpec | None
         try:
-            spec = parse_gate_marker(name, list(item.iter_markers(marker_name)))
+            spec = _resolve_templates(name, parse_gate_marker(name, list(item.iter_markers(marker_name))), config)
         except GateSpecError as exc:
             collector.error(str(exc))
             spec = None
@@ -536,6 +547,7 @@ def build_graph(
                 calls=deps.calls,
                 config_keys=deps.config_keys,
                 sources=deps.sources,
+                run_fields=deps.run_fields,
             )
         )
     keyed_gates = []
@@ -543,10 +555,32 @@ def build_graph(
         h = hashlib.sha256()
         h.update(code_hash(gate.func).encode())
         h.update(repr((action_label(gate.spec.on_pass), action_label(gate.spec.on_fail))).encode())
+        if gate.spec.version_name or gate.spec.log_model:
+            h.update(repr((gate.spec.version_name, sorted(gate.spec.log_model))).encode())
         for r in gate.reads:
             h.update(f"{r}={keys[r]}".encode())
         keyed_gates.append(_replace_key(gate, h.hexdigest()[:16]))
     return PipelineGraph(stages=tuple(stages), gates=tuple(keyed_gates))
+
+
+def _resolve_templates(gate: str, spec: GateSpec, config: Mapping[str, Any] | None) -> GateSpec:
+    """``model_name="{model_name}"`` is filled from the config now (a model's name is the same for every
+    run); ``version_name`` is checked now against the config and the run fields, and filled at promote."""
+    from dataclasses import replace
+
+    values = dict(config or {})
+    if spec.model_name and "{" in spec.model_name:
+        spec = replace(
+            spec, model_name=fill_template(spec.model_name, values, gate, "model_name"),
+            model_name_template=spec.model_name,
+        )
+        check_model_name(gate, spec.model_name or "")
+    if spec.version_name:
+        import datetime as _dt
+
+        probe = {**values, "run_id": "r", "run_scheduled": _dt.datetime(2000, 1, 1, tzinfo=_dt.UTC), "run_target": "local"}
+        fill_template(spec.version_name, probe, gate, "version_name")
+    return spec
 
 
 def _replace_key(gate: Gate, key: str) -> Gate:

@@ -28,7 +28,8 @@ from pytest_snowpipe.errors import RegistryError
 from pytest_snowpipe.pipeline.gate import MODEL_NAME as _NAME
 from pytest_snowpipe.pipeline.gate import MODEL_NAME_RULE
 
-_VERSION = re.compile(r"^v(\d{4,})$")
+_VERSION = re.compile(r"^v(\d{4,})$")  # numbered versions (the default naming)
+_VERSION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")  # a named version (snowpipe_gate(version_name=...))
 META_FILE = "meta.json"
 MODEL_FILE = "model.pkl"
 DEFAULT_FILE = "default.json"
@@ -163,7 +164,7 @@ class LocalRegistry:
         if not pointer.exists():
             return None
         version = self._read_json(pointer).get("version")
-        if not isinstance(version, str) or not _VERSION.match(version):
+        if not isinstance(version, str) or not _VERSION_NAME.match(version):
             raise RegistryError(
                 f"registry metadata file {pointer} is corrupt (no valid 'version'); restore or "
                 "remove it. Nothing was overwritten."
@@ -211,12 +212,39 @@ class LocalRegistry:
         _sweep_stale(model_dir, f".{DEFAULT_FILE}.")
 
     def versions(self, model_name: str) -> list[str]:
-        """All logged versions, oldest first."""
+        """All logged versions, oldest first (by creation time; numbered versions by number)."""
         folder = self._model_dir(model_name) / "versions"
         if not folder.is_dir():
             return []
-        found = [p.name for p in folder.iterdir() if _VERSION.match(p.name)]
-        return sorted(found, key=lambda v: int(v[1:]))
+        found = [p for p in folder.iterdir() if _VERSION_NAME.match(p.name) and (p / META_FILE).is_file()]
+
+        def order(path: Path) -> tuple[str, int, str]:
+            try:
+                created = str(json.loads((path / META_FILE).read_text(encoding="utf-8")).get("created_at", ""))
+            except (OSError, ValueError, AttributeError):
+                created = ""
+            m = _VERSION.match(path.name)
+            return (created, int(m.group(1)) if m else 0, path.name)
+
+        return [p.name for p in sorted(found, key=order)]
+
+    def prune(self, model_name: str, keep: int) -> list[str]:
+        """Delete all but the ``keep`` newest versions of ``model_name``, never the default; return the
+        deleted names (oldest first). The seed's ``clean_up``; call it from a yield fixture's teardown."""
+        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
+            raise RegistryError(f"prune({model_name!r}, keep={keep!r}): keep takes an integer >= 0")
+        versions = self.versions(model_name)
+        current = self.default(model_name)
+        default = current.version if current is not None else None
+        keepers = set(versions[len(versions) - keep:]) if keep else set()
+        doomed = [v for v in versions if v not in keepers and v != default]
+        folder = self._model_dir(model_name) / "versions"
+        for version in doomed:
+            # rename first (atomic): a reader never sees half a version
+            trash = folder / f".deleting-{version}"
+            os.rename(folder / version, trash)
+            _remove_tree(trash)
+        return doomed
 
     def promote(
         self,
@@ -227,11 +255,25 @@ class LocalRegistry:
         config: Mapping[str, Any] | None = None,
         fingerprints: Mapping[str, Any] | None = None,
         extra: Mapping[str, Any] | None = None,
+        version: str | None = None,
     ) -> ModelVersion:
-        """Log ``model`` as a new version and make it the default, atomically."""
+        """Log ``model`` as a new version and make it the default, atomically.
+
+        ``version`` names the version (e.g. ``v20260101_060000``); by default the next ``vNNNN``.
+        A name that exists already is a RegistryError (versions are never overwritten).
+        """
         import cloudpickle
 
         model_dir = self._model_dir(model_name)
+        if version is not None and (not _VERSION_NAME.match(version) or version.startswith(".")):
+            raise RegistryError(
+                f"version name {version!r} of model {model_name!r} is not valid; use letters, digits, _ and -"
+            )
+        if version is not None and (model_dir / "versions" / version).exists():
+            raise RegistryError(
+                f"model {model_name!r} already has a version {version!r}; versions are never overwritten: "
+                "make version_name unique per run (e.g. 'v{run_scheduled:%Y%m%d_%H%M%S}' or '{run_id}')"
+            )
         self._ensure_writable(model_dir / "versions")
         pointer = model_dir / DEFAULT_FILE
         if pointer.exists():
@@ -249,7 +291,7 @@ class LocalRegistry:
             "config": jsonable(config or {}),
             "fingerprints": jsonable(fingerprints or {}),
             "extra": jsonable(extra or {}),
-            "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds"),
             "model_type": f"{type(model).__module__}.{type(model).__qualname__}",
             "checksums": {MODEL_FILE: hashlib.sha256(blob).hexdigest()},
         }
@@ -257,7 +299,15 @@ class LocalRegistry:
         staging = Path(tempfile.mkdtemp(dir=model_dir / "versions", prefix=".staging-"))
         try:
             (staging / MODEL_FILE).write_bytes(blob)
-            version = self._claim_version(model_dir / "versions", staging, meta)
+            if version is None:
+                version = self._claim_version(model_dir / "versions", staging, meta)
+            else:
+                meta["version"] = version
+                _write_atomic(staging / META_FILE, json.dumps(meta, indent=2, sort_keys=True).encode())
+                try:
+                    os.rename(staging, model_dir / "versions" / version)
+                except OSError:
+                    raise RegistryError(f"model {model_name!r}: version {version!r} was claimed concurrently") from None
         except BaseException:
             _remove_tree(staging)
             raise

@@ -291,6 +291,7 @@ def build_report(
         "code": part.get("code") or {"graph": None, "stages": {}, "gates": {}},
         "graph": part.get("graph") or {"mermaid": None},
         "workers": worker_ids(state.worker_parts),
+        "task_graph_runs": list(state.task_graph_runs),
         "sections": [],
     }
     redacted: dict[str, Any] = _finite(redactor.deep(report))

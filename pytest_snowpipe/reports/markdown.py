@@ -36,6 +36,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     out.extend(_data(report.get("gates", [])))
     out.extend(_failures(report.get("tests", {}).get("failures", [])))
     out.extend(_stages(report.get("stages", [])))
+    out.extend(_task_graph_runs(report.get("task_graph_runs", [])))
     mermaid = (report.get("graph") or {}).get("mermaid")
     if mermaid:
         out += ["", "## Pipeline graph", "", "```mermaid", mermaid, "```"]
@@ -154,6 +155,22 @@ def _stages(stages: Sequence[Mapping[str, Any]]) -> list[str]:
             ]
         )
     return ["", "## Stages", "", *_table(["stage", "status", "source", "time", "output", "fingerprint"], rows)]
+
+
+def _task_graph_runs(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The emulator's runs (``--snowpipe-deploy``), every return value whole."""
+    out: list[str] = []
+    for run in runs:
+        out += ["", f"## Task Graph run {_inline(run['dag'])}: {run['state']}", "",
+                "| task | state | duration | return value | error |", "|---|---|---:|---|---|"]
+        for task in run["tasks"]:
+            value = task.get("return_value")
+            shown = "" if value is None else "`" + _code(value).replace("|", "\\|") + "`"
+            problem = task.get("error") or (f"({task['reason']})" if task.get("reason") else "")
+            out.append(
+                f"| {_inline(task['name'])} | {task['state']} | {task['duration_s']:.3f} s | {shown} | {_inline(problem)} |"
+            )
+    return out
 
 
 def _config(config: Mapping[str, Any]) -> list[str]:

@@ -312,14 +312,14 @@ def validate(graph: PipelineGraph, opts: CompileOptions) -> list[str]:
         for p in s.predecessors:
             if p in children:
                 children[p] += 1
-        extra = set(s.environment) - {"snowpipe_session", "snowpipe_config"}
+        extra = set(s.environment) - {"snowpipe_session", "snowpipe_config", "snowpipe_run", "snowpipe_registry"}
         if extra:
             problems.append(f"stage {s.name!r} requests {', '.join(sorted(extra))}, unavailable in a Task Graph task")
         if s.remote is not None and s.is_yield:
             problems.append(f"stage {s.name!r}: a remote stage cannot be a yield fixture")
     for g in graph.gates:
         missing = [r for r in g.reads if r not in stage_names]
-        unknown = set(g.environment) - {"snowpipe_session", "snowpipe_config", "snowpipe_champion"}
+        unknown = set(g.environment) - {"snowpipe_session", "snowpipe_config", "snowpipe_champion", "snowpipe_run"}
         if unknown:
             problems.append(f"gate {g.name!r} requests {', '.join(sorted(unknown))}, unavailable in a Task Graph task")
         if "snowpipe_champion" in g.environment and not g.model_name:

@@ -51,6 +51,8 @@ class DeployOptions:
     poll_initial_s: float = 2.0
     poll_max_s: float = 60.0
     poll_timeout_s: float = 3600.0
+    verbose: bool = False  # -v: the emulator's table shows whole return values
+    on_record: Callable[[Any], Any] | None = None  # receives each emulator RunRecord (the CI report keeps them)
 
 
 def _default_operation(session: Any, database: str, schema: str) -> Any:
@@ -152,7 +154,9 @@ def _run_local(
             record = emulate(compiled.dag, session=session, config_overrides=dict(opts.config_overrides))
         finally:
             session.close()
-    write(("rehearsal: " if rehearsal else "") + record.format())
+    write(("rehearsal: " if rehearsal else "") + record.format(width=None if opts.verbose else 40))
+    if opts.on_record is not None:
+        opts.on_record(record)
     return (0 if record.state == SUCCEEDED else 1), record
 
 
@@ -227,7 +231,8 @@ __all__ = ["TARGETS", "DeployError", "DeployOptions", "DeployUsageError", "execu
 
 
 def run_deploy(
-    graph: PipelineGraph, settings: Settings, write: Callable[[str], Any], config: pytest.Config | None = None
+    graph: PipelineGraph, settings: Settings, write: Callable[[str], Any], config: pytest.Config | None = None,
+    on_record: Callable[[Any], Any] | None = None,
 ) -> int:
     """Run the deploy command; usage problems become ``pytest.UsageError``; returns the exit code.
 
@@ -275,7 +280,10 @@ def run_deploy(
     try:
         return execute(
             graph,
-            DeployOptions(compile=copts),
+            DeployOptions(
+                compile=copts, on_record=on_record,
+                verbose=config is not None and int(getattr(config.option, "verbose", 0) or 0) > 0,
+            ),
             target=dep.target,
             dry_run=dep.dry_run,
             run_once=dep.run_once,

@@ -123,14 +123,14 @@ class RunRecord:
     started: datetime
     duration_s: float
 
-    def format(self, width: int = 40) -> str:
-        """A plain-text table for terminals and failure messages."""
+    def format(self, width: int | None = 40) -> str:
+        """A plain-text table for terminals and failure messages; ``width=None`` keeps values whole (``-v``)."""
         rows = [("task", "state", "duration", "return value", "error")]
         for run in self.tasks.values():
             duration = f"{run.duration_s:.3f}s" if run.attempt else "-"
             value = "" if run.return_value is None else _truncate(run.return_value, width)
             problem = run.error or (f"({run.reason})" if run.reason else "")
-            rows.append((run.name, run.state, duration, value, _truncate(problem, 2 * width)))
+            rows.append((run.name, run.state, duration, value, _truncate(problem, None if width is None else 2 * width)))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         lines = [
             f"task graph {self.dag_name}: {self.state} in {self.duration_s:.3f}s"
@@ -148,6 +148,22 @@ class RunRecord:
                 lines.extend("  " + line for line in run.output.splitlines())
         return "\n".join(line.rstrip() for line in lines)
 
+    def to_json(self) -> dict[str, Any]:
+        """The run for ``report.json``: every task with its whole return value."""
+        return {
+            "dag": self.dag_name,
+            "state": self.state,
+            "run_group_id": self.run_group_id,
+            "started_at": self.started.isoformat(),
+            "duration_s": round(self.duration_s, 3),
+            "first_error_task_name": self.first_error_task_name,
+            "first_error_message": self.first_error_message,
+            "tasks": [
+                {"name": r.name, "state": r.state, "duration_s": round(r.duration_s, 3), "return_value": r.return_value,
+                 "error": r.error, "reason": r.reason}
+                for r in self.tasks.values()
+            ],
+        }
 
 OUTPUT_LIMIT = 2000  # characters of a task's printed output kept for the record (a task may print megabytes)
 
@@ -205,9 +221,9 @@ def _captured_task_output() -> Any:
         sys.stdout, sys.stderr = real_out, real_err
 
 
-def _truncate(text: str, width: int) -> str:
+def _truncate(text: str, width: int | None) -> str:
     text = text.replace("\n", "\\n")
-    return text if len(text) <= width else text[: width - 3] + "..."
+    return text if width is None or len(text) <= width else text[: width - 3] + "..."
 
 
 def _unquote(literal: str) -> str:

@@ -29,6 +29,8 @@ from pytest_snowpipe.taskgraph.artifacts import load, lookup, pointer_text, publ
 SESSION_FIXTURE = "snowpipe_session"
 CONFIG_FIXTURE = "snowpipe_config"
 CHAMPION_FIXTURE = "snowpipe_champion"
+RUN_FIXTURE = "snowpipe_run"
+REGISTRY_FIXTURE = "snowpipe_registry"
 NO_ACTION = "(no action)"  # a branch value no successor name can equal: nothing runs on that side
 
 
@@ -151,11 +153,29 @@ def _context(session: Any) -> tuple[Any, str, Any]:
     return ctx, run_id, config
 
 
+def run_info(session: Any, ctx: Any = None, config: Any = None) -> Any:
+    """``snowpipe_run`` inside a task: from TaskContext; target 'emulator' on a local session."""
+    from pytest_snowpipe.pipeline.run_info import from_task_context
+
+    if ctx is None:
+        from snowflake.core.task.context import TaskContext
+
+        ctx = TaskContext(session)
+    if config is None:
+        config = MappingProxyType(dict(ctx.get_task_graph_config() or {}))
+    return from_task_context(ctx, "emulator" if is_embedded_session(session) else "snowflake", config)
+
+
 def _env_value(name: str, session: Any, config: Any, spec: Any = None) -> Any:
     if name == SESSION_FIXTURE:
         return session
     if name == CONFIG_FIXTURE:
         return config
+    if name == RUN_FIXTURE:
+        return run_info(session, config=config)
+    if name == REGISTRY_FIXTURE:
+        env = getattr(spec, "env", None)
+        return registry_for(session, getattr(env, "registry_path", None))
     if name == CHAMPION_FIXTURE and isinstance(spec, GateSpec):  # read before this run's promote task
         from pytest_snowpipe.registry.champion import champion_in_task
 
@@ -197,7 +217,7 @@ def run_stage(spec: StageSpec, session: Any) -> str:
         value = next(gen)
         captured = dict(gen.gi_frame.f_locals) if gen.gi_frame is not None else {}
         gen.close()  # the yield is top-level (checked at compile): close() runs no teardown code
-        keep = {k: v for k, v in captured.items() if k not in (SESSION_FIXTURE, CONFIG_FIXTURE)}
+        keep = {k: v for k, v in captured.items() if k not in (SESSION_FIXTURE, CONFIG_FIXTURE, RUN_FIXTURE, REGISTRY_FIXTURE)}
         _finish(spec, session, run_id, keep, name=f"_LOCALS_{spec.name}")
     else:
         value = spec.func(**kwargs)
@@ -215,26 +235,22 @@ def _run_remote(spec: StageSpec, session: Any, kwargs: dict[str, Any]) -> Any:
     """
     if is_embedded_session(session):
         return run_remote(inspect.unwrap(spec.func), spec.name, spec.remote, (), kwargs)
-    from snowflake.ml.jobs import remote as ml_remote
+    from pytest_snowpipe.engines.ml_job import submit_job
 
     args = {k: materialize(v) for k, v in kwargs.items() if k not in (SESSION_FIXTURE,)}
     r = spec.remote
-    job_fn = ml_remote(
-        r.compute_pool,
-        stage_name=r.stage_name,
-        target_instances=r.target_instances,
-        min_instances=r.min_instances,
-        query_warehouse=r.query_warehouse,
-        pip_requirements=list(r.pip_requirements) or None,
-        external_access_integrations=list(r.external_access_integrations) or None,
-        env_vars=dict(r.env_vars) or None,
-        session=session,
-    )(inspect.unwrap(spec.func))
-    job = job_fn(**args)
-    status = job.wait()
-    if str(status).upper().endswith("FAILED") or str(status).upper().endswith("INTERNAL_ERROR"):
-        raise TaskBodyError(f"task {spec.task}: ML Job {job.id} ended {status}:\n{job.get_logs()}")
-    return job.result()
+    return submit_job(inspect.unwrap(spec.func), spec.name, r.compute_pool, r.job_options(), args, session)
+
+
+def registry_for(session: Any, registry_path: str | None) -> Any:
+    """``snowpipe_registry`` inside a task: the folder registry on the emulator, Snowflake's on an account."""
+    if is_embedded_session(session):
+        from pytest_snowpipe.registry.local import LocalRegistry
+
+        return LocalRegistry(registry_path or ".snowpipe/registry")
+    from pytest_snowpipe.registry.snowflake import SnowflakeRegistry
+
+    return SnowflakeRegistry(session)
 
 
 def run_gate(spec: GateSpec, session: Any) -> str:
@@ -262,7 +278,7 @@ def _load_published(session: Any, env: RunEnv, run_id: str, name: str) -> Any:
 
 def run_action(spec: ActionSpec, session: Any) -> str:
     """Run a gate's action with the outputs of the gate's upstream stages of this run."""
-    _, run_id, config = _context(session)
+    ctx, run_id, config = _context(session)
     env, gate = spec.env, spec.gate
     verdict = _load_published(session, env, run_id, f"_VERDICT_{gate.name}") or {}
     message = verdict.get("message", "") if isinstance(verdict, dict) else ""
@@ -271,11 +287,6 @@ def run_action(spec: ActionSpec, session: Any) -> str:
         text = lookup(session, env.stage_location, run_id, name)
         if text is not None:
             stages[name] = load(session, text)
-    local = is_embedded_session(session)
-    if spec.action == "promote" and not local:
-        return _promote_snowflake(spec, session, stages, run_id)
-    if spec.action == "alert" and not local:
-        return _alert_snowflake(spec, session, message)
     from pytest_snowpipe.local.actions import ActionContext
     from pytest_snowpipe.local.actions import run_action as run_local_action
     from pytest_snowpipe.registry.local import LocalRegistry
@@ -283,26 +294,39 @@ def run_action(spec: ActionSpec, session: Any) -> str:
     registry = LocalRegistry(env.registry_path or ".snowpipe/registry")
     actx = ActionContext(
         gate=gate, verdict=spec.verdict, message=message, stages=stages, config=config,
-        graph=spec.graph, registry=registry,
+        graph=spec.graph, registry=registry, run=run_info(session, ctx, config),
     )
+    local = is_embedded_session(session)
+    if spec.action == "promote" and not local:
+        return _promote_snowflake(spec, session, actx, run_id)
+    if spec.action == "alert" and not local:
+        return _alert_snowflake(spec, session, message)
     outcome = run_local_action(spec.action, actx)
     return f"{spec.task}: {outcome.detail if outcome else 'done'}"[:1000]
 
 
-def _promote_snowflake(spec: ActionSpec, session: Any, stages: dict[str, Any], run_id: str) -> str:
-    from snowflake.ml.registry import Registry
+def _promote_snowflake(spec: ActionSpec, session: Any, actx: Any, run_id: str, registry: Any = None) -> str:
+    """Log the model into the Snowflake Model Registry (the gate's version_name and log_model options),
+    record its lineage (the source stages, their declared tables and fingerprints) and make it the default."""
+    from pytest_snowpipe.local.actions import lineage, log_model_options, version_name
 
     gate = spec.gate
     name = gate.model_name
+    stages = actx.stages
     if name is None or gate.model_stage not in stages:
         raise TaskBodyError(f"task {spec.task}: promote has no model (stage {gate.model_stage!r} produced nothing)")
     metrics = stages.get(gate.metrics_stage) if gate.metrics_stage else None
-    registry = Registry(session=session)
-    version = f"V_{run_key(run_id)}"
+    if registry is None:
+        from snowflake.ml.registry import Registry
+
+        registry = Registry(session=session)
+    version = version_name(actx) or f"V_{run_key(run_id)}"
     mv = registry.log_model(
         stages[gate.model_stage], model_name=name, version_name=version,
         metrics=dict(metrics) if isinstance(metrics, dict) else None,
+        **log_model_options(actx),
     )
+    mv.set_metric("snowpipe_lineage", {"run_id": run_id, "sources": lineage(actx)})
     model = registry.get_model(name)
     model.default = mv
     return f"{spec.task}: {name} {version} is now the default"
@@ -332,9 +356,9 @@ def run_finalizer(spec: FinalizerSpec, session: Any) -> str:
         if captured is None:
             continue  # the stage never reached its yield: nothing to tear down
         kwargs = {p: captured.get(p) for p in td.params}
-        for name in (SESSION_FIXTURE, CONFIG_FIXTURE):
+        for name in (SESSION_FIXTURE, CONFIG_FIXTURE, RUN_FIXTURE, REGISTRY_FIXTURE):
             if name in td.params:
-                kwargs[name] = _env_value(name, session, config)
+                kwargs[name] = _env_value(name, session, config, spec)
         try:
             td.func(**kwargs)
             done.append(td.stage)

@@ -149,3 +149,131 @@ def test_gate(model):
     result = pytester.runpytest()
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*RemoteError: remote stage 'model': argument 'data' cannot make the trip to a compute pool*"])
+
+
+# --- issue 13, item 1: every option of the installed snowflake.ml.jobs.remote --------------------------
+
+
+def test_the_seeds_options_are_accepted_and_carried_to_the_job():
+    spec = sp.remote(
+        "DEMO_POOL", stage_name="@SNOWBANK.DEV.JOB_STAGE", database="SNOWBANK", schema="DEV", target_instances=2,
+        min_instances=1, pip_requirements=["xgboost"], external_access_integrations=["PYPI_EAI"],
+        env_vars={"MODE": "train"}, runtime_environment="1.7.1", comment="seed",
+    )(_echo).__snowpipe_remote__
+    opts = spec.job_options()
+    assert opts == {
+        "stage_name": "@SNOWBANK.DEV.JOB_STAGE", "target_instances": 2, "pip_requirements": ["xgboost"],
+        "external_access_integrations": ["PYPI_EAI"], "database": "SNOWBANK", "schema": "DEV",
+        "min_instances": 1, "env_vars": {"MODE": "train"}, "runtime_environment": "1.7.1", "comment": "seed",
+    }
+    assert "database='SNOWBANK'" in spec.describe() and "compute_pool='DEMO_POOL'" in spec.describe()
+
+
+def test_our_native_options_are_those_of_the_installed_remote():
+    from pytest_snowpipe.pipeline.remote import NATIVE_OPTIONS, installed_options
+
+    assert set(NATIVE_OPTIONS) <= set(installed_options())
+
+
+def test_an_option_of_a_newer_snowflake_ml_is_passed_through(monkeypatch):
+    from pytest_snowpipe.pipeline import remote as remote_mod
+
+    monkeypatch.setattr(remote_mod, "installed_options", lambda: (*remote_mod.NATIVE_OPTIONS, "spec_overrides"))
+    spec = sp.remote("POOL", "JOB_STAGE", spec_overrides={"x": 1})(_echo).__snowpipe_remote__
+    assert spec.job_options()["spec_overrides"] == {"x": 1}
+
+
+def test_an_unknown_option_is_a_type_error_listing_the_valid_ones():
+    from pytest_snowpipe.pipeline.remote import RemoteOptionError, remote_error
+
+    wrapped = sp.remote("POOL", "JOB_STAGE", databse="X")(_echo)
+    err = remote_error(wrapped)
+    assert isinstance(err, RemoteOptionError) and isinstance(err, TypeError)
+    assert "unknown option(s) 'databse'" in str(err) and "database" in str(err) and "min_instances" in str(err)
+    with pytest.raises(TypeError, match="databse"):
+        wrapped(1)
+
+
+def test_database_without_schema_is_refused():
+    with pytest.raises(ValueError, match="database='DB' needs schema="):
+        sp.remote("POOL", "JOB_STAGE", database="DB")(_echo)
+
+
+def test_an_unknown_option_is_a_usage_error_not_a_conftest_traceback(pytester: pytest.Pytester):
+    pytester.makeconftest(
+        '''
+import pytest
+import pytest_snowpipe as sp
+
+@pytest.fixture(scope="session")
+@sp.remote(compute_pool="POOL", stage_name="JOB_STAGE", databse="SNOWBANK")
+def model():
+    return 1
+'''
+    )
+    pytester.makepyfile(
+        '''
+import pytest
+
+@pytest.mark.snowpipe_gate()
+def test_gate(model):
+    assert model
+'''
+    )
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*stage 'model'*sp.remote got unknown option(s) 'databse'. Valid options*database*"])
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_remote_job_submission_passes_every_option():
+    from pytest_snowpipe.engines.ml_job import submit_job
+
+    seen: dict = {}
+
+    class Job:
+        id = "J1"
+
+        def wait(self):
+            return "DONE"
+
+        def result(self):
+            return seen["func"](**seen["args"])
+
+    def fake_remote(pool, **kw):
+        seen["pool"], seen["kw"] = pool, kw
+
+        def deco(func):
+            seen["func"] = func
+
+            def submit(**args):
+                seen["args"] = args
+                return Job()
+
+            return submit
+
+        return deco
+
+    spec = sp.remote("POOL", "JOB_STAGE", database="DB", schema="S", target_instances=2)(_echo).__snowpipe_remote__
+    out = submit_job(_echo, "model", spec.compute_pool, spec.job_options(), {"x": 5}, "SESSION", remote_factory=fake_remote)
+    assert out == 5
+    assert seen["pool"] == "POOL"
+    assert seen["kw"] == {"session": "SESSION", "stage_name": "JOB_STAGE", "target_instances": 2, "database": "DB", "schema": "S"}
+
+
+def test_a_failed_job_raises_with_its_logs():
+    from pytest_snowpipe.engines.ml_job import submit_job
+    from pytest_snowpipe.errors import RemoteError
+
+    class Job:
+        id = "J2"
+
+        def wait(self):
+            return "FAILED"
+
+        def get_logs(self):
+            return "boom in the pool"
+
+    fake = lambda pool, **kw: (lambda func: (lambda **a: Job()))  # noqa: E731
+    with pytest.raises(RemoteError, match="ML Job J2 ended FAILED:\nboom in the pool"):
+        submit_job(_echo, "model", "POOL", {}, {}, None, remote_factory=fake)

@@ -361,3 +361,22 @@ def test_secret_looking_config_key_never_reaches_a_dag_config(tmp_path):
 def test_ordinary_key_names_are_not_taken_for_secrets(tmp_path):
     compiled = compile_graph(pipeline(), opts(tmp_path, config={"threshold": 0.1, "model_key": "m", "partition_key": "p"}))
     assert compiled.dag.config["model_key"] == "m"
+
+
+@remote("DEMO_POOL", stage_name="JOB_STAGE", database="SNOWBANK", schema="DEV", target_instances=2,
+        pip_requirements=["xgboost"], env_vars={"A": "1"})
+def trained_seed(features):
+    return len(features)
+
+
+def test_plan_shows_every_ml_job_option(tmp_path: Any) -> None:
+    from pytest_snowpipe.pipeline.remote import remote_spec
+
+    base = pipeline()
+    remote_stage = Stage(name="trained_seed", func=trained_seed, predecessors=("features",), environment=(),
+                         is_yield=False, remote=remote_spec(trained_seed), location="here", key="r")
+    plan = format_plan(compile_graph(PipelineGraph(stages=(*base.stages[:2], remote_stage), gates=()), opts(tmp_path)))
+    assert (
+        "ML Job: compute_pool='DEMO_POOL', stage_name='JOB_STAGE', target_instances=2, pip_requirements=['xgboost'], "
+        "database='SNOWBANK', schema='DEV', env_vars={'A': '1'}"
+    ) in plan

@@ -1,0 +1,141 @@
+"""Gate marker options that read the config and the run; log_model options; lineage (issue 13, item 2)."""
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+
+import pytest
+
+CONFTEST = '''
+import pandas as pd
+import pytest
+import pytest_snowpipe as sp
+
+@pytest.fixture(scope="session")
+@sp.source(fingerprint=lambda: "v1")
+def raw():
+    return pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0, 1, 1]})
+
+@pytest.fixture(scope="session")
+def model(raw):
+    return {"w": float(raw["x"].sum())}
+
+@pytest.fixture(scope="session")
+def metrics(model):
+    return {"score": 0.9}
+'''
+
+GATE = '''
+import pytest
+
+@pytest.mark.snowpipe_gate(
+    on_pass="promote", model_name="{model_name}", version_name="v{run_scheduled:%Y%m%d_%H%M%S}",
+    log_model={"comment": "seed model", "target_platforms": ["WAREHOUSE"], "conda_dependencies": ["xgboost"],
+               "options": {"enable_explainability": False}, "sample_input_data": "raw"},
+)
+def test_quality(metrics):
+    assert metrics["score"] > 0.5
+'''
+
+INI = "[pytest]\nsnowpipe_config =\n    model_name = mortgage_model\n"
+
+
+def test_model_and_version_names_from_config_and_run_with_log_model_options_and_lineage(pytester: pytest.Pytester):
+    pytester.makeini(INI)
+    pytester.makeconftest(textwrap.dedent(CONFTEST))
+    pytester.makepyfile(test_gate=textwrap.dedent(GATE))
+    result = pytester.runpytest_subprocess("--snowpipe-config", "model_name=seed_model")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*promote: seed_model v20*_* is now the default*"])
+    versions = pytester.path / ".snowpipe" / "registry" / "seed_model" / "versions"
+    (folder,) = list(versions.iterdir())
+    assert re.fullmatch(r"v\d{8}_\d{6}", folder.name)
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["extra"]["run"]["run_id"].startswith("local-")
+    log_model = meta["extra"]["log_model"]
+    assert log_model["comment"] == "seed model" and log_model["target_platforms"] == ["WAREHOUSE"]
+    assert log_model["sample_input_data"]["columns"] == ["x", "y"]
+    lineage = meta["extra"]["lineage"]
+    assert list(lineage) == ["raw"] and lineage["raw"]["declared"] and len(lineage["raw"]["fingerprint"]) > 8
+    assert not (pytester.path / ".snowpipe" / "registry" / "mortgage_model").exists()
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        ('model_name="{nope}"', "model_name='{nope}' names 'nope', which is neither a snowpipe_config key"),
+        ('version_name="v{run_sched}"', "version_name='v{run_sched}' names 'run_sched'"),
+        ('log_model={"sample_input": 1}', "log_model option(s) 'sample_input' unknown. Valid options: comment"),
+    ],
+)
+def test_bad_templates_and_options_are_usage_errors(pytester: pytest.Pytester, marker, message):
+    pytester.makeini(INI)
+    pytester.makeconftest(textwrap.dedent(CONFTEST))
+    pytester.makepyfile(test_gate=f'''
+import pytest
+
+@pytest.mark.snowpipe_gate(on_pass="promote", {marker})
+def test_quality(metrics):
+    assert metrics
+''')
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+
+
+def test_log_model_options_are_those_of_the_installed_registry():
+    import inspect
+
+    from snowflake.ml.registry import Registry
+
+    from pytest_snowpipe.pipeline.gate import LOG_MODEL_OPTIONS
+
+    assert set(LOG_MODEL_OPTIONS) <= set(inspect.signature(Registry.log_model).parameters)
+
+
+def test_snowflake_promote_passes_version_log_model_options_and_lineage():
+    import datetime as dt
+
+    from pytest_snowpipe.local.actions import ActionContext
+    from pytest_snowpipe.pipeline.gate import GateSpec
+    from pytest_snowpipe.pipeline.graph import Gate, PipelineGraph, Stage
+    from pytest_snowpipe.pipeline.run_info import RunInfo
+    from pytest_snowpipe.registry.local import LocalRegistry
+    from pytest_snowpipe.taskgraph.runtime import ActionSpec, RunEnv, _promote_snowflake
+
+    calls: dict = {}
+
+    class MV:
+        def set_metric(self, name, value):
+            calls["metric"] = (name, value)
+
+    class Model:
+        default = None
+
+    class Registry:
+        def log_model(self, model, **kw):
+            calls["log_model"] = (model, kw)
+            return MV()
+
+        def get_model(self, name):
+            calls["model"] = Model()
+            return calls["model"]
+
+    spec = GateSpec("promote", None, "model", "metrics", "seed_model", version_name="v{run_scheduled:%Y%m%d}",
+                    log_model={"comment": "c", "sample_input_data": "raw"})
+    stages = tuple(Stage(n, print, p, (), False, None, "here", "k") for n, p in
+                   (("raw", ()), ("model", ("raw",)), ("metrics", ("model",))))
+    gate = Gate("g", "t::g", print, ("metrics",), (), ("raw", "model", "metrics"), spec, "model", "metrics", "here", "gk")
+    graph = PipelineGraph(stages=stages, gates=(gate,))
+    run = RunInfo("RG1", dt.datetime(2026, 5, 6, tzinfo=dt.UTC), "snowflake", {})
+    actx = ActionContext(gate=gate, verdict="PASS", message="", stages={"raw": [1, 2], "model": "M", "metrics": {"a": 1}},
+                         config={}, graph=graph, registry=LocalRegistry("unused"), run=run)
+    aspec = ActionSpec(env=RunEnv("DAG", "@S"), task="G_PROMOTE", gate=gate, graph=graph, verdict="PASS", action="promote")
+    out = _promote_snowflake(aspec, None, actx, "RG1", registry=Registry())
+    assert out == "G_PROMOTE: seed_model v20260506 is now the default"
+    model, kw = calls["log_model"]
+    assert model == "M" and kw == {"model_name": "seed_model", "version_name": "v20260506", "metrics": {"a": 1},
+                                   "comment": "c", "sample_input_data": [1, 2]}
+    name, value = calls["metric"]
+    assert name == "snowpipe_lineage" and list(value["sources"]) == ["raw"]
