@@ -231,7 +231,13 @@ def verdict_of(exitstatus: int, part: Mapping[str, Any], state: CiState, deploy:
     failed = [g for g in gates if g["verdict"] == "FAIL"]
     if exitstatus == 2:
         return INTERRUPTED, state.interrupted_by or "the session was interrupted"
-    if deploy:  # the gates did not run as tests: only the deploy command's result counts
+    if deploy:  # the gates did not run as tests: the compiled run's gates and the deploy command's result count
+        run = state.task_graph_run or {}
+        if run.get("failed_gates"):
+            names = ", ".join(run["failed_gates"])
+            return FAIL, f"gate {names} took its on_fail branch in the compiled Task Graph run (every task ran; the quality gate failed)"
+        if run.get("state") == "FAILED":
+            return FAIL, f"the compiled Task Graph run FAILED: task {run.get('first_error_task_name')}: {run.get('first_error_message')}"
         what = state.interrupted_by or f"exit status {exitstatus}"
         return (PASS, "--snowpipe-deploy succeeded") if exitstatus == 0 else (ERROR, f"--snowpipe-deploy failed: {what}")
     if exitstatus == 0:
@@ -291,6 +297,7 @@ def build_report(
         "code": part.get("code") or {"graph": None, "stages": {}, "gates": {}},
         "graph": part.get("graph") or {"mermaid": None},
         "workers": worker_ids(state.worker_parts),
+        "task_graph_run": state.task_graph_run,
         "sections": [],
     }
     redacted: dict[str, Any] = _finite(redactor.deep(report))

@@ -46,6 +46,7 @@ class CiState:
     worker_parts: list[dict[str, Any]] = field(default_factory=list)  # pytest-xdist workers' runs
     written: list[str] = field(default_factory=list)  # files written, for the terminal summary
     problems: list[str] = field(default_factory=list)  # report-writing problems, for the terminal summary
+    task_graph_run: dict[str, Any] | None = None  # --snowpipe-deploy: the emulator's run record (RunRecord.to_json)
 
     def gate(self, nodeid: str) -> GateEvidence:
         """The evidence of gate ``nodeid`` (created on first use)."""

@@ -13,6 +13,22 @@ from typing import Any
 ICONS = {"PASS": "✅", "FAIL": "❌", "ERROR": "💥", "INTERRUPTED": "⏹️"}
 
 
+def _task_graph_run(run: Mapping[str, Any] | None) -> list[str]:
+    """The emulator's record of the compiled Task Graph run (``--snowpipe-deploy``)."""
+    if not run:
+        return []
+    out = ["", f"## Task Graph run (emulator): {run['state']}", ""]
+    if run.get("failed_gates"):
+        out += [f"Quality gate(s) that took their on_fail branch: **{_inline(', '.join(run['failed_gates']))}**", ""]
+    out += ["| task | state | duration | return value | error |", "|---|---|---|---|---|"]
+    for t in run.get("tasks", []):
+        duration = "-" if t.get("duration_s") is None else f"{t['duration_s']:.3f} s"
+        value = _inline(str(t.get("return_value") or ""))[:120]
+        error = _inline(str(t.get("error") or ""))[:200]
+        out.append(f"| {_inline(t['name'])} | {t['state']} | {duration} | {value} | {error} |")
+    return out
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
     """The whole Markdown page."""
     out: list[str] = []
@@ -31,6 +47,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         out.append("")
         out.append(f"Interrupted by: `{_code(report['interrupted_by'])}`")
     out.extend(_gates(report.get("gates", [])))
+    out.extend(_task_graph_run(report.get("task_graph_run")))
     out.extend(_metrics(report.get("gates", [])))
     out.extend(_comparisons(report.get("gates", [])))
     out.extend(_data(report.get("gates", [])))

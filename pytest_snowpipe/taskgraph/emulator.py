@@ -118,6 +118,22 @@ class RunRecord:
     started: datetime
     duration_s: float
 
+    def to_json(self, failed_gates: list[str] | None = None) -> dict[str, Any]:
+        """The record as plain JSON (for the report): each task's state, duration, return value, error."""
+        return {
+            "dag": self.dag_name,
+            "state": self.state,
+            "failed_gates": list(failed_gates or []),
+            "first_error_task_name": self.first_error_task_name,
+            "first_error_message": self.first_error_message,
+            "duration_s": round(self.duration_s, 3),
+            "tasks": [
+                {"name": r.name, "state": r.state, "duration_s": round(r.duration_s, 4) if r.attempt else None,
+                 "return_value": r.return_value, "error": r.error or r.reason}
+                for r in self.tasks.values()
+            ],
+        }
+
     def format(self, width: int = 40) -> str:
         """A plain-text table for terminals and failure messages."""
         rows = [("task", "state", "duration", "return value", "error")]

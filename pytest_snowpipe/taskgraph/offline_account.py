@@ -169,6 +169,10 @@ class OfflineAccount:
         self.packages: list[dict[str, str]] = snap["rows"] if isinstance(snap, dict) else snap
         self.calls: list[Call] = []
         self.executions: list[dict[str, Any]] = []
+        # graph runs (TaskRun JSON): what get_current_graphs / get_complete_graphs answer. EXECUTE TASK on a
+        # root appends a completed run in state ``execute_outcome`` when it is set (no task body runs here).
+        self.graph_runs: list[dict[str, Any]] = []
+        self.execute_outcome: str | None = None
         self._failures: list[_Failure] = []
         self._sessions: dict[str, dict[str, str | None]] = {}
         self._results: dict[str, tuple[list[dict[str, Any]], list[list[Any]]]] = {}
@@ -310,6 +314,23 @@ class OfflineAccount:
     def task_names(self, database: str = "DB", schema: str = "S") -> list[str]:
         with self._lock:
             return [t.name for (d, s, _), t in self._tasks.items() if (d, s) == (ident(database), ident(schema))]
+
+    def add_graph_run(
+        self, root: str, state: str, *, database: str = "DB", schema: str = "S", first_error_task_name: str | None = None,
+        first_error_message: str | None = None,
+    ) -> dict[str, Any]:
+        """Record a graph run of ``root`` (SCHEDULED/EXECUTING: current; else complete), as TaskRun JSON."""
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime())
+        run = {
+            "root_task_name": ident(root), "database_name": ident(database), "schema_name": ident(schema),
+            "state": state, "scheduled_time": now, "next_scheduled_time": now, "query_start_time": now,
+            "completed_time": None if state in ("SCHEDULED", "EXECUTING") else now,
+            "root_task_id": "offline", "graph_version": 1, "run_id": len(self.graph_runs) + 1,
+            "first_error_task_name": first_error_task_name, "first_error_message": first_error_message,
+        }
+        with self._lock:
+            self.graph_runs.append(run)
+        return run
 
     # ----------------------------------------------------------------- stages
 
@@ -543,6 +564,8 @@ class OfflineAccount:
                 if task.predecessors or task.finalize:
                     raise InjectedError(400, f"Task {name} is not a root task: EXECUTE TASK needs the root.")
                 self.executions.append({"task": name, "retry_last": query.get("retryLast") == "true"})
+                if self.execute_outcome is not None:
+                    self.add_graph_run(name, self.execute_outcome, database=db, schema=schema)
                 return 200, {"status": "Task executed successfully."}
             elif sub == "dependents" and method == "GET":
                 task = self._get_task(db, schema, name)
@@ -550,7 +573,14 @@ class OfflineAccount:
                 return 200, [self._task_json(t) for t in self._dependents(task, recursive)]
             elif sub in ("complete-graphs", "complete_graphs", "current-graphs", "current_graphs") and method == "GET":
                 self._get_task(db, schema, name)
-                return 200, []
+                current = sub.startswith("current")
+                error_only = query.get("errorOnly", "true") == "true"
+                return 200, [
+                    r for r in self.graph_runs
+                    if (r["database_name"], r["schema_name"], r["root_task_name"]) == (db, schema, name)
+                    and (r["state"] in ("SCHEDULED", "EXECUTING")) == current
+                    and (current or not error_only or r["state"] != "SUCCEEDED")
+                ]
         raise InjectedError(405, f"offline account: {method} /api/v2/{path} is not supported")
 
     # ----------------------------------------------------------------- SQL

@@ -15,6 +15,17 @@ def _preds(task: Any, dag_name: str) -> list[str]:
     return names
 
 
+def _package_lines(compiled: Any) -> list[str]:
+    """One line per package: ``name==version  why`` (from compile's resolution, else the DAG's list)."""
+    resolved = getattr(compiled, "packages", ()) or ()
+    if not resolved:
+        return [f"    {p}" for p in (compiled.dag.packages or [])]
+    out = []
+    for p in resolved:
+        out.append(f"    {p.spec:<36} {p.reason}" + (f" ({p.note})" if p.note else ""))
+    return out
+
+
 def format_plan(compiled: Any) -> str:
     """Every task with its kind, predecessors and branch condition; then the graph as Mermaid."""
     from pytest_snowpipe.taskgraph.schedule import describe_schedule
@@ -27,7 +38,9 @@ def format_plan(compiled: Any) -> str:
         f"  schedule:   {describe_schedule(dag.schedule)}",
         f"  warehouse:  {dag.warehouse or '(serverless / connection default)'}",
         f"  stage:      {dag.stage_location}",
-        f"  packages:   {', '.join(str(p) for p in (dag.packages or []))}",
+        f"  packages:   {len(dag.packages or [])} (pinned to the installed versions Snowflake's channel has)",
+        *_package_lines(compiled),
+        f"  notify:     {opts.notification_integration or '(no notification integration: ini snowpipe_notification_integration)'}",
         f"  config:     {', '.join(f'{k}={v!r}' for k, v in (dag.config or {}).items()) or '(none)'}",
         f"  tasks:      {len(dag.tasks) + 1} (root counted)",
         "",
@@ -45,6 +58,14 @@ def format_plan(compiled: Any) -> str:
             lines.append(f"  {'':<32} {'':<14} when {low.condition}")
         if task.warehouse and task.warehouse != dag.warehouse:
             lines.append(f"  {'':<32} {'':<14} on warehouse {task.warehouse}")
+        remote = getattr(compiled.bodies.get(task.name), "remote", None)
+        if remote is not None:
+            lines.append(
+                f"  {'':<32} {'':<14} ML Job on compute pool {remote.compute_pool}, job stage {remote.stage_name}, "
+                f"{remote.target_instances} instance(s)"
+                + (f" (min {remote.min_instances})" if remote.min_instances else "")
+                + (f", pip {', '.join(remote.pip_requirements)}" if remote.pip_requirements else "")
+            )
         output_location = getattr(compiled.bodies.get(task.name), "output_location", None)
         if output_location:
             lines.append(f"  {'':<32} {'':<14} outputs to {output_location}")

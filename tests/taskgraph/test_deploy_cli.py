@@ -30,13 +30,33 @@ def test_local_target_runs_the_compiled_graph(pipeline_suite):
     assert (pytester.path / "finalized.txt").read_text() == "cleaned"
 
 
-def test_local_target_failing_gate_takes_alert_and_finalizes(pipeline_suite):
+def test_local_target_failing_gate_is_a_failed_run_and_the_report_says_so(pipeline_suite):
+    """Every task SUCCEEDED, but the gate took on_fail (alert): the verdict is the gate's, exit 1."""
+    import json
+
     pytester = pipeline_suite(conftest=YIELD_STAGES)
-    result = pytester.runpytest("--snowpipe-deploy", "--snowpipe-target", "local", "--snowpipe-config", "threshold=5")
-    assert result.ret == 0, result.stdout.str()
-    result.stdout.fnmatch_lines(["*TEST_GATE_PROMOTE*SKIPPED*", "*TEST_GATE_ALERT*SUCCEEDED*", "*SNOWPIPE_FINALIZER*SUCCEEDED*"])
+    result = pytester.runpytest("--snowpipe-deploy", "--snowpipe-target", "local", "--snowpipe-config", "threshold=5",
+                                "--snowpipe-report=out")
+    assert result.ret == 1, result.stdout.str()
+    result.stdout.fnmatch_lines(["*TEST_GATE_PROMOTE*SKIPPED*", "*TEST_GATE_ALERT*SUCCEEDED*", "*SNOWPIPE_FINALIZER*SUCCEEDED*",
+                                 "quality gate test_gate FAILED: its branch took on_fail (TEST_GATE_ALERT); exit 1"])
     assert (pytester.path / "finalized.txt").read_text() == "cleaned"
     assert not (pytester.path / ".snowpipe" / "registry" / "model").exists()
+    report = json.loads((pytester.path / "out" / "report.json").read_text())
+    assert report["verdict"] == "FAIL" and "test_gate took its on_fail branch" in report["verdict_reason"]
+    run = report["task_graph_run"]
+    assert run["state"] == "SUCCEEDED" and run["failed_gates"] == ["test_gate"]
+    alert = next(t for t in run["tasks"] if t["name"] == "TEST_GATE_ALERT")
+    assert alert["state"] == "SUCCEEDED" and alert["duration_s"] is not None and alert["return_value"]
+    assert "## Task Graph run (emulator): SUCCEEDED" in (pytester.path / "out" / "report.md").read_text()
+
+
+def test_local_target_never_touches_the_users_registry(pipeline_suite):
+    pytester = pipeline_suite(conftest=YIELD_STAGES)
+    result = pytester.runpytest("--snowpipe-deploy", "--snowpipe-target", "local")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*TEST_GATE_PROMOTE*SUCCEEDED*"])
+    assert not (pytester.path / ".snowpipe" / "registry").exists()
 
 
 def test_local_target_failing_stage_exits_nonzero(pipeline_suite):
