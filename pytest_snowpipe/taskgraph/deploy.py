@@ -121,7 +121,11 @@ def execute(
     schema = copts.schema or _current(session, "get_current_schema")
     if not database or not schema:
         raise DeployUsageError("deploying needs a database and schema: set them or use a connection that has them")
-    op = (operation_factory or _default_operation)(session, database, schema)
+    try:
+        op = (operation_factory or _default_operation)(session, database, schema)
+    except Exception as exc:
+        write(f"connecting snowflake.core to {database}.{schema} failed ({_first_line(exc)}); nothing was deployed")
+        return 1
     try:
         removed = _deploy(op, compiled, graph, session)
     except DeployError as exc:
@@ -252,9 +256,9 @@ def snapshot(tasks: Any, name: str) -> Snapshot | None:
 def _writable(task: Any) -> Any:
     """A fetched task as a create body: read-only fields (id, state, owner, ...) dropped."""
     from snowflake.core.task import Task
+    from snowflake.core.task._generated.models import Task as TaskModel
 
-    cls: Any = Task
-    return cls.from_dict(task._to_model().to_dict(hide_readonly_properties=True))
+    return Task._from_rest_model(TaskModel.from_dict(task.to_dict(hide_readonly_properties=True)))
 
 
 def restore(op: Any, dag_name: str, old: Snapshot | None) -> None:
