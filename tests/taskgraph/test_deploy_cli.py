@@ -101,3 +101,23 @@ def test_deploy_to_snowflake_without_connection_is_a_usage_error(pipeline_suite)
     result = pipeline_suite().runpytest("--snowpipe-deploy", "--schedule", "30m")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "connection" in result.stderr.str().lower()
+
+
+def test_examples_plan_declares_pinned_packages_pools_and_the_integration():
+    """The README's dry-run command on examples/: xgboost and scikit-learn pinned, the ML Job's pool, the integration."""
+    import subprocess
+    import sys
+    from importlib.metadata import version
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "examples/", "-p", "no:cacheprovider", "--snowpipe-deploy", "--snowpipe-dry-run"],
+        cwd=repo, capture_output=True, text=True, timeout=600,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    for line in (f"xgboost=={version('xgboost')}", f"scikit-learn=={version('scikit-learn')}",
+                 "notify:     SNOWPIPE_ALERTS", "ML Job on compute pool DEMO_POOL, job stage JOB_STAGE, 2 instance(s)"):
+        assert line in out, line
+    assert "pytest==" not in out
