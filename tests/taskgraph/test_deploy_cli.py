@@ -121,3 +121,36 @@ def test_examples_plan_declares_pinned_packages_pools_and_the_integration():
                  "notify:     SNOWPIPE_ALERTS", "ML Job on compute pool DEMO_POOL, job stage JOB_STAGE, 2 instance(s)"):
         assert line in out, line
     assert "pytest==" not in out
+
+
+def test_readme_deploy_command_on_examples_against_the_offline_account(tmp_path):
+    """`pytest examples/ --snowpipe-deploy --schedule 30m --snowpipe-connection NAME`, as the README writes it,
+    with NAME in connections.toml pointing at the offline account (real connector, Snowpark, snowflake.core)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from pytest_snowpipe.taskgraph.offline_account import OfflineAccount
+
+    repo = Path(__file__).resolve().parents[2]
+    with OfflineAccount(schemas=["DB.SCH"], stages=["DB.SCH.SNOWPIPE_STAGE"]) as account:
+        params = account.connection_parameters("DB", "SCH")
+        toml = "[offline]\n" + "".join(
+            f"{k} = {str(v).lower() if isinstance(v, bool) else v if isinstance(v, int) else chr(34) + v + chr(34)}\n"
+            for k, v in params.items()
+        )
+        (tmp_path / "connections.toml").write_text(toml)
+        os.chmod(tmp_path / "connections.toml", 0o600)
+        env = dict(os.environ, SNOWFLAKE_HOME=str(tmp_path))
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "examples/", "-p", "no:cacheprovider", "--snowpipe-deploy", "--schedule", "30m",
+             "--snowpipe-connection", "offline", "-o", "snowpipe_database=DB", "-o", "snowpipe_schema=SCH"],
+            cwd=repo, env=env, capture_output=True, text=True, timeout=900,
+        )
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+        assert "deployed Task Graph SNOWPIPE_PIPELINE to DB.SCH (16 tasks)" in result.stdout
+        assert len(account.task_names(schema="SCH")) == 16
+        model = account.task("SNOWPIPE_PIPELINE$WINE_MODEL", schema="SCH")
+        assert model["state"] == "started" and "'xgboost==" in model["definition"] and "'scikit-learn==" in model["definition"]
+        assert "IMPORTS=('@DB.SCH.SNOWPIPE_STAGE/" in model["definition"]  # qualified with snowpipe_database/schema
