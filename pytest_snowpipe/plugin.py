@@ -202,8 +202,12 @@ def pytest_runtestloop(session: pytest.Session) -> object:
 
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     write = reporter.write_line if reporter is not None else print
-    state = _ci_state(session.config)
-    code = run_deploy(graph, settings, write, session.config, on_record=lambda rec: state.task_graph_runs.append(rec.to_json()))
+    config = session.config
+
+    def keep_record(record: Any, failed: list[str]) -> None:  # the report shows the compiled run
+        _ci_state(config).task_graph_runs.append(record.to_json(failed))
+
+    code = run_deploy(graph, settings, write, config, on_record=keep_record)
     if code != 0:
         raise pytest.exit.Exception(f"pytest-snowpipe: the deploy command ended with exit code {code}", returncode=code)
     return True

@@ -178,6 +178,7 @@ class _Walker:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.seen: dict[int, str] = {}  # id(obj) -> label, in discovery order
+        self.objects: list[Any] = []  # the functions and classes reached, in discovery order
         self.parts: list[str] = []
         self.consts: dict[str, str] = {}
 
@@ -194,6 +195,7 @@ class _Walker:
         if id(func) in self.seen or len(self.seen) >= _MAX_FUNCTIONS:
             return
         self.seen[id(func)] = self._label(func)
+        self.objects.append(func)
         if include_source:
             self.parts.append(f"{self._label(func)}\n{_source_text(func)}")
         node = _parse(func)
@@ -210,6 +212,7 @@ class _Walker:
         if id(cls) in self.seen or len(self.seen) >= _MAX_FUNCTIONS:
             return
         self.seen[id(cls)] = self._label(cls)
+        self.objects.append(cls)
         self.parts.append(f"{self._label(cls)}\n{_source_text(cls)}")
         for member in vars(cls).values():
             inner = member.__func__ if isinstance(member, (staticmethod, classmethod)) else member
@@ -430,6 +433,13 @@ def analyze(
         keys = None if reads.opaque else tuple(sorted(reads.keys))
     return CodeDeps(calls=calls, digest=walker.digest(), config_keys=keys, run_fields=fields)
 
+
+
+def reached_code(func: Callable[..., Any], root: Path) -> list[Any]:
+    """``func`` (unwrapped) and every project-local function and class it reaches (see module doc)."""
+    walker = _Walker(root.resolve())
+    walker.visit_function(func, include_source=False)
+    return walker.objects
 
 
 @dataclass(frozen=True)

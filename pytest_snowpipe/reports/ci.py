@@ -231,7 +231,13 @@ def verdict_of(exitstatus: int, part: Mapping[str, Any], state: CiState, deploy:
     failed = [g for g in gates if g["verdict"] == "FAIL"]
     if exitstatus == 2:
         return INTERRUPTED, state.interrupted_by or "the session was interrupted"
-    if deploy:  # the gates did not run as tests: only the deploy command's result counts
+    if deploy:  # the gates did not run as tests: the compiled run's gates and the deploy command's result count
+        run = state.task_graph_runs[-1] if state.task_graph_runs else {}
+        if run.get("failed_gates"):
+            names = ", ".join(run["failed_gates"])
+            return FAIL, f"gate {names} took its on_fail branch in the compiled Task Graph run (every task ran; the quality gate failed)"
+        if run.get("state") == "FAILED":
+            return FAIL, f"the compiled Task Graph run FAILED: task {run.get('first_error_task_name')}: {run.get('first_error_message')}"
         what = state.interrupted_by or f"exit status {exitstatus}"
         return (PASS, "--snowpipe-deploy succeeded") if exitstatus == 0 else (ERROR, f"--snowpipe-deploy failed: {what}")
     if exitstatus == 0:

@@ -161,8 +161,10 @@ def _task_graph_runs(runs: Sequence[Mapping[str, Any]]) -> list[str]:
     """The emulator's runs (``--snowpipe-deploy``), every return value whole."""
     out: list[str] = []
     for run in runs:
-        out += ["", f"## Task Graph run {_inline(run['dag'])}: {run['state']}", "",
-                "| task | state | duration | return value | error |", "|---|---|---:|---|---|"]
+        out += ["", f"## Task Graph run {_inline(run['dag'])}: {run['state']}", ""]
+        if run.get("failed_gates"):
+            out += [f"Quality gate(s) that took their on_fail branch: **{_inline(', '.join(run['failed_gates']))}**", ""]
+        out += ["| task | state | duration | return value | error |", "|---|---|---:|---|---|"]
         for task in run["tasks"]:
             value = task.get("return_value")
             shown = "" if value is None else "`" + _code(value).replace("|", "\\|") + "`"

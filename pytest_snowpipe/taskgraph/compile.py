@@ -32,8 +32,6 @@ MAX_NAME = 255
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 FINALIZER_NAME = "SNOWPIPE_FINALIZER"
 BUILTIN_ACTIONS = ("promote", "alert")
-BASE_PACKAGES = ("snowflake-snowpark-python", "snowflake.core", "cloudpickle", "pandas", "pyarrow", "pytest")
-ML_PACKAGE = "snowflake-ml-python"
 CONFIG_TYPES = (str, int, float, bool)
 
 KIND_STAGE = "stage"
@@ -56,7 +54,7 @@ class CompileError(SnowpipeError):
 
 @dataclass(frozen=True)
 class CompileOptions:
-    """How the graph ships; ``packages=None`` means the defaults for what the bodies import."""
+    """How the graph ships. Packages are inferred from the shipped code and pinned (taskgraph.packages)."""
 
     dag_name: str = "SNOWPIPE_PIPELINE"
     schedule: Any = None  # timedelta | Cron | None
@@ -65,7 +63,8 @@ class CompileOptions:
     stage_location: str = "@SNOWPIPE_STAGE"
     database: str | None = None
     schema: str | None = None
-    packages: tuple[str, ...] | None = None
+    packages: tuple[str, ...] | None = None  # snowpipe_packages: added to the inferred ones, overriding by name
+    channel: Mapping[str, Any] | None = None  # package -> versions Snowflake offers (None: the bundled snapshot)
     notification_integration: str | None = None
     registry_path: str | None = None
     check_pickle: bool = True
@@ -84,6 +83,8 @@ class CompiledPipeline:
     graph: PipelineGraph
     options: CompileOptions
     bodies: Mapping[str, Any]  # task name -> runtime spec (for tests and the plan)
+    packages: tuple[Any, ...] = ()  # taskgraph.packages.Package: name, pinned version, why
+    warnings: tuple[str, ...] = ()
 
     @property
     def tasks(self) -> dict[str, Any]:
@@ -125,12 +126,31 @@ def plugin_import() -> tuple[str, str]:
     return (str(Path(__file__).resolve().parents[1]), "pytest_snowpipe")
 
 
-def default_packages(graph: PipelineGraph) -> tuple[str, ...]:
-    """What the task bodies import; snowflake-ml-python when a stage is remote or a gate promotes."""
-    ml = any(s.remote is not None for s in graph.stages) or any(
+def needs_ml(graph: PipelineGraph) -> bool:
+    """snowflake-ml-python is shipped when a stage is remote or a gate promotes."""
+    return any(s.remote is not None for s in graph.stages) or any(
         "promote" in (g.spec.on_pass, g.spec.on_fail) for g in graph.gates
     )
-    return BASE_PACKAGES + ((ML_PACKAGE,) if ml else ())
+
+
+def infer_packages(graph: PipelineGraph, opts: CompileOptions) -> Any:
+    """The packages the shipped code needs, pinned (a taskgraph.packages.Resolution); raises PackageError."""
+    from pytest_snowpipe.taskgraph.packages import needed_by, resolve
+
+    local: dict[str, Any] = {}
+    remote: dict[str, Any] = {}
+    for s in graph.stages:
+        (remote if s.remote is not None else local)[task_name(s.name)] = s.func
+    for g in graph.gates:
+        local[task_name(g.name)] = g.func
+        for side, name in action_names(g).items():
+            action = getattr(g.spec, side)
+            if callable(action):
+                local[name] = action
+    ml = needs_ml(graph)
+    needed = needed_by(local, ml=ml)
+    remote_only = {d: why for d, why in needed_by(remote, ml=ml).items() if d not in needed}
+    return resolve({**needed, **remote_only}, channel=opts.channel, user=opts.packages or (), soft=remote_only)
 
 
 # ---------------------------------------------------------------- teardown (yield stages)
@@ -455,7 +475,13 @@ def compile_graph(graph: PipelineGraph, opts: CompileOptions | None = None) -> C
         registry_path=opts.registry_path,
         notification_integration=opts.notification_integration,
     )
-    packages: list[Any] = list(opts.packages if opts.packages is not None else default_packages(graph))
+    from pytest_snowpipe.taskgraph.packages import PackageError
+
+    try:
+        resolution = infer_packages(graph, opts)
+    except PackageError as exc:
+        raise CompileError(exc.problems) from None
+    packages: list[Any] = resolution.specs
     dag = DAG(
         opts.dag_name,
         imports=[plugin_import()],
@@ -519,7 +545,10 @@ def compile_graph(graph: PipelineGraph, opts: CompileOptions | None = None) -> C
         for task in dag.tasks:
             opts.adjust_task(task, kinds[task.name], nodes[task.name])
 
-    compiled = CompiledPipeline(dag=dag, kinds=kinds, graph=graph, options=opts, bodies=bodies)
+    compiled = CompiledPipeline(
+        dag=dag, kinds=kinds, graph=graph, options=opts, bodies=bodies,
+        packages=tuple(resolution.packages), warnings=tuple(resolution.warnings),
+    )
     late = _pickle_problems(graph, bodies, functions) if opts.check_pickle else []
     try:
         from pytest_snowpipe.taskgraph.plan import format_plan
@@ -539,6 +568,7 @@ __all__ = [
     "CompiledPipeline",
     "action_names",
     "compile_graph",
+    "infer_packages",
     "pickle_by_value",
     "plugin_import",
     "task_name",

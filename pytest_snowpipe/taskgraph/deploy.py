@@ -1,15 +1,17 @@
 """``--snowpipe-deploy``: print the plan, run on the emulator, or rehearse then ship to Snowflake.
 
-What is rehearsed is what ships: the emulator runs the very DAG object that is deployed. A
-deploy that fails part-way is rolled back (``DAGOperation.drop(dag, drop_finalizer=True)`` and
-the root suspended), so no half-made graph is left resumed.
+What is rehearsed is what ships: the emulator runs the very DAG object that is deployed. A deploy
+never leaves a half graph: the deployed graph is fetched first, its root suspended, the new graph
+applied through ``DAGOperation.deploy``; on a failure at any step the old graph is recreated as it
+was (or, on a first deploy, nothing remains). See :func:`_deploy`.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import re
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,7 +25,6 @@ from pytest_snowpipe.taskgraph.compile import (
     CompileError,
     CompileOptions,
     compile_graph,
-    default_packages,
     pickle_by_value,
 )
 
@@ -52,7 +53,6 @@ class DeployOptions:
     poll_max_s: float = 60.0
     poll_timeout_s: float = 3600.0
     verbose: bool = False  # -v: the emulator's table shows whole return values
-    on_record: Callable[[Any], Any] | None = None  # receives each emulator RunRecord (the CI report keeps them)
 
 
 def _default_operation(session: Any, database: str, schema: str) -> Any:
@@ -73,6 +73,7 @@ def execute(
     write: Callable[[str], Any] = print,
     operation_factory: Callable[[Any, str, str], Any] | None = None,
     sleep: Callable[[float], Any] = time.sleep,
+    on_record: Callable[[Any, list[str]], Any] | None = None,
 ) -> int:
     """Do what ``--snowpipe-deploy`` asks; return the exit code (0 = success).
 
@@ -89,7 +90,7 @@ def execute(
         write("dry run: nothing was deployed or run")
         return 0
     if target == "local":
-        return _run_local(graph, copts, opts, write)[0]
+        return _run_local(graph, copts, opts, write, on_record=on_record)[0]
 
     if run_once and copts.schedule is None:
         raise DeployUsageError(
@@ -104,13 +105,16 @@ def execute(
     if alerts and not copts.notification_integration:
         raise DeployUsageError(
             f"gate(s) {', '.join(alerts)} alert, which in Snowflake needs a notification integration: "
-            "set one (CompileOptions.notification_integration)"
+            "set ini snowpipe_notification_integration = <integration name> (an e-mail or webhook notification "
+            "integration the deploying role may USE)"
         )
     compiled = compile_graph(graph, copts)
 
-    code, record = _run_local(graph, copts, opts, write, rehearsal=True)
+    code, record = _run_local(graph, copts, opts, write, rehearsal=True, on_record=on_record)
     if code != 0:
-        write(f"rehearsal on the emulator FAILED (first error: {record.first_error_task_name}); nothing was deployed")
+        why = (f"first error: {record.first_error_task_name}" if record.first_error_task_name
+               else "a quality gate took its on_fail branch")
+        write(f"rehearsal on the emulator FAILED ({why}); nothing was deployed")
         return 1
 
     session = session_factory()
@@ -118,16 +122,38 @@ def execute(
     schema = copts.schema or _current(session, "get_current_schema")
     if not database or not schema:
         raise DeployUsageError("deploying needs a database and schema: set them or use a connection that has them")
-    op = (operation_factory or _default_operation)(session, database, schema)
     try:
-        _deploy(op, compiled, graph)
+        op = (operation_factory or _default_operation)(session, database, schema)
+    except Exception as exc:
+        write(f"connecting snowflake.core to {database}.{schema} failed ({_first_line(exc)}); nothing was deployed")
+        return 1
+    try:
+        removed = _deploy(op, compiled, graph, session)
     except DeployError as exc:
         write(str(exc))
         return 1
-    write(f"deployed Task Graph {compiled.dag.name} to {database}.{schema} ({len(compiled.dag.tasks) + 1} tasks)")
+    write(f"deployed Task Graph {compiled.dag.name} to {database}.{schema} ({len(compiled.dag.tasks) + 1} tasks)"
+          + (f"; removed {len(removed)} superseded stage file(s)" if removed else ""))
     if not run_once:
         return 0
     return _run_and_wait(op, compiled, opts, session, write, sleep)
+
+
+def qualify_stage(location: str, database: str | None, schema: str | None) -> str:
+    """``@ST/path`` -> ``@DB.SCH.ST/path`` when the graph's database and schema are set (else as given).
+
+    Tasks are created in DB.SCH; an unqualified stage would resolve against the session's schema.
+    A name qualified with a schema only (``@SCH.ST``) gets the database.
+    """
+    if not database or not location.startswith("@") or location.startswith("@~") or location.startswith("@%"):
+        return location
+    name, sep, path = location[1:].partition("/")
+    parts = re.findall(r'"(?:[^"]|"")+"|[^.]+', name)
+    if len(parts) == 1 and schema:
+        name = f"{database}.{schema}.{name}"
+    elif len(parts) == 2:
+        name = f"{database}.{name}"
+    return f"@{name}{sep}{path}"
 
 
 def _current(session: Any, method: str) -> str | None:
@@ -138,50 +164,216 @@ def _current(session: Any, method: str) -> str | None:
     return value.strip('"') if isinstance(value, str) else None
 
 
+def failed_gates(compiled: CompiledPipeline, record: Any) -> list[str]:
+    """The gates whose branch took its ``on_fail`` side: every task SUCCEEDED, the quality gate did not."""
+    from pytest_snowpipe.taskgraph.compile import KIND_BRANCH
+    from pytest_snowpipe.taskgraph.emulator import SUCCEEDED
+
+    out = []
+    for name, kind in compiled.kinds.items():
+        spec = compiled.bodies[name]
+        run = record.tasks.get(name)
+        if kind == KIND_BRANCH and run is not None and run.state == SUCCEEDED and spec.on_fail != spec.on_pass \
+                and run.return_value == spec.on_fail:
+            out.append(spec.name)
+    return out
+
+
 def _run_local(
-    graph: PipelineGraph, copts: CompileOptions, opts: DeployOptions, write: Callable[[str], Any], rehearsal: bool = False
+    graph: PipelineGraph, copts: CompileOptions, opts: DeployOptions, write: Callable[[str], Any],
+    rehearsal: bool = False, on_record: Callable[[Any, list[str]], Any] | None = None,
 ) -> tuple[int, Any]:
-    """Compile and run once on the emulator; a rehearsal promotes into a throw-away registry."""
+    """Compile and run once on the emulator, always with a throwaway registry (the user's is never touched).
+
+    Exit 0 only when the graph run SUCCEEDED and no gate took its on_fail branch: the verdict is the gate's.
+    """
     from pytest_snowpipe.engines.embedded import create_embedded_session
     from pytest_snowpipe.taskgraph.emulator import SUCCEEDED, emulate
 
     with tempfile.TemporaryDirectory(prefix="snowpipe-rehearsal-") as tmp:
-        if rehearsal:
-            copts = dataclasses.replace(copts, registry_path=tmp, check_pickle=False)
+        copts = dataclasses.replace(copts, registry_path=tmp, check_pickle=not rehearsal and copts.check_pickle)
         compiled = compile_graph(graph, copts)
         session = create_embedded_session()
         try:
             record = emulate(compiled.dag, session=session, config_overrides=dict(opts.config_overrides))
         finally:
             session.close()
+    failed = failed_gates(compiled, record)
     write(("rehearsal: " if rehearsal else "") + record.format(width=None if opts.verbose else 40))
-    if opts.on_record is not None:
-        opts.on_record(record)
-    return (0 if record.state == SUCCEEDED else 1), record
+    for name in failed:
+        spec = next(b for b in compiled.bodies.values() if getattr(b, "name", None) == name and hasattr(b, "on_fail"))
+        write(f"quality gate {name} FAILED: its branch took on_fail ({spec.on_fail}); exit 1")
+    if on_record is not None:
+        on_record(record, failed)
+    return (0 if record.state == SUCCEEDED and not failed else 1), record
 
 
-def _deploy(op: Any, compiled: CompiledPipeline, graph: PipelineGraph) -> None:
-    """Deploy or roll back: on any failure drop what was created and suspend the root."""
+IMPORTS_RE = re.compile(r"IMPORTS\s*=\s*\(([^)]*)\)", re.IGNORECASE)
+
+
+def stage_files_of(definition: str | None) -> set[str]:
+    """The stage files a task definition imports (``IMPORTS=('@DB.S.ST/x/a.zip', ...)``)."""
+    out: set[str] = set()
+    for group in IMPORTS_RE.findall(definition or ""):
+        out.update(f for f in re.findall(r"'([^']*)'", group) if f.startswith("@"))
+    return out
+
+
+@dataclass
+class Snapshot:
+    """The deployed graph before a deploy: every task as snowflake.core fetched it (root first)."""
+
+    root: Any
+    children: list[Any]  # predecessors before successors
+    finalizer: Any | None
+
+    @property
+    def tasks(self) -> list[Any]:
+        return [self.root, *self.children, *([self.finalizer] if self.finalizer is not None else [])]
+
+
+def snapshot(tasks: Any, name: str) -> Snapshot | None:
+    """Fetch the deployed graph ``name`` (None when there is none)."""
+    from snowflake.core.exceptions import NotFoundError
+
+    try:
+        root = tasks[name].fetch()
+    except NotFoundError:
+        return None
+    fetched = [t for t in tasks[name].fetch_task_dependents() if t.name.upper() != root.name.upper()]
+    finalizer = next((t for t in fetched if getattr(t, "finalize", None)), None)
+    rest = [t for t in fetched if t is not finalizer]
+    done: set[str] = {root.name.upper()}
+    ordered: list[Any] = []
+    while rest:  # predecessors first (the graph is acyclic: Snowflake checked it)
+        ready = [t for t in rest if all(p.split(".")[-1].upper() in done for p in (t.predecessors or []))] or rest[:1]
+        for t in ready:
+            ordered.append(t)
+            done.add(t.name.upper())
+            rest.remove(t)
+    return Snapshot(root=root, children=ordered, finalizer=finalizer)
+
+
+def _writable(task: Any) -> Any:
+    """A fetched task as a create body: read-only fields (id, state, owner, ...) dropped."""
+    from snowflake.core.task import Task
+    from snowflake.core.task._generated.models import Task as TaskModel
+
+    return Task._from_rest_model(TaskModel.from_dict(task.to_dict(hide_readonly_properties=True)))
+
+
+def restore(op: Any, dag_name: str, old: Snapshot | None) -> None:
+    """Drop whatever exists of graph ``dag_name``, then recreate ``old`` as it was (states included)."""
+    from snowflake.core import CreateMode
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        op.drop(dag_name, drop_finalizer=True)
+    if old is None:
+        return
+    tasks = op.schema.tasks
+    for task in old.tasks:
+        tasks.create(_writable(task), mode=CreateMode.or_replace)
+    for task in [*old.children, *([old.finalizer] if old.finalizer is not None else [])]:
+        if task.state == "started":
+            tasks[task.name].resume()
+    if old.root.state == "started":
+        tasks[old.root.name].resume()
+
+
+def _check_not_running(op: Any, dag: Any) -> None:
+    running = [r for r in op.get_current_dag_runs(dag) if getattr(r, "state", "") == "EXECUTING"]
+    if running:
+        raise DeployError(
+            f"Task Graph {dag.name} has a run in progress (run id {running[0].run_id}): nothing was changed. "
+            f"Wait for it to finish, or cancel it (SELECT SYSTEM$USER_TASK_CANCEL_ONGOING_EXECUTIONS('{dag.name}')), "
+            "then deploy again"
+        )
+
+
+def _check_stage(session: Any, stage_location: str) -> None:
+    try:
+        session.sql(f"LS {stage_location}").collect()
+    except Exception as exc:
+        raise DeployError(
+            f"the stage {stage_location} (ini snowpipe_stage_location) cannot be listed: {_first_line(exc)}. "
+            f"Create it (CREATE STAGE {stage_location.lstrip('@').split('/')[0]}) or point snowpipe_stage_location "
+            "at a stage the connection's role can read and write; nothing was changed"
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _deploy(op: Any, compiled: CompiledPipeline, graph: PipelineGraph, session: Any = None) -> list[str]:
+    """Replace the deployed graph by ``compiled`` as one step; return the superseded stage files removed.
+
+    Before anything changes: the stage must be listable, no run may be executing, and the old graph
+    is fetched (snowflake.core's models). Then the old root is suspended, the old graph dropped
+    (finalizer included) and the new one created by ``DAGOperation.deploy`` (children resumed; the
+    root resumed when scheduled). A failure at any step drops what was made and recreates the old
+    graph from the snapshot with its states, or leaves nothing on a first deploy. Only after a
+    successful deploy are the stage files that only the old tasks imported removed.
+    """
     from snowflake.core import CreateMode
 
     dag = compiled.dag
+    tasks = op.schema.tasks
+    if session is not None:
+        _check_stage(session, compiled.options.stage_location)
     try:
-        with contextlib.suppress(Exception):  # an old finalizer survives deploy's own drop: remove it
-            op.drop(dag, drop_finalizer=True)
-        with pickle_by_value(graph):
+        old = snapshot(tasks, dag.name)
+        if old is not None:
+            _check_not_running(op, dag)
+    except DeployError:
+        raise
+    except Exception as exc:
+        raise DeployError(f"reading the deployed Task Graph {dag.name} failed ({_first_line(exc)}); nothing was changed") from exc
+    step = "suspending the old root"
+    try:
+        if old is not None:
+            if old.root.state == "started":
+                tasks[dag.name].suspend()
+            step = "dropping the old graph"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                op.drop(dag, drop_finalizer=True)  # dagv1's own drop keeps an old finalizer
+        step = "creating the new graph"
+        with pickle_by_value(graph), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
             op.deploy(dag, mode=CreateMode.or_replace)
     except Exception as exc:
-        problems = []
+        what = "the previous graph was restored" if old is not None else "what was created was dropped"
         try:
-            op.drop(dag, drop_finalizer=True)
-        except Exception as drop_exc:
-            problems.append(f"drop failed too ({type(drop_exc).__name__}: {drop_exc})")
+            restore(op, dag.name, old)
+        except Exception as undo:
+            what = (
+                f"restoring the previous graph failed too ({_first_line(undo)}): check the tasks of {dag.name} "
+                f"(SHOW TASKS LIKE '{dag.name}%') and deploy again"
+            )
+        raise DeployError(f"deploying Task Graph {dag.name} failed while {step} ({_first_line(exc)}); {what}") from exc
+    if old is None or session is None:
+        return []
+    return _remove_superseded(op, dag.name, old, session)
+
+
+def _remove_superseded(op: Any, dag_name: str, old: Snapshot, session: Any) -> list[str]:
+    """Remove the stage files only the old graph's tasks imported (kept if any task of the schema still does)."""
+    old_files = set().union(*(stage_files_of(t.definition) for t in old.tasks))
+    try:
+        in_use = set().union(*(stage_files_of(t.definition) for t in op.schema.tasks.iter()))
+    except Exception:
+        return []  # cannot tell what is in use: keep everything
+    removed = []
+    for path in sorted(old_files - in_use):
         try:
-            op.schema.tasks[dag.name].suspend()
+            session.sql(f"REMOVE '{path}'").collect()
+            removed.append(path)
         except Exception:
-            pass
-        extra = f"; {'; '.join(problems)}: drop {dag.name} by hand" if problems else "; what was created was dropped"
-        raise DeployError(f"deploying Task Graph {dag.name} failed ({type(exc).__name__}: {exc}){extra}") from exc
+            pass  # a leftover file costs storage, not correctness
+    return removed
 
 
 def _run_and_wait(
@@ -227,12 +419,12 @@ def _print_task_states(session: Any, dag_name: str, run_id: Any, write: Callable
         write(f"  {row[0]:<40} {row[1]:<12} {row[2] or ''}")
 
 
-__all__ = ["TARGETS", "DeployError", "DeployOptions", "DeployUsageError", "execute"]
+__all__ = ["TARGETS", "DeployError", "DeployOptions", "DeployUsageError", "execute", "failed_gates", "qualify_stage"]
 
 
 def run_deploy(
     graph: PipelineGraph, settings: Settings, write: Callable[[str], Any], config: pytest.Config | None = None,
-    on_record: Callable[[Any], Any] | None = None,
+    on_record: Callable[[Any, list[str]], Any] | None = None,
 ) -> int:
     """Run the deploy command; usage problems become ``pytest.UsageError``; returns the exit code.
 
@@ -241,9 +433,7 @@ def run_deploy(
     """
     dep = settings.deploy
     assert dep is not None
-    packages = None
-    if dep.packages:
-        packages = tuple(dict.fromkeys((*default_packages(graph), *dep.packages)))
+    packages = tuple(dep.packages)
     stage_location = dep.stage_location
     artifact_location = adjust_task = None
     if config is not None:
@@ -260,7 +450,7 @@ def run_deploy(
         schedule=dep.schedule,
         config=dict(settings.config),
         warehouse=dep.warehouse,
-        stage_location=stage_location,
+        stage_location=qualify_stage(stage_location, dep.database, dep.schema),
         database=dep.database,
         schema=dep.schema,
         packages=packages,
@@ -281,7 +471,7 @@ def run_deploy(
         return execute(
             graph,
             DeployOptions(
-                compile=copts, on_record=on_record,
+                compile=copts,
                 verbose=config is not None and int(getattr(config.option, "verbose", 0) or 0) > 0,
             ),
             target=dep.target,
@@ -289,6 +479,7 @@ def run_deploy(
             run_once=dep.run_once,
             session_factory=session_factory,
             write=write,
+            on_record=on_record,
         )
     except (DeployUsageError, CompileError, ConnectionConfigError) as exc:  # an unreachable account too
         raise pytest.UsageError(str(exc)) from None

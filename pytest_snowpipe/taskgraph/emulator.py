@@ -148,11 +148,13 @@ class RunRecord:
                 lines.extend("  " + line for line in run.output.splitlines())
         return "\n".join(line.rstrip() for line in lines)
 
-    def to_json(self) -> dict[str, Any]:
-        """The run for ``report.json``: every task with its whole return value."""
+    def to_json(self, failed_gates: list[str] | None = None) -> dict[str, Any]:
+        """The run for ``report.json``: every task with its whole return value; ``failed_gates`` are
+        the gates whose branch took on_fail (the verdict is theirs, whatever the run's state)."""
         return {
             "dag": self.dag_name,
             "state": self.state,
+            "failed_gates": list(failed_gates or []),
             "run_group_id": self.run_group_id,
             "started_at": self.started.isoformat(),
             "duration_s": round(self.duration_s, 3),

@@ -15,6 +15,17 @@ def _preds(task: Any, dag_name: str) -> list[str]:
     return names
 
 
+def _package_lines(compiled: Any) -> list[str]:
+    """One line per package: ``name==version  why`` (from compile's resolution, else the DAG's list)."""
+    resolved = getattr(compiled, "packages", ()) or ()
+    if not resolved:
+        return [f"    {p}" for p in (compiled.dag.packages or [])]
+    out = []
+    for p in resolved:
+        out.append(f"    {p.spec:<36} {p.reason}" + (f" ({p.note})" if p.note else ""))
+    return out
+
+
 def format_plan(compiled: Any) -> str:
     """Every task with its kind, predecessors and branch condition; then the graph as Mermaid."""
     from pytest_snowpipe.taskgraph.schedule import describe_schedule
@@ -27,7 +38,9 @@ def format_plan(compiled: Any) -> str:
         f"  schedule:   {describe_schedule(dag.schedule)}",
         f"  warehouse:  {dag.warehouse or '(serverless / connection default)'}",
         f"  stage:      {dag.stage_location}",
-        f"  packages:   {', '.join(str(p) for p in (dag.packages or []))}",
+        f"  packages:   {len(dag.packages or [])} (pinned to the installed versions Snowflake's channel has)",
+        *_package_lines(compiled),
+        f"  notify:     {opts.notification_integration or '(no notification integration: ini snowpipe_notification_integration)'}",
         f"  config:     {', '.join(f'{k}={v!r}' for k, v in (dag.config or {}).items()) or '(none)'}",
         f"  tasks:      {len(dag.tasks) + 1} (root counted)",
         "",

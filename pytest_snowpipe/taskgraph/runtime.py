@@ -335,7 +335,7 @@ def _promote_snowflake(spec: ActionSpec, session: Any, actx: Any, run_id: str, r
 def _alert_snowflake(spec: ActionSpec, session: Any, message: str) -> str:
     integration = spec.env.notification_integration
     if not integration:
-        raise TaskBodyError(f"task {spec.task}: alert needs a notification integration (CompileOptions)")
+        raise TaskBodyError(f"task {spec.task}: alert needs a notification integration: set ini snowpipe_notification_integration")
     text = f"pytest-snowpipe gate {spec.gate.name} {spec.verdict}" + (f": {message[:500]}" if message else "")
     session.sql(
         "CALL SYSTEM$SEND_SNOWFLAKE_NOTIFICATION(SNOWFLAKE.NOTIFICATION.TEXT_PLAIN(?), "

@@ -111,7 +111,10 @@ def test_compiled_names_kinds_edges_and_branch_conditions(tmp_path: Any) -> None
     assert low[FINALIZER_NAME].finalize == "DEMO" and not low[FINALIZER_NAME].predecessors
     assert compiled.finalizer is tasks[FINALIZER_NAME]
     assert compiled.dag.use_func_return_value and compiled.dag.config["threshold"] == 0.1
-    assert "snowflake-ml-python" in compiled.dag.packages  # a gate promotes
+    from importlib.metadata import version
+
+    assert f"snowflake-ml-python=={version('snowflake-ml-python')}" in compiled.dag.packages  # a gate promotes: pinned
+    assert not any(p.startswith("pytest") for p in compiled.dag.packages)  # the task runtime needs no pytest
     # the branch returns exactly the successor names dagv1 compares against
     spec = compiled.bodies["QUALITY_GATE"]
     assert (spec.on_pass, spec.on_fail) == ("QUALITY_GATE_PROMOTE", "QUALITY_GATE_ALERT")

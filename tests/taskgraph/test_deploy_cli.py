@@ -30,13 +30,33 @@ def test_local_target_runs_the_compiled_graph(pipeline_suite):
     assert (pytester.path / "finalized.txt").read_text() == "cleaned"
 
 
-def test_local_target_failing_gate_takes_alert_and_finalizes(pipeline_suite):
+def test_local_target_failing_gate_is_a_failed_run_and_the_report_says_so(pipeline_suite):
+    """Every task SUCCEEDED, but the gate took on_fail (alert): the verdict is the gate's, exit 1."""
+    import json
+
     pytester = pipeline_suite(conftest=YIELD_STAGES)
-    result = pytester.runpytest("--snowpipe-deploy", "--snowpipe-target", "local", "--snowpipe-config", "threshold=5")
-    assert result.ret == 0, result.stdout.str()
-    result.stdout.fnmatch_lines(["*TEST_GATE_PROMOTE*SKIPPED*", "*TEST_GATE_ALERT*SUCCEEDED*", "*SNOWPIPE_FINALIZER*SUCCEEDED*"])
+    result = pytester.runpytest("--snowpipe-deploy", "--snowpipe-target", "local", "--snowpipe-config", "threshold=5",
+                                "--snowpipe-report=out")
+    assert result.ret == 1, result.stdout.str()
+    result.stdout.fnmatch_lines(["*TEST_GATE_PROMOTE*SKIPPED*", "*TEST_GATE_ALERT*SUCCEEDED*", "*SNOWPIPE_FINALIZER*SUCCEEDED*",
+                                 "quality gate test_gate FAILED: its branch took on_fail (TEST_GATE_ALERT); exit 1"])
     assert (pytester.path / "finalized.txt").read_text() == "cleaned"
     assert not (pytester.path / ".snowpipe" / "registry" / "model").exists()
+    report = json.loads((pytester.path / "out" / "report.json").read_text())
+    assert report["verdict"] == "FAIL" and "test_gate took its on_fail branch" in report["verdict_reason"]
+    run = report["task_graph_runs"][-1]
+    assert run["state"] == "SUCCEEDED" and run["failed_gates"] == ["test_gate"]
+    alert = next(t for t in run["tasks"] if t["name"] == "TEST_GATE_ALERT")
+    assert alert["state"] == "SUCCEEDED" and alert["duration_s"] is not None and alert["return_value"]
+    assert "## Task Graph run (emulator): SUCCEEDED" in (pytester.path / "out" / "report.md").read_text()
+
+
+def test_local_target_never_touches_the_users_registry(pipeline_suite):
+    pytester = pipeline_suite(conftest=YIELD_STAGES)
+    result = pytester.runpytest("--snowpipe-deploy", "--snowpipe-target", "local")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*TEST_GATE_PROMOTE*SUCCEEDED*"])
+    assert not (pytester.path / ".snowpipe" / "registry").exists()
 
 
 def test_local_target_failing_stage_exits_nonzero(pipeline_suite):
@@ -81,3 +101,56 @@ def test_deploy_to_snowflake_without_connection_is_a_usage_error(pipeline_suite)
     result = pipeline_suite().runpytest("--snowpipe-deploy", "--schedule", "30m")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "connection" in result.stderr.str().lower()
+
+
+def test_examples_plan_declares_pinned_packages_pools_and_the_integration():
+    """The README's dry-run command on examples/: xgboost and scikit-learn pinned, the ML Job's pool, the integration."""
+    import subprocess
+    import sys
+    from importlib.metadata import version
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "examples/", "-p", "no:cacheprovider", "--snowpipe-deploy", "--snowpipe-dry-run"],
+        cwd=repo, capture_output=True, text=True, timeout=600,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    for line in (f"xgboost=={version('xgboost')}", f"scikit-learn=={version('scikit-learn')}",
+                 "notify:     SNOWPIPE_ALERTS", "ML Job on compute pool DEMO_POOL, job stage JOB_STAGE, 2 instance(s)"):
+        assert line in out, line
+    assert "pytest==" not in out
+
+
+def test_readme_deploy_command_on_examples_against_the_offline_account(tmp_path):
+    """`pytest examples/ --snowpipe-deploy --schedule 30m --snowpipe-connection NAME`, as the README writes it,
+    with NAME in connections.toml pointing at the offline account (real connector, Snowpark, snowflake.core)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from pytest_snowpipe.taskgraph.offline_account import OfflineAccount
+
+    repo = Path(__file__).resolve().parents[2]
+    with OfflineAccount(schemas=["DB.SCH"], stages=["DB.SCH.SNOWPIPE_STAGE"]) as account:
+        params = account.connection_parameters("DB", "SCH")
+        toml = "[offline]\n" + "".join(
+            f"{k} = {str(v).lower() if isinstance(v, bool) else v if isinstance(v, int) else chr(34) + v + chr(34)}\n"
+            for k, v in params.items()
+        )
+        (tmp_path / "connections.toml").write_text(toml)
+        os.chmod(tmp_path / "connections.toml", 0o600)
+        env = dict(os.environ, SNOWFLAKE_HOME=str(tmp_path))
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "examples/", "-p", "no:cacheprovider", "--snowpipe-deploy", "--schedule", "30m",
+             "--snowpipe-connection", "offline", "-o", "snowpipe_database=DB", "-o", "snowpipe_schema=SCH"],
+            cwd=repo, env=env, capture_output=True, text=True, timeout=900,
+        )
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+        assert "deployed Task Graph SNOWPIPE_PIPELINE to DB.SCH (16 tasks)" in result.stdout
+        assert len(account.task_names(schema="SCH")) == 16
+        model = account.task("SNOWPIPE_PIPELINE$WINE_MODEL", schema="SCH")
+        assert model["state"] == "started" and "'xgboost==" in model["definition"] and "'scikit-learn==" in model["definition"]
+        assert "IMPORTS=('@DB.SCH.SNOWPIPE_STAGE/" in model["definition"]  # qualified with snowpipe_database/schema

@@ -1,0 +1,287 @@
+"""The packages a Task Graph ships with: inferred from the shipped code, pinned to what is installed.
+
+A stored procedure has only its declared PACKAGES (with their dependencies) and its IMPORTS.
+So the packages are read from what the shipped code imports: every stage, gate and action
+function and the project-local helpers they reach (``pipeline.codedeps.reached_code``), through
+``import`` statements in their bytecode (also inside the function body) and the library modules,
+functions and classes they reference. Each top-level module is mapped to its distribution
+(``importlib.metadata.packages_distributions``) and pinned to the installed version when
+Snowflake's channel (``information_schema.packages``; offline, the snapshot shipped next to this
+module) has it, else to the nearest version the channel has, with a warning. A module whose
+distribution the channel lacks is an error naming the package and the two fixes. The user's
+``snowpipe_packages`` adds packages and overrides inferred ones of the same name. What the
+task runtime itself needs (Snowpark, snowflake.core, cloudpickle, pandas, pyarrow; snowflake-ml-python
+for remote stages and promote) is always declared; pytest only when the user's code imports it.
+
+What the pickled outputs need to unpickle is covered by the same union (the DAG's packages are
+every task's): the stage that made an xgboost model imports xgboost. The shipped-environment
+sandbox (``taskgraph.sandbox``) proves it by running each task with only these packages.
+"""
+from __future__ import annotations
+
+import dis
+import functools
+import importlib.metadata
+import json
+import re
+import sys
+import types
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_snowpipe.errors import SnowpipeError
+
+SNAPSHOT = Path(__file__).with_name("packages_snapshot.json")
+RUNTIME = ("snowflake-snowpark-python", "snowflake.core", "cloudpickle", "pandas", "pyarrow")
+ML = "snowflake-ml-python"
+# namespace packages: the distribution is named by the second component
+NAMESPACES = {
+    "snowflake.snowpark": "snowflake-snowpark-python",
+    "snowflake.core": "snowflake.core",
+    "snowflake.ml": "snowflake-ml-python",
+    "snowflake.connector": "snowflake-connector-python",
+}
+NOT_SHIPPED = {"pytest_snowpipe", "__main__", "builtins"}  # the plugin ships as an IMPORT
+
+
+class PackageError(SnowpipeError):
+    """A package the shipped code needs cannot be declared; ``problems`` names each and the fix."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def canonical(name: str) -> str:
+    """PEP 503 normalisation (``scikit_learn`` == ``Scikit-Learn`` == ``scikit-learn``; ``snowflake.core``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_name(req: str) -> str:
+    """``xgboost==3.2.0`` -> ``xgboost``."""
+    m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
+    return m.group(1) if m else req.strip()
+
+
+@functools.cache
+def snapshot_channel(path: str = str(SNAPSHOT)) -> dict[str, tuple[str, ...]]:
+    """Channel name -> versions, from the snapshot of ``information_schema.packages``."""
+    data = json.loads(Path(path).read_text())
+    rows = data["rows"] if isinstance(data, dict) else data
+    out: dict[str, list[str]] = {}
+    for row in rows:
+        if row.get("language", "python") == "python":
+            out.setdefault(row["package_name"], []).append(row["version"])
+    return {k: tuple(v) for k, v in out.items()}
+
+
+# ---------------------------------------------------------------- what the code imports
+
+
+def _code_objects(code: types.CodeType) -> Iterable[types.CodeType]:
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_objects(const)
+
+
+def _imports_in(code: types.CodeType) -> set[str]:
+    out: set[str] = set()
+    for co in _code_objects(code):
+        level = 0
+        for ins in dis.get_instructions(co):
+            if ins.opname == "LOAD_CONST" and isinstance(ins.argval, int):
+                level = ins.argval
+            elif ins.opname == "IMPORT_NAME" and isinstance(ins.argval, str) and level == 0:
+                out.add(ins.argval)
+    return out
+
+
+def _namespace_modules(func: Any) -> set[str]:
+    """Library modules the function reads from outside itself: modules, and the modules of objects."""
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return set()
+    ns = dict(getattr(func, "__globals__", {}) or {})
+    for name, cell in zip(code.co_freevars, getattr(func, "__closure__", None) or (), strict=False):
+        try:
+            ns[name] = cell.cell_contents
+        except ValueError:
+            continue
+    names: set[str] = set()
+    for co in _code_objects(code):
+        names.update(co.co_names, co.co_freevars)
+    out: set[str] = set()
+    for name in names & set(ns):
+        obj = ns[name]
+        if isinstance(obj, types.ModuleType):
+            out.add(obj.__name__)
+        elif isinstance(obj, type) or callable(obj):
+            module = getattr(obj, "__module__", None)
+            if isinstance(module, str):
+                out.add(module)
+    return out
+
+
+def modules_of(func: Callable[..., Any]) -> set[str]:
+    """Dotted module names ``func`` and the project code it reaches import or reference."""
+    import inspect
+
+    from pytest_snowpipe.pipeline.codedeps import reached_code
+
+    out: set[str] = set()
+    for obj in reached_code(inspect.unwrap(func), Path("/")):
+        members = [obj] if not isinstance(obj, type) else [
+            (m.__func__ if isinstance(m, (staticmethod, classmethod)) else m) for m in vars(obj).values()
+        ]
+        for member in members:
+            code = getattr(member, "__code__", None)
+            if code is not None:
+                out |= _imports_in(code) | _namespace_modules(member)
+    return out
+
+
+def _is_library(module: str) -> bool:
+    top = module.split(".")[0]
+    if top in NOT_SHIPPED or top in sys.stdlib_module_names or top.startswith("_"):
+        return False
+    mod = sys.modules.get(module) or sys.modules.get(top)
+    path = getattr(mod, "__file__", None) if mod is not None else None
+    if path is None:
+        return mod is None  # not imported here: judge by name (the distribution lookup decides)
+    parts = Path(path).resolve().parts
+    return "site-packages" in parts or "dist-packages" in parts
+
+
+def distribution_of(module: str) -> str | None:
+    """The distribution that provides ``module`` (namespace packages by their second component)."""
+    parts = module.split(".")
+    if len(parts) > 1 and ".".join(parts[:2]) in NAMESPACES:
+        return NAMESPACES[".".join(parts[:2])]
+    dists = importlib.metadata.packages_distributions().get(parts[0]) or []
+    return dists[0] if dists else None
+
+
+# ---------------------------------------------------------------- pinning
+
+
+@dataclass(frozen=True)
+class Package:
+    """One declared package: its channel name, pinned version and why it is there."""
+
+    name: str
+    version: str | None
+    reason: str
+    note: str = ""
+
+    @property
+    def spec(self) -> str:
+        return f"{self.name}=={self.version}" if self.version else self.name
+
+
+@dataclass
+class Resolution:
+    packages: list[Package] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def specs(self) -> list[str]:
+        return [p.spec for p in self.packages]
+
+
+def _installed(name: str) -> str | None:
+    for candidate in (name, name.replace(".", "-")):
+        try:
+            return importlib.metadata.version(candidate)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _nearest(installed: str, offered: Iterable[str]) -> str:
+    from packaging.version import InvalidVersion, Version
+
+    def key(v: str) -> Any:
+        try:
+            return Version(v)
+        except InvalidVersion:
+            return Version("0")
+
+    have = key(installed)
+    ordered = sorted(offered, key=key)
+    below = [v for v in ordered if key(v) <= have]
+    return below[-1] if below else ordered[0]
+
+
+def resolve(
+    needed: Mapping[str, str],
+    *,
+    channel: Mapping[str, Iterable[str]] | None = None,
+    user: Iterable[str] = (),
+    soft: Iterable[str] = (),
+) -> Resolution:
+    """Pin ``needed`` (distribution -> why) against ``channel``; ``user`` requirements add or override.
+
+    Raises PackageError naming every package the channel lacks and the fixes; a ``soft`` one (needed
+    only by remote stages, whose ML Job installs ``pip_requirements``) is left out with a warning.
+    """
+    soft_keys = {canonical(s) for s in soft}
+    chan = {canonical(k): (k, tuple(v)) for k, v in (channel if channel is not None else snapshot_channel()).items()}
+    overrides = {canonical(requirement_name(r)): r.strip() for r in user if r.strip()}
+    out = Resolution()
+    problems: list[str] = []
+    for dist, why in needed.items():
+        key = canonical(dist)
+        if key in overrides:
+            continue
+        if key not in chan and key in soft_keys:
+            out.warnings.append(f"package {dist!r} ({why}) is not in Snowflake's channel: left to the ML Job's pip_requirements")
+            continue
+        if key not in chan:
+            problems.append(
+                f"package {dist!r} ({why}) is not in Snowflake's Anaconda channel (information_schema.packages): "
+                f"add an available substitute to ini snowpipe_packages, or, for a remote stage, list it in "
+                f"sp.remote(pip_requirements=[...]); or stop importing it in the shipped code"
+            )
+            continue
+        name, offered = chan[key]
+        installed = _installed(dist)
+        if installed is None or not offered:
+            out.packages.append(Package(name, None, why, "not installed here: the channel's latest"))
+            continue
+        if installed in offered:
+            out.packages.append(Package(name, installed, why))
+            continue
+        near = _nearest(installed, offered)
+        note = f"installed {installed} is not in the channel; pinned to its nearest, {near}"
+        out.packages.append(Package(name, near, why, note))
+        out.warnings.append(f"package {name}: {note} (pin another with ini snowpipe_packages)")
+    for key, req in overrides.items():
+        out.packages.append(Package(requirement_name(req) if key not in chan else chan[key][0],
+                                    req.split("==", 1)[1] if "==" in req else None, "snowpipe_packages",
+                                    "" if "==" in req or not any(op in req for op in "<>=!~") else req))
+    if problems:
+        raise PackageError(problems)
+    return out
+
+
+def needed_by(functions: Mapping[str, Callable[..., Any]], *, ml: bool) -> dict[str, str]:
+    """Distribution -> the first task (and module) that needs it, for the runtime and ``functions``."""
+    needed: dict[str, str] = {d: "the task runtime" for d in RUNTIME}
+    if ml:
+        needed[ML] = "remote stages / promote"
+    for task, func in functions.items():
+        for module in sorted(modules_of(func)):
+            if not _is_library(module):
+                continue
+            dist = distribution_of(module)
+            if dist is None:
+                dist = module.split(".")[0]
+            if canonical(dist) not in {canonical(d) for d in needed}:
+                needed[dist] = f"task {task} imports {module}"
+    return needed
+
+
+__all__ = ["Package", "PackageError", "Resolution", "canonical", "modules_of", "needed_by", "resolve", "snapshot_channel"]

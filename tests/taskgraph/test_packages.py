@@ -1,0 +1,70 @@
+"""Packages: inferred from the shipped code (bodies and project helpers), pinned against Snowflake's channel."""
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Any
+
+import pytest
+
+from pytest_snowpipe.pipeline.graph import PipelineGraph
+from pytest_snowpipe.taskgraph.compile import CompileError, compile_graph
+from pytest_snowpipe.taskgraph.packages import PackageError, modules_of, needed_by, resolve
+from tests.taskgraph.test_compile import gate, opts, pipeline, stage
+
+
+def _helper_fits(frame: Any) -> Any:
+    from sklearn.linear_model import LogisticRegression  # a project helper the stage calls
+
+    return LogisticRegression
+
+
+def model_with_helper(features: Any) -> Any:
+    import xgboost  # inside the body: only the bytecode shows it
+
+    return {"helper": _helper_fits(features).__name__, "xgb": xgboost.__version__}
+
+
+def uses_hypothesis(features: Any) -> Any:
+    import hypothesis  # not in Snowflake's channel
+
+    return hypothesis.__version__
+
+
+def test_modules_of_sees_body_imports_and_project_helpers() -> None:
+    mods = modules_of(model_with_helper)
+    assert "xgboost" in mods and "sklearn.linear_model" in mods
+
+
+def test_needed_by_maps_modules_to_distributions_and_keeps_the_runtime() -> None:
+    needed = needed_by({"MODEL": model_with_helper}, ml=False)
+    assert needed["xgboost"] == "task MODEL imports xgboost"
+    assert needed["scikit-learn"] == "task MODEL imports sklearn.linear_model"
+    assert "snowflake-snowpark-python" in needed and "pytest" not in needed and "snowflake-ml-python" not in needed
+
+
+def test_resolve_pins_installed_nearest_with_a_warning_user_overrides_and_missing_is_named() -> None:
+    channel = {"xgboost": ["1.7.6", "2.1.4"], "scikit-learn": [version("scikit-learn")], "pandas": ["2.2.2"]}
+    res = resolve({"xgboost": "a", "scikit-learn": "b", "pandas": "c"}, channel=channel, user=["pandas==2.2.2"])
+    assert res.specs == ["xgboost==2.1.4", f"scikit-learn=={version('scikit-learn')}", "pandas==2.2.2"]
+    assert res.warnings == [f"package xgboost: installed {version('xgboost')} is not in the channel; pinned to its "
+                            "nearest, 2.1.4 (pin another with ini snowpipe_packages)"]
+    with pytest.raises(PackageError, match=r"package 'hypothesis' \(x\) is not in Snowflake's Anaconda channel.*snowpipe_packages.*pip_requirements"):
+        resolve({"hypothesis": "x"}, channel=channel)
+
+
+def test_compile_declares_what_a_stage_imports_pinned(tmp_path: Any) -> None:
+    g = pipeline()
+    stages = tuple(stage(model_with_helper, ("features",), name="model") if s.name == "model" else s for s in g.stages)
+    compiled = compile_graph(PipelineGraph(stages=stages, gates=g.gates), opts(tmp_path))
+    assert f"xgboost=={version('xgboost')}" in compiled.dag.packages
+    assert f"scikit-learn=={version('scikit-learn')}" in compiled.dag.packages
+
+
+def test_a_package_missing_from_the_channel_is_a_compile_error(tmp_path: Any) -> None:
+    g = pipeline()
+    stages = (*g.stages, stage(uses_hypothesis, ("features",), name="extra"))
+    with pytest.raises(CompileError, match="package 'hypothesis' \\(task EXTRA imports hypothesis\\)"):
+        compile_graph(PipelineGraph(stages=stages, gates=g.gates), opts(tmp_path))
+    # snowpipe_packages overrides the inference (Snowpark checks it against the live channel at deploy)
+    graph = PipelineGraph(stages=stages, gates=(gate(g.gates[0].func, ("metrics",), g.gates[0].upstream),))
+    assert "hypothesis" in compile_graph(graph, opts(tmp_path, packages=("hypothesis",))).dag.packages
