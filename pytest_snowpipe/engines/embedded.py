@@ -296,3 +296,33 @@ def is_embedded_session(session: Any) -> bool:
     """True for a Snowpark session whose server is an embedded engine (this process's or a parent's)."""
     conn = getattr(getattr(session, "_conn", None), "_conn", None)
     return getattr(conn, "host", None) == "127.0.0.1" and str(getattr(conn, "account", "")).lower() == ACCOUNT
+
+
+_STAGES_MADE: set[tuple[int, str]] = set()
+
+
+def ensure_stage(session: Any, location: str) -> None:
+    """Create the stage a location names (``@[DB.][SCHEMA.]NAME[/path]``) on the embedded engine.
+
+    An account that runs a graph has the graph's stage (deploy checks it exists); the embedded
+    engine starts empty every run, so the emulator provisions it, with its database and schema.
+    Idempotent and cached per engine.
+    """
+    stage = location.lstrip("@").split("/", 1)[0]
+    current = running_engine()
+    key = (current.port if current is not None else 0, stage.upper())
+    if not stage or key in _STAGES_MADE:
+        return
+    parts = stage.split(".")
+    if len(parts) >= 3:
+        session.sql(f"CREATE DATABASE IF NOT EXISTS {parts[0]}").collect()
+    if len(parts) >= 2:
+        session.sql(f"CREATE SCHEMA IF NOT EXISTS {'.'.join(parts[:-1])}").collect()
+    session.sql(f"CREATE STAGE IF NOT EXISTS {stage}").collect()
+    _STAGES_MADE.add(key)
+
+
+# Two PUTs of one session at once against fakesnow's LOCAL_FS stages can leave one of them with
+# an empty result (seen when the emulator runs independent tasks in parallel): file transfers to
+# the embedded engine take turns. A real account is not affected (nothing else waits on this).
+FILE_TRANSFER_LOCK = threading.Lock()

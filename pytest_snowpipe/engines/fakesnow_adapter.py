@@ -44,6 +44,7 @@ import glob
 import os
 import re
 import shutil
+import threading
 from collections.abc import Callable
 from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -585,6 +586,47 @@ def _text(command: exp.Command) -> str:
     return f"{command.name} {rest.name if isinstance(rest, exp.Literal) else rest}"
 
 
+# fakesnow's server shares ONE DuckDB connection between all sessions and runs each request in a
+# thread pool; DuckDB refuses a second statement on a busy connection ("connection is busy"), so
+# concurrent requests (the emulator runs independent tasks in parallel, as Snowflake does) wait
+# for each other here instead.
+DUCKDB_LOCK = threading.RLock()
+
+
+def _serialised(method: F) -> F:
+    @wraps(method)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with DUCKDB_LOCK:
+            return method(*args, **kwargs)
+
+    return locked  # type: ignore[return-value]
+
+
+def _describable(method: F) -> F:
+    """fakesnow describes a result by parsing ``DESCRIBE <last sql>``, which sqlglot cannot parse for
+    a parenthesised set operation (``(SELECT ..) UNION ALL (SELECT ..)``, what Snowpark writes for
+    ``union_all``): describe ``SELECT * FROM (<last sql>)`` then, the same columns. Anything else
+    that fails here becomes an error naming the statement (not an HTTP 500 the client retries)."""
+
+    @wraps(method)
+    def describe(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlglot.errors.ParseError:
+            saved = self._last_sql
+            if not saved or args or kwargs:
+                raise UnsupportedStatement(str(saved or args), "the result cannot be described") from None
+            self._last_sql = f"SELECT * FROM ({saved})"
+            try:
+                return method(self)
+            except Exception as exc:
+                raise UnsupportedStatement(saved, f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+            finally:
+                self._last_sql = saved
+
+    return describe  # type: ignore[return-value]
+
+
 def install() -> None:
     """Hook the rewrites into fakesnow's cursor and server (idempotent)."""
     if _originals:
@@ -609,7 +651,8 @@ def install() -> None:
     @wraps(execute)
     def _execute(self: FakeSnowflakeCursor, command: str, *args: Any, **kwargs: Any) -> Any:
         try:
-            return execute(self, command, *args, **kwargs)
+            with DUCKDB_LOCK:
+                return execute(self, command, *args, **kwargs)
         except (snowflake.connector.errors.Error, NotImplementedError):
             raise
         except Exception as e:
@@ -631,6 +674,10 @@ def install() -> None:
     def _to_sf(table: pa.Table, rowtype: Any) -> pa.Table:
         return to_sf(narrow_integers(table), rowtype)
 
+    for name in ("_describe_only", "_describe_last_sql"):  # they query the same DuckDB connection
+        original = getattr(FakeSnowflakeCursor, name)
+        _originals[name] = original
+        setattr(FakeSnowflakeCursor, name, _serialised(_describable(original)))
     FakeSnowflakeCursor._transform = _transform  # type: ignore[method-assign]
     FakeSnowflakeCursor.execute = _execute  # type: ignore[method-assign]
     FakeSnowflakeCursor._execute = _run  # type: ignore[method-assign]
@@ -650,4 +697,6 @@ def uninstall() -> None:
     FakeSnowflakeCursor._execute = _originals["run"]  # type: ignore[method-assign]
     server.gcs_stage_info = _originals["gcs_stage_info"]
     server.to_sf = _originals["to_sf"]  # type: ignore[attr-defined]
+    for name in ("_describe_only", "_describe_last_sql"):
+        setattr(FakeSnowflakeCursor, name, _originals[name])
     _originals.clear()

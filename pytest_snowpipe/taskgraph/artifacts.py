@@ -70,11 +70,24 @@ def _holds_frame(value: Any) -> bool:
 
 
 def _put(session: Any, path: str, data: bytes) -> None:
-    session.file.put_stream(io.BytesIO(data), path, auto_compress=False, overwrite=True)
+    from pytest_snowpipe.engines.embedded import FILE_TRANSFER_LOCK, ensure_stage, is_embedded_session
+
+    if not is_embedded_session(session):
+        session.file.put_stream(io.BytesIO(data), path, auto_compress=False, overwrite=True)
+        return
+    with FILE_TRANSFER_LOCK:
+        ensure_stage(session, path)  # the emulator's account has the graph's stages
+        session.file.put_stream(io.BytesIO(data), path, auto_compress=False, overwrite=True)
 
 
 def _get(session: Any, path: str) -> bytes:
-    stream = session.file.get_stream(path)
+    from pytest_snowpipe.engines.embedded import FILE_TRANSFER_LOCK, is_embedded_session
+
+    if is_embedded_session(session):
+        with FILE_TRANSFER_LOCK:
+            stream = session.file.get_stream(path)
+    else:
+        stream = session.file.get_stream(path)
     try:
         return bytes(stream.read())
     finally:
