@@ -66,7 +66,9 @@ def test_session(snowpipe_session):
     assert snowpipe_session.create_dataframe([(1,)], schema=["A"]).collect()[0][0] == 1
 '''
     )
-    pytester.runpytest().assert_outcomes(passed=1)
+    # a fresh process: get_active_session() needs the run's session to be the only one (this test
+    # process holds the shared embedded_session of other tests)
+    pytester.runpytest_subprocess().assert_outcomes(passed=1)
 
 
 def test_no_engine_outlives_pytest(pytester: pytest.Pytester):
