@@ -16,6 +16,7 @@ import snowflake.snowpark.functions  # noqa: F401
 # server beside the first (module state), and pytester would drop them again after the run.
 import pytest_snowpipe.engines.embedded
 import pytest_snowpipe.engines.fakesnow_adapter
+import pytest_snowpipe.engines.wire
 
 collect_ignore = ["seed_suite"]  # a suite of its own (its pytest.ini), run by test_seed_suite.py in pytester
 

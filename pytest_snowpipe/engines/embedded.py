@@ -17,6 +17,10 @@ State and persistence (fakesnow 0.12.1):
   in-memory database with other logins, so the engine does not use it: data is per engine,
   in memory.
 
+The wire (`pytest_snowpipe.engines.wire`) is fakesnow's, with two of Snowflake's shapes where
+fakesnow's is slow: an array-bound INSERT runs as one statement, and a large result travels as
+an inline first part plus chunks the connector downloads.
+
 Another process (e.g. a remote stage's fresh subprocess) reaches the same data by creating a
 session from `EmbeddedEngine.connection_params()`; all logins share the engine's DuckDB.
 """
@@ -38,6 +42,8 @@ if TYPE_CHECKING:
     from fakesnow.instance import FakeSnow
     from snowflake.snowpark import Session
 
+    from pytest_snowpipe.engines.wire import ChunkStore
+
 __all__ = ["EmbeddedEngine", "EngineError"]
 
 _RUNNING_LOCK = threading.Lock()
@@ -48,8 +54,10 @@ class EngineError(RuntimeError):
     """The embedded engine could not be started or used."""
 
 
-def _app() -> Any:
-    """fakesnow's routes, with a login that also returns a master token and a telemetry sink.
+def _app(store: Any) -> Any:
+    """fakesnow's routes, with a login that also returns a master token and a telemetry sink,
+    and `wire`'s query route (array-bound INSERTs as one statement, large results in chunks
+    kept in ``store``).
 
     Without a master token the connector's ``close()`` fails before logging out
     (``delete_session`` needs one) and Snowpark's atexit hook later retries the dead server
@@ -73,8 +81,12 @@ def _app() -> Any:
     async def telemetry(request: Request) -> Response:
         return JSONResponse({"success": True, "data": None})
 
-    routes = [r for r in fs_server.routes if getattr(r, "path", None) != "/session/v1/login-request"]
-    routes.append(Route("/session/v1/login-request", login, methods=["POST"]))
+    from pytest_snowpipe.engines import wire
+
+    ours = [Route("/session/v1/login-request", login, methods=["POST"]), *wire.routes(store)]
+    replaced = {r.path for r in ours}
+    routes = [r for r in fs_server.routes if getattr(r, "path", None) not in replaced]
+    routes.extend(ours)
     routes.append(Route("/telemetry/send", telemetry, methods=["POST"]))
     return Starlette(routes=routes)
 
@@ -104,7 +116,8 @@ class EmbeddedEngine:
         self._port: int | None = None
         self._sock: socket.socket | None = None
         self._bucket: str | None = None
-        self._saved: tuple[FakeSnow, str] | None = None
+        self._saved: tuple[FakeSnow, str, Any] | None = None
+        self._chunks: ChunkStore | None = None
         self._sessions: list[Session] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -132,6 +145,8 @@ class EmbeddedEngine:
         import uvicorn
         from fakesnow.instance import FakeSnow
 
+        from pytest_snowpipe.engines import wire
+
         # the server's per-statement INFO lines and sqlglot's "falling back to a Command" notes are
         # the double's business, not the user's: errors still reach the client as query errors
         logging.getLogger("fakesnow").setLevel(logging.WARNING)
@@ -148,17 +163,19 @@ class EmbeddedEngine:
             _running = self
         t1 = time.perf_counter()
         # fresh, private state for this engine; restored in close()
-        self._saved = (fs_server.shared_fs, fs_stage.LOCAL_BUCKET_PATH)
+        self._saved = (fs_server.shared_fs, fs_stage.LOCAL_BUCKET_PATH, fs_server.to_ipc)  # type: ignore[attr-defined]
         self._bucket = tempfile.mkdtemp(prefix="snowpipe_stages_")
         fs_stage.LOCAL_BUCKET_PATH = self._bucket
         fs_server.shared_fs = FakeSnow()
+        fs_server.to_ipc = wire.chunked_to_ipc(fs_server.to_ipc)  # type: ignore[attr-defined,assignment]
+        self._chunks = wire.ChunkStore()
 
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self._sock = sock  # asyncio serves on this very socket: close it only after the server
         self._port = sock.getsockname()[1]
-        config = uvicorn.Config(_app(), log_level="warning", lifespan="off", access_log=False)
+        config = uvicorn.Config(_app(self._chunks), log_level="warning", lifespan="off", access_log=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="snowpipe-embedded-engine", daemon=True
@@ -197,8 +214,11 @@ class EmbeddedEngine:
 
             fs_server.sessions.clear()
             fs_server.shared_fs.duck_conn.close()
-            fs_server.shared_fs, fs_stage.LOCAL_BUCKET_PATH = self._saved
+            fs_server.shared_fs, fs_stage.LOCAL_BUCKET_PATH, fs_server.to_ipc = self._saved  # type: ignore[attr-defined]
             self._saved = None
+        if self._chunks is not None:
+            self._chunks.clear()
+            self._chunks = None
         if self._bucket is not None:
             shutil.rmtree(self._bucket, ignore_errors=True)
             self._bucket = None

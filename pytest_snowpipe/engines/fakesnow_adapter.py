@@ -523,17 +523,43 @@ def unsupported(sql: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def narrow_integers(table: pa.Table) -> pa.Table:
-    """Cast each integer column to the narrowest signed type holding its values.
+def _unscaled_int64(col: pa.ChunkedArray) -> pa.Array | None:
+    """A decimal128 column's unscaled values as int64 (nulls kept), or None if one does not fit.
 
-    Snowflake sends NUMBER(p, 0) columns as int8/16/32/64 chosen by the values, and the
-    connector's to_pandas keeps that width; without this every integer comes back int64.
+    decimal128 is a little-endian 16-byte two's complement integer: a value fits in int64 when
+    its high word is the sign extension of its low word.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    validity, data = arr.buffers()[0], arr.buffers()[1]
+    if data is None:
+        return None
+    words = np.frombuffer(data, dtype="<i8")[2 * arr.offset : 2 * (arr.offset + len(arr))]
+    low, high = words[0::2], words[1::2]
+    valid = np.ones(len(arr), dtype=bool) if validity is None else arr.is_valid().to_numpy(zero_copy_only=False)
+    if not np.array_equal(high[valid], low[valid] >> 63):
+        return None
+    return pa.Array.from_buffers(pa.int64(), len(arr), [validity, pa.py_buffer(np.ascontiguousarray(low))], arr.null_count)
+
+
+def narrow_integers(table: pa.Table) -> pa.Table:
+    """NUMBER columns as Snowflake sends them: the narrowest signed integer holding the values.
+
+    Snowflake sends NUMBER(p, s) columns as int8/16/32/64 chosen by the values (for s > 0 the
+    unscaled integers, with the scale in the field metadata) and decimal128 only when a value
+    needs it. The connector's to_pandas keeps that width for s = 0 and gives float64 for s > 0
+    (Decimal in rows); without this every integer comes back int64 and every scaled number as
+    decimal objects that Snowpark converts one by one.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
     columns = []
     for col in table.columns:
+        if pa.types.is_decimal128(col.type) and (unscaled := _unscaled_int64(col)) is not None:
+            col = pa.chunked_array([unscaled])
         if pa.types.is_integer(col.type) and len(col) and col.null_count < len(col):
             bounds = pc.min_max(col)
             lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
@@ -656,7 +682,8 @@ def install() -> None:
         except (snowflake.connector.errors.Error, NotImplementedError):
             raise
         except Exception as e:
-            raise UnsupportedStatement(command, f"{type(e).__name__}: {str(e).splitlines()[0]}") from e
+            first = (str(e).splitlines() or [""])[0]
+            raise UnsupportedStatement(command, f"{type(e).__name__}: {first}") from e
 
     @wraps(run)
     def _run(self: FakeSnowflakeCursor, transformed: Expr, params: Any = None) -> None:

@@ -296,3 +296,165 @@ def test_gap_union_all_of_parenthesised_selects_is_described(session: Any) -> No
     a = session.create_dataframe([(1,), (2,)], schema=["A"])
     rows = a.filter(a["A"] > 1).limit(5).union_all(a.limit(5)).collect()
     assert sorted(r[0] for r in rows) == [1, 2, 2]
+
+# -- the wire: array-bound INSERTs and chunked results ----------------------------------------------
+
+
+def test_wire_insert_select_keeps_placeholder_order() -> None:
+    from pytest_snowpipe.engines import wire
+
+    sql = wire._insert_select("INSERT INTO db.s.t (A, B, C) VALUES (?, PARSE_JSON(?), ?)", 3, "_b")
+    assert sql == 'INSERT INTO db.s.t (A, B, C) SELECT "1", PARSE_JSON("2"), "3" FROM _b'
+    assert wire._insert_select("INSERT INTO t VALUES (?, ?), (?, ?)", 4, "_b") is None  # two rows
+    assert wire._insert_select("INSERT INTO t SELECT ? FROM u", 1, "_b") is None
+    assert wire._insert_select("UPDATE t SET a = ?", 1, "_b") is None
+
+
+_BATCH_TYPES = "A INT, B DOUBLE, C VARCHAR, D DATE, E TIMESTAMP_NTZ, F BOOLEAN, G BINARY, H TIME, I NUMBER(12, 2), J INT"
+
+
+def _batch_rows(n: int) -> list[tuple[Any, ...]]:
+    import datetime
+    import decimal
+
+    rows = []
+    for i in range(n):
+        none = i % 7 == 3
+        # a column holding NULLs is bound as TEXT by the connector (its values' types differ);
+        # fakesnow cannot read dates, times and timestamps from that text, so those have none
+        rows.append(
+            (
+                None if none else i - n // 2,
+                None if none else i / 3,
+                None if none else f"s{i}'\"",
+                datetime.date(2024, 1, 1) + datetime.timedelta(days=i),
+                datetime.datetime(2024, 2, 29, 1, 2, 3, 456789) + datetime.timedelta(minutes=i),
+                None if none else i % 2 == 0,
+                bytes([i % 256, 0]),
+                datetime.time(i % 24, 5, 6, 7),
+                None if none else decimal.Decimal(i) / 4,
+                i if i % 3 else None,
+            )
+        )
+    return rows
+
+
+def test_wire_array_bound_insert_matches_row_by_row(session: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_snowpipe.engines import wire
+
+    rows = _batch_rows(120)
+    marks = ", ".join("?" * 10)
+    cur = session._conn._conn.cursor()
+    counts = {}
+    for table in ("BATCH_FAST", "BATCH_SLOW"):
+        cur.execute(f"create or replace table {table} ({_BATCH_TYPES})")
+        with monkeypatch.context() as m:
+            if table == "BATCH_SLOW":  # fakesnow's own path: one statement per row
+                m.setattr(wire, "_insert_select", lambda *a: None)
+            cur.executemany(f"insert into {table} (A, B, C, D, E, F, G, H, I, J) values ({marks})", rows)
+        counts[table] = cur.rowcount
+    assert counts == {"BATCH_FAST": 120, "BATCH_SLOW": 120}
+    fast = session.table("BATCH_FAST").sort("A", "J").to_pandas()
+    slow = session.table("BATCH_SLOW").sort("A", "J").to_pandas()
+    pd.testing.assert_frame_equal(fast, slow, check_exact=True)
+    assert fast.isna().sum().to_dict() == slow.isna().sum().to_dict() and fast["A"].isna().sum() == 17
+    assert [tuple(r) for r in session.table("BATCH_FAST").sort("A", "J").collect()] == [
+        tuple(r) for r in session.table("BATCH_SLOW").sort("A", "J").collect()
+    ]
+
+
+def test_wire_array_bound_insert_of_10k_rows_is_one_statement(session: Any) -> None:
+    import time
+
+    rows = [(i, i / 3, f"s{i}", None if i % 7 else i) for i in range(10_000)]
+    cur = session._conn._conn.cursor()
+    cur.execute("create or replace table BATCH_10K (A INT, B DOUBLE, C VARCHAR, D INT)")
+    start = time.perf_counter()
+    cur.executemany("insert into BATCH_10K (A, B, C, D) values (?, ?, ?, ?)", rows)
+    elapsed = time.perf_counter() - start  # of which the connector's own binding of 40k values: ~0.3 s
+    assert cur.rowcount == 10_000
+    assert [tuple(r) for r in session.table("BATCH_10K").sort("A").collect()] == rows
+    assert elapsed < 1.0, elapsed  # row by row: about a minute
+
+
+def test_wire_create_dataframe_of_many_values(session: Any) -> None:
+    from snowflake.snowpark.types import DoubleType, LongType, StringType, StructField, StructType
+
+    rows = [(i, i / 2, None if i % 5 == 0 else f"s{i}") for i in range(2_000)]  # > 512 values: a batch INSERT
+    schema = StructType([StructField("A", LongType()), StructField("B", DoubleType()), StructField("C", StringType())])
+    df = session.create_dataframe(rows, schema=schema)
+    assert [tuple(r) for r in df.sort("A").collect()] == rows
+
+
+_WIDE = """select seq4() as ID, uniform(0::float, 1::float, random(1)) as X, 'k' || (seq4() % 100)::varchar as K,
+  dateadd('second', seq4(), '2024-01-01'::timestamp_ntz) as TS, seq4() % 3 = 0 as FLAG,
+  (seq4() % 1000)::number(10, 2) as AMT, case when seq4() % 10 = 0 then null else seq4() % 50 end as N
+  from table(generator(rowcount => {n}))"""
+
+
+def test_wire_large_result_in_chunks_gives_the_same_frame(
+    engine: EmbeddedEngine, session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_snowpipe.engines import wire
+
+    session.sql(f"create or replace table WIDE as {_WIDE.format(n=1_000_000)}").collect()
+    store = engine._chunks
+    assert store is not None
+    before = store.served
+    chunked = session.table("WIDE").sort("ID").to_pandas()
+    assert store.served - before >= 3 and len(store) == 0  # downloaded, then evicted
+    monkeypatch.setattr(wire, "INLINE_BYTES", 1 << 62)  # everything inline, as fakesnow sends it
+    inline = session.table("WIDE").sort("ID").to_pandas()
+    pd.testing.assert_frame_equal(chunked, inline, check_exact=True)
+    assert chunked.dtypes.astype(str).to_dict() == {
+        "ID": "int32", "X": "float64", "K": "object", "TS": "datetime64[ns]", "FLAG": "bool", "AMT": "float64",
+        "N": "float64",
+    }
+
+
+def test_wire_collect_of_many_chunks(engine: EmbeddedEngine, session: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_snowpipe.engines import wire
+
+    df = session.sql(_WIDE.format(n=20_000)).sort("ID")
+    inline = df.collect()
+    monkeypatch.setattr(wire, "INLINE_BYTES", 16 << 10)
+    monkeypatch.setattr(wire, "CHUNK_BYTES", 64 << 10)
+    store = engine._chunks
+    assert store is not None
+    before = store.served
+    assert df.collect() == inline
+    assert store.served - before > 10 and len(store) == 0
+
+
+def test_wire_chunks_not_downloaded_are_dropped_at_logout(engine: EmbeddedEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_snowpipe.engines import wire
+
+    monkeypatch.setattr(wire, "INLINE_BYTES", 16 << 10)
+    other = engine.session()
+    store = engine._chunks
+    assert store is not None
+    other._conn._conn.cursor().execute(_WIDE.format(n=20_000))  # executed, never fetched
+    assert len(store) > 0
+    other.close()
+    assert len(store) == 0
+
+
+def test_scaled_numbers_travel_as_scaled_integers() -> None:
+    import decimal
+
+    import pyarrow as pa
+
+    values = [decimal.Decimal("345.01"), None, decimal.Decimal("-1.50")]
+    out = duckdb_gaps.narrow_integers(pa.table({"AMT": pa.array(values, pa.decimal128(10, 2))}))
+    assert out["AMT"].type == pa.int32() and out["AMT"].to_pylist() == [34501, None, -150]
+    huge = pa.array([decimal.Decimal(10) ** 30], pa.decimal128(38, 0))  # needs decimal128, as on Snowflake
+    assert duckdb_gaps.narrow_integers(pa.table({"H": huge}))["H"].type == pa.decimal128(38, 0)
+
+
+def test_scaled_numbers_to_pandas_and_rows(session: Any) -> None:
+    import decimal
+
+    df = session.sql("select column1::number(10, 2) as AMT from values (345.01), (null), (-1.5)")
+    assert df.to_pandas()["AMT"].dtype == "float64"
+    assert df.to_pandas()["AMT"].tolist()[::2] == [345.01, -1.5]
+    assert [r["AMT"] for r in df.collect()] == [decimal.Decimal("345.01"), None, decimal.Decimal("-1.50")]
