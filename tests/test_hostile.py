@@ -282,11 +282,11 @@ def test_8_failing_gate_without_actions_fails_the_emulator_run(pipeline_suite):
     pytester = pipeline_suite(gate=gate)
     local = pytester.runpytest("--snowpipe-config", "threshold=9")
     assert local.ret == 1
-    result = pytester.runpytest("--snowpipe-deploy", "--snowpipe-target", "local", "--snowpipe-config", "threshold=9")
+    result = pytester.runpytest_subprocess("--snowpipe-deploy", "--snowpipe-target", "local", "--snowpipe-config", "threshold=9")
     assert result.ret == 1, result.stdout.str()
     result.stdout.fnmatch_lines(["task graph *: FAILED *(first error: TEST_GATE)*",
                                  "*TaskBodyError: gate test_gate FAILED and has no on_fail action: score below t*"])
-    passing = pytester.runpytest("--snowpipe-deploy", "--snowpipe-target", "local")
+    passing = pytester.runpytest_subprocess("--snowpipe-deploy", "--snowpipe-target", "local")
     assert passing.ret == 0
     passing.stdout.fnmatch_lines(["task graph *: SUCCEEDED*"])
 

@@ -30,7 +30,7 @@ def test_the_plan_has_the_seeds_tasks_options_and_config(seed: pytest.Pytester):
     for task in ("PREPARE_DATA", "TRAIN_MODEL", "METRICS", "CHECK_MODEL_QUALITY", "CHECK_MODEL_QUALITY_PROMOTE",
                  "CHECK_MODEL_QUALITY_ALERT", "SNOWPIPE_FINALIZER"):
         assert re.search(rf"^\s+{task}\s", out, re.M), task
-    assert ("ML Job: compute_pool='DEMO_POOL', stage_name='@SNOWBANK.DEV.JOB_STAGE', target_instances=2, "
+    assert ("ML Job on compute pool DEMO_POOL, job stage @SNOWBANK.DEV.JOB_STAGE, 2 instance(s), "
             "database='SNOWBANK', schema='DEV'") in out
     assert "teardown of prepare_data" in out
 

@@ -334,11 +334,18 @@ def ensure_stage(session: Any, location: str) -> None:
     if not stage or key in _STAGES_MADE:
         return
     parts = stage.split(".")
-    if len(parts) >= 3:
-        session.sql(f"CREATE DATABASE IF NOT EXISTS {parts[0]}").collect()
-    if len(parts) >= 2:
-        session.sql(f"CREATE SCHEMA IF NOT EXISTS {'.'.join(parts[:-1])}").collect()
-    session.sql(f"CREATE STAGE IF NOT EXISTS {stage}").collect()
+    # CREATE DATABASE/SCHEMA make the new one current (as in Snowflake), and fakesnow shares the
+    # current schema between its sessions: put the previous one back
+    database, schema = session.sql("SELECT CURRENT_DATABASE(), CURRENT_SCHEMA()").collect()[0]
+    try:
+        if len(parts) >= 3:
+            session.sql(f"CREATE DATABASE IF NOT EXISTS {parts[0]}").collect()
+        if len(parts) >= 2:
+            session.sql(f"CREATE SCHEMA IF NOT EXISTS {'.'.join(parts[:-1])}").collect()
+        session.sql(f"CREATE STAGE IF NOT EXISTS {stage}").collect()
+    finally:
+        if database and schema:
+            session.sql(f'USE SCHEMA "{database}"."{schema}"').collect()
     _STAGES_MADE.add(key)
 
 

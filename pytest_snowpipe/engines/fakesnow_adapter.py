@@ -309,6 +309,7 @@ _SF_TYPES = {
     "TIMESTAMP_S": "TIMESTAMP_NTZ(9)",
     "TIMESTAMP WITH TIME ZONE": "TIMESTAMP_TZ(9)",
     "BLOB": "BINARY",
+    "NULL": "TEXT",  # a column with no value at all (pandas: object column of None); Snowflake says TEXT too
 }
 
 
@@ -375,7 +376,7 @@ def infer_schema(expression: Expr, cursor: FakeSnowflakeCursor, params: list[Any
     ).fetchall()
     pairs = []
     for name, duck_type, *_ in described:
-        sf_type = _SF_TYPES.get(str(duck_type).upper())
+        sf_type = _SF_TYPES.get(str(duck_type).upper().strip('"'))
         if sf_type is None and str(duck_type).upper().startswith("DECIMAL"):
             sf_type = str(duck_type).upper().replace("DECIMAL", "NUMBER")
         if sf_type is None:

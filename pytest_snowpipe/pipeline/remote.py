@@ -130,9 +130,13 @@ class RemoteSpec:
         return out
 
     def describe(self) -> str:
-        """One line for the plan: every option that is set."""
-        opts = {"compute_pool": self.compute_pool, **self.job_options()}
-        return ", ".join(f"{k}={v!r}" for k, v in opts.items())
+        """One line for the plan: pool, job stage, instances, then every other option that is set."""
+        head = (
+            f"on compute pool {self.compute_pool}, job stage {self.stage_name}, {self.target_instances} instance(s)"
+        )
+        shown = {"compute_pool", "stage_name", "target_instances"}
+        rest = {k: v for k, v in self.job_options().items() if k not in shown}
+        return head + "".join(f", {k}={v!r}" for k, v in rest.items())
 
     def validate(self, stage: str) -> None:
         """Raise a ValueError naming the stage and the option when an option is unusable."""

@@ -60,7 +60,7 @@ def format_plan(compiled: Any) -> str:
             lines.append(f"  {'':<32} {'':<14} on warehouse {task.warehouse}")
         remote = getattr(compiled.bodies.get(task.name), "remote", None)
         if remote is not None:
-            lines.append(f"  {'':<32} {'':<14} ML Job: {remote.describe()}")
+            lines.append(f"  {'':<32} {'':<14} ML Job {remote.describe()}")
         output_location = getattr(compiled.bodies.get(task.name), "output_location", None)
         if output_location:
             lines.append(f"  {'':<32} {'':<14} outputs to {output_location}")

@@ -166,7 +166,7 @@ def test_the_seeds_options_are_accepted_and_carried_to_the_job():
         "external_access_integrations": ["PYPI_EAI"], "database": "SNOWBANK", "schema": "DEV",
         "min_instances": 1, "env_vars": {"MODE": "train"}, "runtime_environment": "1.7.1", "comment": "seed",
     }
-    assert "database='SNOWBANK'" in spec.describe() and "compute_pool='DEMO_POOL'" in spec.describe()
+    assert "database='SNOWBANK'" in spec.describe() and "on compute pool DEMO_POOL," in spec.describe()
 
 
 def test_our_native_options_are_those_of_the_installed_remote():

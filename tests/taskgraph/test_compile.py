@@ -380,6 +380,6 @@ def test_plan_shows_every_ml_job_option(tmp_path: Any) -> None:
                          is_yield=False, remote=remote_spec(trained_seed), location="here", key="r")
     plan = format_plan(compile_graph(PipelineGraph(stages=(*base.stages[:2], remote_stage), gates=()), opts(tmp_path)))
     assert (
-        "ML Job: compute_pool='DEMO_POOL', stage_name='JOB_STAGE', target_instances=2, pip_requirements=['xgboost'], "
+        "ML Job on compute pool DEMO_POOL, job stage JOB_STAGE, 2 instance(s), pip_requirements=['xgboost'], "
         "database='SNOWBANK', schema='DEV', env_vars={'A': '1'}"
     ) in plan

@@ -24,7 +24,7 @@ def test_dry_run_prints_the_plan(pipeline_suite):
 
 def test_local_target_runs_the_compiled_graph(pipeline_suite):
     pytester = pipeline_suite(conftest=YIELD_STAGES)
-    result = pytester.runpytest("--snowpipe-deploy", "--snowpipe-target", "local")
+    result = pytester.runpytest_subprocess("--snowpipe-deploy", "--snowpipe-target", "local")
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines(["task graph SNOWPIPE_PIPELINE: SUCCEEDED*", "*TEST_GATE_ALERT*SKIPPED*"])
     assert (pytester.path / "finalized.txt").read_text() == "cleaned"
@@ -35,7 +35,7 @@ def test_local_target_failing_gate_is_a_failed_run_and_the_report_says_so(pipeli
     import json
 
     pytester = pipeline_suite(conftest=YIELD_STAGES)
-    result = pytester.runpytest("--snowpipe-deploy", "--snowpipe-target", "local", "--snowpipe-config", "threshold=5",
+    result = pytester.runpytest_subprocess("--snowpipe-deploy", "--snowpipe-target", "local", "--snowpipe-config", "threshold=5",
                                 "--snowpipe-report=out")
     assert result.ret == 1, result.stdout.str()
     result.stdout.fnmatch_lines(["*TEST_GATE_PROMOTE*SKIPPED*", "*TEST_GATE_ALERT*SUCCEEDED*", "*SNOWPIPE_FINALIZER*SUCCEEDED*",
@@ -48,12 +48,12 @@ def test_local_target_failing_gate_is_a_failed_run_and_the_report_says_so(pipeli
     assert run["state"] == "SUCCEEDED" and run["failed_gates"] == ["test_gate"]
     alert = next(t for t in run["tasks"] if t["name"] == "TEST_GATE_ALERT")
     assert alert["state"] == "SUCCEEDED" and alert["duration_s"] is not None and alert["return_value"]
-    assert "## Task Graph run (emulator): SUCCEEDED" in (pytester.path / "out" / "report.md").read_text()
+    assert "## Task Graph run SNOWPIPE_PIPELINE: SUCCEEDED" in (pytester.path / "out" / "report.md").read_text()
 
 
 def test_local_target_never_touches_the_users_registry(pipeline_suite):
     pytester = pipeline_suite(conftest=YIELD_STAGES)
-    result = pytester.runpytest("--snowpipe-deploy", "--snowpipe-target", "local")
+    result = pytester.runpytest_subprocess("--snowpipe-deploy", "--snowpipe-target", "local")
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines(["*TEST_GATE_PROMOTE*SUCCEEDED*"])
     assert not (pytester.path / ".snowpipe" / "registry").exists()
@@ -62,7 +62,7 @@ def test_local_target_never_touches_the_users_registry(pipeline_suite):
 def test_local_target_failing_stage_exits_nonzero(pipeline_suite):
     conftest = YIELD_STAGES.replace('return {"weights": sum(raw)}', 'raise RuntimeError("diverged")')
     pytester = pipeline_suite(conftest=conftest)
-    result = pytester.runpytest("--snowpipe-deploy", "--snowpipe-target", "local")
+    result = pytester.runpytest_subprocess("--snowpipe-deploy", "--snowpipe-target", "local")
     assert result.ret == 1
     result.stdout.fnmatch_lines(["task graph SNOWPIPE_PIPELINE: FAILED*first error: MODEL*", "*SNOWPIPE_FINALIZER*SUCCEEDED*"])
     assert (pytester.path / "finalized.txt").exists()
