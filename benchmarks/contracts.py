@@ -149,11 +149,12 @@ def draw_frames(strategy: Any, count: int) -> tuple[float, int, int]:
 
 
 def snowpark_queries() -> tuple[int, int]:
-    """Queries per validate on a local-testing session: (valid frame, invalid frame)."""
-    from snowflake.snowpark import Session
+    """Queries per validate on the embedded engine: (valid frame, invalid frame)."""
     from snowflake.snowpark import types as T
 
-    session = Session.builder.config("local_testing", True).create()
+    from pytest_snowpipe.engines.embedded import create_embedded_session
+
+    session = create_embedded_session()
     schema = T.StructType([
         T.StructField("LOAN_ID", T.LongType()),
         T.StructField("LOAN_AMOUNT", T.DoubleType()),

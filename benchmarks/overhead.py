@@ -21,13 +21,13 @@ SCRIPT = r'''
 import sys, tempfile
 sys.path.insert(0, {example!r})
 import pytest_snowpipe as sp
-from pytest_snowpipe.engines.mock import create_local_session
+from pytest_snowpipe.engines.embedded import create_embedded_session
 from pytest_snowpipe.registry.local import LocalRegistry
 import mortgage_pipeline as pipeline
 from mortgage_contracts import features_contract, raw_contract
 
-session = create_local_session()
-raw = pipeline.load_raw(session, 8000, "MORTGAGE_LENDING_RAW")
+session = create_embedded_session()
+raw = pipeline.load_raw(session, 100_000, "MORTGAGE_LENDING_RAW")
 raw_contract.validate(raw)
 split = pipeline.split(raw)
 features_contract.validate(split["train"])

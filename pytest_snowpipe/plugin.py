@@ -260,6 +260,8 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.Fix
         if memo is not None:
             memo.abandon(fixturedef.argname)
         raise
+    finally:
+        run.stage_checked(fixturedef.argname, started)
     if memo is not None:
         try:
             memo.stored(fixturedef.argname, value)  # only outputs that passed their checks are stored

@@ -97,6 +97,10 @@ class PipelineRun:
         except Exception as exc:  # a summary must never break the run
             rec.kind, rec.shape = type(value).__name__, f"(shape unavailable: {type(exc).__name__})"
 
+    def stage_checked(self, name: str, started: float) -> None:
+        """The stage's time includes its contract checks (they run before any consumer can)."""
+        self.stages[name].wall_s = time.perf_counter() - started
+
     def check_stage(self, name: str, func: Any, value: Any) -> None:
         """Run the stage's contracts (if any); record each; re-raise a violation."""
         from pytest_snowpipe.pipeline.checks import check_output, expectations_of

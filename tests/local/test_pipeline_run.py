@@ -162,3 +162,34 @@ def test_suite_without_gates_is_untouched(pytester: pytest.Pytester):
     result.assert_outcomes(passed=1)
     assert "snowpipe pipeline" not in result.stdout.str()
     assert not (pytester.path / ".snowpipe").exists()
+
+
+def test_stage_time_includes_its_contract_checks(pipeline_suite):
+    """The summary's stage time counts the contract checks, which run before any consumer can."""
+    conftest = '''
+import time
+import pytest
+import pytest_snowpipe as sp
+
+class SlowContract(sp.Contract):
+    def validate(self, df, *, report_only=False):
+        time.sleep(0.3)  # the check's own cost, not synchronisation
+        return super().validate(df, report_only=report_only)
+
+@pytest.fixture(scope="session")
+@sp.expect(SlowContract(A=sp.column(int)))
+def raw():
+    import pandas as pd
+    return pd.DataFrame({"A": [1, 2]})
+
+@pytest.fixture(scope="session")
+def model(raw):
+    return {"weights": 1}
+
+@pytest.fixture(scope="session")
+def metrics(model):
+    return {"score": 1.0}
+'''
+    result = pipeline_suite(conftest=conftest).runpytest_subprocess()
+    line = next(l for l in result.outlines if l.startswith("raw "))
+    assert float(line.split()[3].rstrip("s")) >= 0.3, line
