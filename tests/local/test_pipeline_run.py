@@ -191,5 +191,5 @@ def metrics(model):
     return {"score": 1.0}
 '''
     result = pipeline_suite(conftest=conftest).runpytest_subprocess()
-    line = next(l for l in result.outlines if l.startswith("raw "))
+    line = next(row for row in result.outlines if row.startswith("raw "))
     assert float(line.split()[3].rstrip("s")) >= 0.3, line
