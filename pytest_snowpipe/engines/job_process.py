@@ -126,6 +126,27 @@ def _unpicklable_part(stage: str, arguments: dict[str, Any], exc: BaseException)
     return _describe_unpicklable(stage, "the stage function", exc)
 
 
+SESSION_ENV = "SNOWPIPE_ENGINE_SESSION"  # JSON connection parameters of the parent's embedded engine
+
+
+def _engine_session_params(payload: bytes) -> str | None:
+    """The parent's embedded engine, for a stage whose shipped code asks for the active session.
+
+    An ML Job has a session of its own (``get_active_session()``); the fresh process gets one on
+    the same engine as pytest, so the stage reads the same tables. Opening it costs about a
+    second, so only code that names ``get_active_session`` (in the pickled payload) gets one.
+    """
+    if b"get_active_session" not in payload:
+        return None
+    engines = sys.modules.get("pytest_snowpipe.engines.embedded")
+    engine = engines.running_engine() if engines is not None else None
+    if engine is None:
+        return None
+    import json
+
+    return json.dumps(engine.connection_params())
+
+
 def run_in_fresh_process(func: Callable[..., Any], stage: str, arguments: dict[str, Any], env_vars: dict[str, str]) -> Any:
     """Run ``func(**arguments)`` in a spawned interpreter, the way an ML Job would."""
     import cloudpickle
@@ -146,6 +167,9 @@ def run_in_fresh_process(func: Callable[..., Any], stage: str, arguments: dict[s
         env = dict(os.environ)
         env.update(env_vars)
         env[PARENT_ENV] = str(os.getpid())  # the worker exits (and cleans up) when this process dies
+        session_params = _engine_session_params(payload)
+        if session_params is not None:
+            env[SESSION_ENV] = session_params
         proc = subprocess.run(
             [sys.executable, "-m", "pytest_snowpipe.engines.job_worker", str(inp), str(out)],
             env=env,

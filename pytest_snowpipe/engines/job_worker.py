@@ -51,6 +51,13 @@ def main(argv: list[str]) -> int:
     inp, out = Path(argv[0]), Path(argv[1])
     if os.environ.get(PARENT_ENV, "").isdigit():
         die_with_parent(int(os.environ[PARENT_ENV]), inp.parent)
+    params = os.environ.get("SNOWPIPE_ENGINE_SESSION")
+    if params:  # the stage asks for the active session: one on the parent's embedded engine
+        import json
+
+        from snowflake.snowpark import Session
+
+        Session.builder.configs(json.loads(params)).create()
     func, arguments = cloudpickle.loads(inp.read_bytes())
     stage = getattr(func, "__name__", "?")
     try:

@@ -277,3 +277,39 @@ def test_a_failed_job_raises_with_its_logs():
     fake = lambda pool, **kw: (lambda func: (lambda **a: Job()))  # noqa: E731
     with pytest.raises(RemoteError, match="ML Job J2 ended FAILED:\nboom in the pool"):
         submit_job(_echo, "model", "POOL", {}, {}, None, remote_factory=fake)
+
+
+def test_a_remote_stage_can_use_the_active_session_on_the_embedded_engine(pipeline_suite):
+    """The seed's job reads its data with the session: get_active_session() in the fresh process
+    is a session on the same engine as pytest's, so the table a stage wrote is there."""
+    conftest = '''
+import pytest
+import pytest_snowpipe as sp
+
+@pytest.fixture(scope="session")
+def raw(snowpipe_session):
+    snowpipe_session.create_dataframe([(1,), (2,), (3,)], schema=["A"]).write.save_as_table("RAW_T", mode="overwrite")
+    return "RAW_T"
+
+@pytest.fixture(scope="session")
+@sp.remote(compute_pool="POOL", stage_name="JOB_STAGE")
+def model(raw):
+    import os
+    from snowflake.snowpark.context import get_active_session
+    rows = get_active_session().table(raw).count()
+    return {"weights": rows, "pid": os.getpid()}
+
+@pytest.fixture(scope="session")
+def metrics(model):
+    return {"score": model["weights"] / 10, "pid": model["pid"]}
+'''
+    gate = '''
+import os
+import pytest
+
+@pytest.mark.snowpipe_gate(on_fail="alert")
+def test_gate(metrics):
+    assert metrics["pid"] != os.getpid()  # it ran in another process
+    assert metrics["score"] == 0.3
+'''
+    pipeline_suite(conftest=conftest, gate=gate).runpytest_subprocess("--snowpipe-no-cache").assert_outcomes(passed=1)
