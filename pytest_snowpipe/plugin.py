@@ -189,12 +189,20 @@ def pytest_runtestloop(session: pytest.Session) -> object:
             session.config.stash[session_key] = _connect(settings.connection)
         if graph is not None:
             session.config.stash[run_key].sweep_registry()  # staging folders of killed promotes
+        memo = None
         if graph is not None:  # stage cache: keys, hits, and the hits' upstream cut from the closures
             from pytest_snowpipe.local.cache_in_run import prepare
 
             memo = prepare(session.config, session.items, graph, session.config.stash[run_key], settings, session_key)
             if memo is not None:
                 session.config.stash[memo_key] = memo
+        if graph is not None and settings.remote == "local":
+            hits = memo.hits if memo is not None else {}
+            remote = [s.func for s in graph.stages if s.remote is not None and s.name not in hits]
+            if remote:  # a warm interpreter imports their libraries while the earlier stages run
+                from pytest_snowpipe.engines.job_process import preload_modules, prestart
+
+                prestart(preload_modules(remote))
         return None
     if graph is None:
         raise pytest.UsageError("--snowpipe-deploy: no test is marked snowpipe_gate, so there is no pipeline to deploy.")
@@ -411,6 +419,9 @@ class _CiHooks:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    job_process = sys.modules.get("pytest_snowpipe.engines.job_process")
+    if job_process is not None:
+        job_process.stop_warm()  # a warm worker no remote stage used
     session = config.stash.get(session_key, None)
     if session is not None:
         session.close()

@@ -126,6 +126,94 @@ def _unpicklable_part(stage: str, arguments: dict[str, Any], exc: BaseException)
     return _describe_unpicklable(stage, "the stage function", exc)
 
 
+PRELOAD_ENV = "SNOWPIPE_PRELOAD"  # comma-separated modules a warm worker imports while it waits
+_WARM: list[subprocess.Popen[bytes]] = []  # at most one interpreter, started ahead, waiting for a trip
+_PRELOAD: list[str] = []  # what the warm workers of this run import
+
+
+def preload_modules(funcs: Iterable[Callable[..., Any]]) -> list[str]:
+    """The libraries the remote stages' code imports (read from their project modules' source).
+
+    A warm worker imports them while the earlier stages run, so the trip pays only for the
+    stage's own work. Project modules are left out: they travel pickled by value.
+    """
+    import ast
+    import importlib.util
+
+    names: dict[str, None] = {"cloudpickle": None}
+    for func in funcs:
+        modules = project_modules(func)
+        own = {m.__name__.split(".")[0] for m in modules}
+        for mod in modules:
+            try:
+                tree = ast.parse(Path(mod.__file__).read_text(encoding="utf-8"))
+            except (OSError, SyntaxError, TypeError, ValueError):
+                continue
+            for node in ast.walk(tree):
+                found = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+                )
+                for name in found:
+                    top = name.split(".")[0]
+                    if top not in own and top != "__future__":
+                        names.setdefault(name, None)
+    out = []
+    for name in names:
+        try:
+            if importlib.util.find_spec(name.split(".")[0]) is not None:
+                out.append(name)
+        except (ImportError, ValueError):
+            continue
+    return out
+
+
+def prestart(preload: Iterable[str]) -> None:
+    """Start a worker interpreter now that imports ``preload`` and then waits for one trip."""
+    if any(proc.poll() is None for proc in _WARM):
+        return
+    _PRELOAD[:] = list(preload)
+    env = dict(os.environ)
+    env[PARENT_ENV] = str(os.getpid())
+    env[PRELOAD_ENV] = ",".join(_PRELOAD)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest_snowpipe.engines.job_worker", "--warm"], stdin=subprocess.PIPE, env=env
+    )
+    _WARM[:] = [proc]
+    if len(_WARM) == 1 and not getattr(prestart, "_registered", False):
+        import atexit
+
+        atexit.register(stop_warm)
+        prestart._registered = True  # type: ignore[attr-defined]
+
+
+def stop_warm() -> None:
+    """End a worker that no trip used (the run is over)."""
+    for proc in _WARM:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    _WARM.clear()
+
+
+def _warm_run(inp: Path, out: Path, env: dict[str, str]) -> int | None:
+    """Hand the trip to the waiting worker (and start the next one); None when there is none."""
+    import json
+
+    proc = next((p for p in _WARM if p.poll() is None), None)
+    if proc is None or proc.stdin is None:
+        return None
+    _WARM.clear()
+    message = json.dumps({"payload": str(inp), "result": str(out), "env": env}) + "\n"
+    try:
+        proc.stdin.write(message.encode())
+        proc.stdin.close()
+    except OSError:  # it died while waiting: the caller starts a fresh one
+        proc.wait()
+        return None
+    prestart(list(_PRELOAD))  # ready for the next remote stage while this one runs
+    return proc.wait()
+
+
 SESSION_ENV = "SNOWPIPE_ENGINE_SESSION"  # JSON connection parameters of the parent's embedded engine
 
 
@@ -170,14 +258,17 @@ def run_in_fresh_process(func: Callable[..., Any], stage: str, arguments: dict[s
         session_params = _engine_session_params(payload)
         if session_params is not None:
             env[SESSION_ENV] = session_params
-        proc = subprocess.run(
-            [sys.executable, "-m", "pytest_snowpipe.engines.job_worker", str(inp), str(out)],
-            env=env,
-            check=False,
-        )
+        trip_env = {k: v for k, v in env.items() if os.environ.get(k) != v}  # what this trip adds
+        code = _warm_run(inp, out, trip_env)
+        if code is None:
+            code = subprocess.run(
+                [sys.executable, "-m", "pytest_snowpipe.engines.job_worker", str(inp), str(out)],
+                env=env,
+                check=False,
+            ).returncode
         if not out.exists():
             raise RemoteError(
-                f"remote stage {stage!r}: its process exited with code {proc.returncode} "
+                f"remote stage {stage!r}: its process exited with code {code} "
                 "without a result (killed, or out of memory?)"
             )
         ok, result, remote_tb = cloudpickle.loads(out.read_bytes())

@@ -9,7 +9,7 @@ from pathlib import Path
 PARENT_ENV = "SNOWPIPE_PARENT_PID"  # set by job_process: the pytest process that waits for this one
 
 
-def die_with_parent(parent: int, folder: Path) -> None:
+def die_with_parent(parent: int, folder: Path | None) -> None:
     """Exit, removing ``folder`` (the trip's temp folder), as soon as the pytest process is gone.
 
     pytest killed with ``kill -9`` cannot stop its workers: on Linux the kernel sends this
@@ -21,7 +21,8 @@ def die_with_parent(parent: int, folder: Path) -> None:
     import threading
 
     def leave(*_: object) -> None:
-        shutil.rmtree(folder, ignore_errors=True)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
         os._exit(1)
 
     if sys.platform.startswith("linux"):
@@ -84,5 +85,27 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def warm() -> int:
+    """``python -m pytest_snowpipe.engines.job_worker --warm``: import the libraries the remote
+    stages use (``SNOWPIPE_PRELOAD``) while the earlier stages run, then wait for one trip, given
+    on stdin as JSON ``{"payload", "result", "env"}``; an empty stdin (no trip came) ends it."""
+    import importlib
+    import json
+
+    if os.environ.get(PARENT_ENV, "").isdigit():
+        die_with_parent(int(os.environ[PARENT_ENV]), None)
+    for name in filter(None, os.environ.get("SNOWPIPE_PRELOAD", "").split(",")):
+        try:
+            importlib.import_module(name)
+        except Exception:  # the trip itself will name what cannot be imported
+            continue
+    line = sys.stdin.readline()
+    if not line.strip():
+        return 0
+    trip = json.loads(line)
+    os.environ.update(trip["env"])
+    return main([trip["payload"], trip["result"]])
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(warm() if sys.argv[1:] == ["--warm"] else main(sys.argv[1:]))

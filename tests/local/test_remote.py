@@ -1,8 +1,10 @@
 """sp.remote: the stage runs in a fresh process with pickled inputs, like an ML Job."""
 from __future__ import annotations
 
+import json
 import os
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -313,3 +315,53 @@ def test_gate(metrics):
     assert metrics["score"] == 0.3
 '''
     pipeline_suite(conftest=conftest, gate=gate).runpytest_subprocess("--snowpipe-no-cache").assert_outcomes(passed=1)
+
+
+def test_a_warm_worker_takes_the_trip_with_its_libraries_imported_and_none_is_left(pipeline_suite):
+    """The run starts an interpreter that imports the remote stage's libraries while earlier
+    stages run; the stage runs in it (its libraries were already imported) and nothing outlives
+    the run."""
+    conftest = '''
+import pytest
+import pytest_snowpipe as sp
+import json  # a library the remote stage's module imports: the warm worker preloads it
+
+@pytest.fixture(scope="session")
+def raw():
+    return [1, 2, 3]
+
+@pytest.fixture(scope="session")
+@sp.remote(compute_pool="POOL", stage_name="JOB_STAGE")
+def model(raw):
+    import os
+    return {"weights": sum(raw), "pid": os.getpid(), "warm": os.environ.get("SNOWPIPE_PRELOAD", "")}
+
+@pytest.fixture(scope="session")
+def metrics(model):
+    return dict(model, score=model["weights"] / 10)
+'''
+    gate = '''
+import pathlib, json
+import pytest
+
+@pytest.mark.snowpipe_gate(on_fail="alert")
+def test_gate(metrics):
+    from pytest_snowpipe.engines import job_process
+    pathlib.Path("trip.json").write_text(json.dumps({**metrics, "next": [p.pid for p in job_process._WARM]}))
+    assert metrics["score"] == 0.6
+'''
+    suite = pipeline_suite(conftest=conftest, gate=gate)
+    suite.runpytest_subprocess("--snowpipe-no-cache").assert_outcomes(passed=1)
+    trip = json.loads((suite.path / "trip.json").read_text())
+    assert "json" in trip["warm"].split(",")  # only a warm worker has this: the trip went to it
+    assert len(trip["next"]) == 1  # the next warm worker, started when this one took the trip ...
+    assert not psutil_alive(trip["next"][0])  # ... is gone with the run
+
+
+def psutil_alive(pid: int) -> bool:
+    """True while ``pid`` is a live (not zombie) process."""
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "\nState:\tZ" not in status.read_text()
+    except OSError:
+        return False
