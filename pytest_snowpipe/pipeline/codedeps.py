@@ -76,6 +76,15 @@ def _source_file(obj: Any) -> str | None:
 
 
 @functools.lru_cache(maxsize=4096)
+def _parents(node: ast.AST) -> dict[int, ast.AST]:
+    """Each node's parent (by id): how a read such as ``config["k"]`` is seen from its name."""
+    parents: dict[int, ast.AST] = {}
+    for parent in ast.walk(node):
+        for child in ast.iter_child_nodes(parent):
+            parents[id(child)] = parent
+    return parents
+
+
 def _parse(func: Callable[..., Any]) -> ast.AST | None:
     """The function's own AST node (decorators included), or None without source."""
     try:
@@ -301,10 +310,7 @@ class _ConfigReads:
         if node is None:
             self.opaque = True
             return
-        parents: dict[int, ast.AST] = {}
-        for parent in ast.walk(node):
-            for child in ast.iter_child_nodes(parent):
-                parents[id(child)] = parent
+        parents = _parents(node)
         ns = _namespace(func)
         for sub in ast.walk(node):
             if isinstance(sub, ast.Name) and sub.id == param and isinstance(sub.ctx, ast.Load):
@@ -393,10 +399,7 @@ class _RunReads:
         if node is None:
             self.opaque = True
             return
-        parents: dict[int, ast.AST] = {}
-        for parent in ast.walk(node):
-            for child in ast.iter_child_nodes(parent):
-                parents[id(child)] = parent
+        parents = _parents(node)
         ns = _namespace(inspect.unwrap(func))
         for sub in ast.walk(node):
             if not (isinstance(sub, ast.Name) and sub.id == param and isinstance(sub.ctx, ast.Load)):
