@@ -31,6 +31,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from pytest_snowpipe.engines.fakesnow_adapter import DUCKDB_LOCK
+
 if TYPE_CHECKING:
     import pyarrow as pa
     from starlette.requests import Request
@@ -237,7 +239,8 @@ def routes(store: ChunkStore) -> list[Any]:
             sql = _insert_select(body_json["sqlText"], len(bindings), name)
             table = None if sql is None else await run_in_threadpool(_bindings_table, bindings)
             if sql is not None and table is not None:
-                conn._duck_conn.register(name, table)
+                with DUCKDB_LOCK:  # the connection is shared: never touch it while a statement runs
+                    conn._duck_conn.register(name, table)
                 registered = name
                 body_json = {**body_json, "sqlText": sql}
                 body_json.pop("bindings")
@@ -249,7 +252,8 @@ def routes(store: ChunkStore) -> list[Any]:
         finally:
             _pending.reset(reset)
             if registered is not None and conn is not None:
-                conn._duck_conn.unregister(registered)
+                with DUCKDB_LOCK:
+                    conn._duck_conn.unregister(registered)
         if not pending:
             return response
         result = json.loads(bytes(response.body))
