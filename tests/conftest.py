@@ -71,3 +71,26 @@ def embedded_session():
     session = pytest_snowpipe.engines.embedded.create_embedded_session()
     yield session
     session.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _engine_started_and_exercised(embedded_session):
+    """Start this process's engine before any inline pytester run, and take every path once.
+
+    An inline run restores ``sys.modules`` afterwards: a module it imported first (Snowpark's
+    lazily loaded pieces, the connector's pandas tools, the server's) would be imported again by
+    a later test, and re-importing Snowpark's native-backed modules in one process can crash it.
+    Importing them here, once, keeps them. An engine already running also stays the outer run's:
+    inline runs never start or stop one.
+    """
+    import io
+
+    import pandas as pd
+    from snowflake.snowpark.context import get_active_session  # noqa: F401
+
+    frame = embedded_session.create_dataframe(pd.DataFrame({"A": [1, 2, None], "S": ["x", None, "z"]}))
+    part, _ = frame.random_split([0.5, 0.5], seed=1)
+    part.union_all(frame).cache_result().to_pandas()
+    embedded_session.sql("CREATE STAGE IF NOT EXISTS SNOWPIPE_WARMUP").collect()
+    embedded_session.file.put_stream(io.BytesIO(b"x"), "@SNOWPIPE_WARMUP/x.bin", auto_compress=False, overwrite=True)
+    embedded_session.file.get_stream("@SNOWPIPE_WARMUP/x.bin").read()

@@ -9,6 +9,9 @@ from pathlib import Path
 PARENT_ENV = "SNOWPIPE_PARENT_PID"  # set by job_process: the pytest process that waits for this one
 
 
+_TRIP: dict[str, Path | None] = {}  # "folder": the trip's temp folder, once known (a warm worker learns it late)
+
+
 def die_with_parent(parent: int, folder: Path | None) -> None:
     """Exit, removing ``folder`` (the trip's temp folder), as soon as the pytest process is gone.
 
@@ -20,9 +23,15 @@ def die_with_parent(parent: int, folder: Path | None) -> None:
     import signal
     import threading
 
+    watching = "folder" in _TRIP
+    _TRIP["folder"] = folder
+    if watching:  # a warm worker set the watch up before it knew its trip: only the folder changes
+        return
+
     def leave(*_: object) -> None:
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
+        trip = _TRIP.get("folder")
+        if trip is not None:
+            shutil.rmtree(trip, ignore_errors=True)
         os._exit(1)
 
     if sys.platform.startswith("linux"):
@@ -104,7 +113,8 @@ def warm() -> int:
         return 0
     trip = json.loads(line)
     os.environ.update(trip["env"])
-    return main([trip["payload"], trip["result"]])
+    sys.argv[1:] = [trip["payload"], trip["result"]]  # the stage sees what a cold worker's does
+    return main(sys.argv[1:])
 
 
 if __name__ == "__main__":
