@@ -329,6 +329,8 @@ class StageCache:
             return None
         entry = self.lookup(stage, key)
         if entry is None:
+            if not path.exists():  # removed meanwhile (evicted, discarded: renamed away atomically)
+                return None
             raise CorruptEntry(path / MANIFEST, "missing or unreadable manifest")
         reader = _Reader(path, dict(entry.manifest.get("files", {})), get_session)
         try:
