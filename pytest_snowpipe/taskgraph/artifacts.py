@@ -19,6 +19,7 @@ is a stored-procedure import of each one).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -69,24 +70,24 @@ def _holds_frame(value: Any) -> bool:
     return False
 
 
-def _put(session: Any, path: str, data: bytes) -> None:
+def _transfer(session: Any, path: str) -> Any:
+    """The embedded engine's file-transfer turn (its stages provisioned first); nothing on an account."""
     from pytest_snowpipe.engines.embedded import FILE_TRANSFER_LOCK, ensure_stage, is_embedded_session
 
     if not is_embedded_session(session):
-        session.file.put_stream(io.BytesIO(data), path, auto_compress=False, overwrite=True)
-        return
+        return contextlib.nullcontext()
     with FILE_TRANSFER_LOCK:
         ensure_stage(session, path)  # the emulator's account has the graph's stages
+    return FILE_TRANSFER_LOCK
+
+
+def _put(session: Any, path: str, data: bytes) -> None:
+    with _transfer(session, path):
         session.file.put_stream(io.BytesIO(data), path, auto_compress=False, overwrite=True)
 
 
 def _get(session: Any, path: str) -> bytes:
-    from pytest_snowpipe.engines.embedded import FILE_TRANSFER_LOCK, is_embedded_session
-
-    if is_embedded_session(session):
-        with FILE_TRANSFER_LOCK:
-            stream = session.file.get_stream(path)
-    else:
+    with _transfer(session, path):
         stream = session.file.get_stream(path)
     try:
         return bytes(stream.read())
