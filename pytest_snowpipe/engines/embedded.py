@@ -150,6 +150,7 @@ class EmbeddedEngine:
         # the server's per-statement INFO lines and sqlglot's "falling back to a Command" notes are
         # the double's business, not the user's: errors still reach the client as query errors
         logging.getLogger("fakesnow").setLevel(logging.WARNING)
+        logging.getLogger("fakesnow.server").setLevel(logging.WARNING)  # it sets INFO on itself: a line per login
         logging.getLogger("sqlglot").setLevel(logging.ERROR)
         if self.gaps:
             from pytest_snowpipe.engines import fakesnow_adapter

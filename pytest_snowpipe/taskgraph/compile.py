@@ -440,6 +440,67 @@ def _pickle_problems(graph: PipelineGraph, bodies: Mapping[str, Any], functions:
         return problems
 
 
+def _from_pytest(value: Any) -> bool:
+    items = value if isinstance(value, list | tuple) else [value]
+    return any(type(v).__module__.split(".")[0] in ("_pytest", "pytest") for v in items)
+
+
+def _rewritten(code: types.CodeType) -> bool:
+    """pytest's assertion rewriting calls ``_pytest.assertion.rewrite`` through the module global ``@pytest_ar``."""
+    return "@pytest_ar" in code.co_names or any(_rewritten(c) for c in code.co_consts if isinstance(c, types.CodeType))
+
+
+def _plain_code(func: types.FunctionType) -> types.CodeType:
+    """``func``'s code compiled from its source as Python compiles it, without pytest's assertion rewriting."""
+    node, filename, first = _function_node(func)
+    node.decorator_list = []  # already applied; only the body's code is wanted
+    module = ast.Module(body=[node], type_ignores=[])
+    ast.increment_lineno(module, first - 1)
+    code = compile(module, filename, "exec")
+    return next(c for c in code.co_consts if isinstance(c, types.CodeType) and c.co_name == func.__name__)
+
+
+def shippable(func: Any) -> Any:
+    """``func`` as a task can unpickle it without pytest (which a procedure neither has nor needs).
+
+    A task pickles its function by value, with its ``__dict__`` and the globals its code reads.
+    Two things pytest did to a test or conftest function would then need ``_pytest`` in
+    Snowflake (``No module named '_pytest'``): the attributes it hung on it (``pytestmark``),
+    dropped here, and its assertion rewriting (the code reads the global ``@pytest_ar``), undone
+    here by compiling the function's source again. A nested function that was rewritten keeps
+    its code (its closure cannot be rebuilt from source); the rehearsal names the import then.
+    """
+    if not isinstance(func, types.FunctionType):
+        return func
+    foreign = {k for k, v in vars(func).items() if _from_pytest(v)}
+    code = func.__code__
+    if _rewritten(code) and not code.co_freevars:
+        with contextlib.suppress(OSError, TypeError, SyntaxError, StopIteration):
+            code = _plain_code(func)
+    if not foreign and code is func.__code__:
+        return func
+    copy = types.FunctionType(code, func.__globals__, func.__name__, func.__defaults__, func.__closure__)
+    copy.__kwdefaults__ = func.__kwdefaults__
+    copy.__qualname__, copy.__module__, copy.__doc__ = func.__qualname__, func.__module__, func.__doc__
+    copy.__annotations__ = dict(func.__annotations__)
+    copy.__dict__.update({k: v for k, v in vars(func).items() if k not in foreign})
+    return copy
+
+
+def shippable_graph(graph: PipelineGraph) -> PipelineGraph:
+    """``graph`` with :func:`shippable` functions: action tasks carry the graph (the promote's lineage)."""
+    import dataclasses
+
+    gates = tuple(
+        dataclasses.replace(
+            g, func=shippable(g.func),
+            spec=dataclasses.replace(g.spec, on_pass=shippable(g.spec.on_pass), on_fail=shippable(g.spec.on_fail)),
+        )
+        for g in graph.gates
+    )
+    return PipelineGraph(stages=tuple(dataclasses.replace(s, func=shippable(s.func)) for s in graph.stages), gates=gates)
+
+
 # ---------------------------------------------------------------- compile
 
 
@@ -464,6 +525,7 @@ def compile_graph(graph: PipelineGraph, opts: CompileOptions | None = None) -> C
     problems = validate(graph, opts)
     if problems:
         raise CompileError(problems)
+    graph = shippable_graph(graph)
 
     from snowflake.core.task.dagv1 import DAG, DAGTask, DAGTaskBranch
 
@@ -571,6 +633,7 @@ __all__ = [
     "infer_packages",
     "pickle_by_value",
     "plugin_import",
+    "shippable",
     "task_name",
     "teardown_of",
     "validate",

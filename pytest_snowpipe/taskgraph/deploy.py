@@ -1,19 +1,22 @@
 """``--snowpipe-deploy``: print the plan, run on the emulator, or rehearse then ship to Snowflake.
 
-What is rehearsed is what ships: the emulator runs the very DAG object that is deployed. A deploy
+What is rehearsed is what ships: the rehearsal deploys the very DAG object to an offline account and
+runs each task's procedure as registered there, in the environment Snowflake gives it. A deploy
 never leaves a half graph: the deployed graph is fetched first, its root suspended, the new graph
 applied through ``DAGOperation.deploy``; on a failure at any step the old graph is recreated as it
 was (or, on a first deploy, nothing remains). See :func:`_deploy`.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -53,6 +56,7 @@ class DeployOptions:
     poll_max_s: float = 60.0
     poll_timeout_s: float = 3600.0
     verbose: bool = False  # -v: the emulator's table shows whole return values
+    sandbox: bool = True  # rehearse the shipped procedures in their own environment (False: in this process)
 
 
 def _default_operation(session: Any, database: str, schema: str) -> Any:
@@ -90,7 +94,11 @@ def execute(
         write("dry run: nothing was deployed or run")
         return 0
     if target == "local":
-        return _run_local(graph, copts, opts, write, on_record=on_record)[0]
+        try:
+            return _run_local(graph, copts, opts, write, on_record=on_record)[0]
+        except DeployError as exc:
+            write(str(exc))
+            return 1
 
     if run_once and copts.schedule is None:
         raise DeployUsageError(
@@ -110,7 +118,11 @@ def execute(
         )
     compiled = compile_graph(graph, copts)
 
-    code, record = _run_local(graph, copts, opts, write, rehearsal=True, on_record=on_record)
+    try:
+        code, record = _run_local(graph, copts, opts, write, rehearsal=True, on_record=on_record)
+    except DeployError as exc:
+        write(f"{exc}; nothing was deployed")
+        return 1
     if code != 0:
         why = (f"first error: {record.first_error_task_name}" if record.first_error_task_name
                else "a quality gate took its on_fail branch")
@@ -186,26 +198,58 @@ def _run_local(
     """Compile and run once on the emulator, always with a throwaway registry (the user's is never touched).
 
     Exit 0 only when the graph run SUCCEEDED and no gate took its on_fail branch: the verdict is the gate's.
+    What runs is what ships: the graph is deployed to an offline account and each task's procedure, as
+    registered there, runs in a sandbox interpreter holding only what Snowflake would give it
+    (:mod:`pytest_snowpipe.taskgraph.sandbox`); ``opts.sandbox=False`` runs the task functions in this process.
     """
-    from pytest_snowpipe.engines.embedded import create_embedded_session
+    from pytest_snowpipe.engines.embedded import create_embedded_session, engine
     from pytest_snowpipe.taskgraph.emulator import SUCCEEDED, emulate
 
+    t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="snowpipe-rehearsal-") as tmp:
         copts = dataclasses.replace(copts, registry_path=tmp, check_pickle=not rehearsal and copts.check_pickle)
         compiled = compile_graph(graph, copts)
         session = create_embedded_session()
         try:
-            record = emulate(compiled.dag, session=session, config_overrides=dict(opts.config_overrides))
+            with contextlib.ExitStack() as stack:
+                sandbox = None
+                if opts.sandbox:
+                    sandbox = stack.enter_context(_sandbox(compiled, engine().connection_params(), Path(tmp)))
+                record = emulate(
+                    compiled.dag, session=session, config_overrides=dict(opts.config_overrides),
+                    executor=sandbox.run if sandbox is not None else None,
+                )
         finally:
             session.close()
     failed = failed_gates(compiled, record)
-    write(("rehearsal: " if rehearsal else "") + record.format(width=None if opts.verbose else 40))
+    where = "in this process"
+    if sandbox is not None:
+        where = (f"in the shipped environment: offline deploy {sandbox.shipped.ship_s:.1f}s, "
+                 f"{len(sandbox.interpreters)} sandbox interpreter(s) ready in {sandbox.start_s:.1f}s")
+    write(("rehearsal: " if rehearsal else "") + record.format(width=None if opts.verbose else 40)
+          + f"\n(ran {where}; {time.perf_counter() - t0:.1f}s in all, compile included)")
     for name in failed:
         spec = next(b for b in compiled.bodies.values() if getattr(b, "name", None) == name and hasattr(b, "on_fail"))
         write(f"quality gate {name} FAILED: its branch took on_fail ({spec.on_fail}); exit 1")
     if on_record is not None:
         on_record(record, failed)
     return (0 if record.state == SUCCEEDED and not failed else 1), record
+
+
+@contextlib.contextmanager
+def _sandbox(compiled: CompiledPipeline, engine: dict[str, Any], workdir: Path) -> Iterator[Any]:
+    """Ship ``compiled`` to an offline account and open the sandbox its procedures run in."""
+    from pytest_snowpipe.taskgraph.sandbox import Sandbox, SandboxError
+    from pytest_snowpipe.taskgraph.shipped import ShipError, ship
+
+    copts = compiled.options
+    try:
+        with pickle_by_value(compiled.graph):  # as around the real deploy
+            shipped = ship(compiled.dag, copts.stage_location, workdir / "imports", copts.database, copts.schema)
+        with Sandbox(shipped, engine, workdir) as sandbox:
+            yield sandbox
+    except (ShipError, SandboxError) as exc:
+        raise DeployError(f"the rehearsal could not run the shipped graph: {exc}") from None
 
 
 IMPORTS_RE = re.compile(r"IMPORTS\s*=\s*\(([^)]*)\)", re.IGNORECASE)

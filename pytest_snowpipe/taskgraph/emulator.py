@@ -91,6 +91,18 @@ class _TaskFailure(Exception):
     """A task failed for a reason the emulator itself detected; the message is recorded as is."""
 
 
+class TaskFailed(_TaskFailure):
+    """Raised by an ``executor`` for a task body that failed where it ran: ``message`` is recorded
+    as the task's error and ``traceback`` (the body's own, from its interpreter) as its traceback."""
+
+    def __init__(self, message: str, traceback: str | None = None) -> None:
+        super().__init__(message)
+        self.traceback = traceback
+
+
+Executor = Callable[["DAGTask", Any], None]
+
+
 @dataclass
 class TaskRun:
     """One task's outcome in an emulated graph run (a TASK_HISTORY row, roughly)."""
@@ -210,6 +222,15 @@ class _TaskStream(io.TextIOBase):
 
 
 _OUTPUT = threading.local()  # .buffer: the running task's _Bounded, in its worker thread
+
+
+def record_output(text: str, cut: int = 0) -> None:
+    """Add what a task printed elsewhere (an executor's interpreter) to the running task's record;
+    ``cut``: characters it printed beyond what was sent."""
+    buffer: _Bounded | None = getattr(_OUTPUT, "buffer", None)
+    if buffer is not None:
+        buffer.add(text)
+        buffer.cut += cut
 
 
 @contextlib.contextmanager
@@ -458,7 +479,9 @@ def _body(task: DAGTask) -> Callable[[Any], Any]:
     return body
 
 
-def _execute(node: _Node, session: Session, graph: _GraphRun, runner: Runner | None) -> TaskRun:
+def _execute(
+    node: _Node, session: Session, graph: _GraphRun, runner: Runner | None, executor: Executor | None = None
+) -> TaskRun:
     """Run one task body in a worker thread and record its outcome."""
     proxy = _TaskSession(session, graph, node)
     started = datetime.now(UTC)
@@ -472,10 +495,13 @@ def _execute(node: _Node, session: Session, graph: _GraphRun, runner: Runner | N
             value = runner(proxy, TaskContext(proxy))  # type: ignore[arg-type]
             if value is not None:
                 proxy.call("system$set_return_value", str(value))
+        elif executor is not None:
+            _body(node.task)  # the same checks (a Python task, buildable as deployed) wherever it runs
+            executor(node.task, proxy)
         else:
             _body(node.task)(proxy)
     except _TaskFailure as exc:
-        error, tb = str(exc), traceback_module.format_exc()
+        error, tb = str(exc), getattr(exc, "traceback", None) or traceback_module.format_exc()
     except Exception as exc:
         error, tb = f"{type(exc).__name__}: {exc}", traceback_module.format_exc()
     finally:
@@ -531,11 +557,14 @@ def emulate(
     config_overrides: dict[str, Any] | None = None,
     runners: dict[str, Runner] | None = None,
     max_workers: int = 4,
+    executor: Executor | None = None,
 ) -> RunRecord:
     """Run ``dag`` once, locally, as Snowflake would run the deployed graph; return the record.
 
     ``runners`` maps a task name (as written in the DAG) to ``fn(session, ctx) -> str | None``
     used instead of the task's definition, for tasks the emulator cannot run itself (SQL, ML Jobs).
+    ``executor(task, session)`` runs a Python task's body somewhere else (the rehearsal's sandbox,
+    :mod:`pytest_snowpipe.taskgraph.sandbox`); ``session`` answers the task's system functions.
     Raises EmulatorError only for problems with the graph as a whole; task failures are recorded.
     """
     from snowflake.core._internal.utils import normalize_name
@@ -592,7 +621,7 @@ def emulate(
                     progressed = True
                     state, reason, error = _gate(node)
                     if state is None:
-                        running[pool.submit(_execute, node, session, graph, runners.get(node.task.name))] = node
+                        running[pool.submit(_execute, node, session, graph, runners.get(node.task.name), executor)] = node
                     else:
                         settle(node, TaskRun(node.task.name, state, error=error, reason=reason, full_name=node.full))
             if running:
@@ -603,7 +632,7 @@ def emulate(
             node = nodes[id(task)]
             state, reason, error = _gate(node)
             if state is None:
-                settle(node, pool.submit(_execute, node, session, graph, runners.get(task.name)).result())
+                settle(node, pool.submit(_execute, node, session, graph, runners.get(task.name), executor).result())
             else:
                 settle(node, TaskRun(task.name, state, error=error, reason=reason, full_name=node.full))
 
@@ -629,8 +658,11 @@ __all__ = [
     "SKIPPED",
     "SUCCEEDED",
     "EmulatorError",
+    "Executor",
     "RunRecord",
+    "TaskFailed",
     "TaskRun",
     "emulate",
     "parse_branch_condition",
+    "record_output",
 ]

@@ -1,0 +1,207 @@
+"""Run shipped task procedures in the environment Snowflake would give them.
+
+The rehearsal (``--snowpipe-target local``, and the run before every real deploy) deploys the
+compiled graph to an offline account (:mod:`.shipped`), then the emulator runs the graph with
+an *executor* from here: each Python task's procedure code, exactly as registered, runs in an
+interpreter (:mod:`.sandbox_worker`) whose imports are limited to the standard library, the
+task's ``PACKAGES`` with their dependencies (:mod:`.environment`) and its ``IMPORTS``. Tasks
+declaring the same packages share one interpreter (each interpreter costs seconds of imports; a
+compiled graph declares one package list), whose path holds the IMPORTS of all of them: each
+task's own are the plugin's zip, which all share, and its closure's zip, named uniquely by
+Snowpark, so sharing them lets no task import what it would not find in Snowflake. The emulator keeps the run's semantics (order, branches, return values,
+config), answering the procedures' system calls over a socket.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from pytest_snowpipe.errors import SnowpipeError
+from pytest_snowpipe.taskgraph.emulator import TaskFailed, record_output
+from pytest_snowpipe.taskgraph.environment import Environment, owners, resolve
+from pytest_snowpipe.taskgraph.shipped import ShippedGraph, ShippedTask
+
+WORKER = Path(__file__).with_name("sandbox_worker.py")
+_LOG_TAIL = 3000
+
+
+class SandboxError(SnowpipeError):
+    """A sandbox interpreter could not be started."""
+
+
+@dataclass
+class _Interpreter:
+    """One sandbox interpreter and the tasks it serves."""
+
+    packages: tuple[str, ...]
+    environment: Environment
+    proc: subprocess.Popen[bytes]
+    conn: Connection
+    log: Path
+    queues: dict[int, queue.Queue[tuple[Any, ...]]] = field(default_factory=dict)
+    control: queue.Queue[tuple[Any, ...]] = field(default_factory=queue.Queue)
+    send_lock: threading.Lock = field(default_factory=threading.Lock)
+    dead: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def send(self, *message: Any) -> None:
+        with self.send_lock:
+            self.conn.send(message)
+
+    def read(self) -> None:
+        """Route each message to the task waiting for it; on EOF, tell everyone the interpreter died."""
+        while True:
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError):
+                break
+            if message[0] in ("ready", "init_failed"):
+                self.control.put(message)
+            elif message[1] in self.queues:
+                self.queues[message[1]].put(message)
+        code = self.proc.wait()
+        self.dead = f"exit code {code}" + self.log_tail()
+        for q in [self.control, *self.queues.values()]:
+            q.put(("died",))
+
+    def log_tail(self) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return f"; its output ends with:\n{text[-_LOG_TAIL:]}" if text.strip() else ""
+
+
+class Sandbox:
+    """The interpreters of one rehearsal; ``run`` is the emulator's executor."""
+
+    def __init__(self, shipped: ShippedGraph, engine: dict[str, Any], workdir: Path) -> None:
+        self.shipped = shipped
+        self.engine = engine
+        self.workdir = workdir
+        self.interpreters: dict[tuple[str, ...], _Interpreter] = {}
+        self.ids = itertools.count(1)
+        self.start_s = 0.0
+
+    # ------------------------------------------------------------------ life cycle
+
+    def __enter__(self) -> Sandbox:
+        t0 = time.perf_counter()
+        names = owners()
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for t in self.shipped.tasks.values():
+            paths = groups.setdefault(t.packages, [])
+            paths.extend(str(self.shipped.files[p]) for p in t.imports if str(self.shipped.files[p]) not in paths)
+        for packages, paths in sorted(groups.items()):
+            self.interpreters[packages] = self._spawn(packages, paths, resolve(packages), names)
+        for interp in self.interpreters.values():
+            self._await_ready(interp)
+        self.start_s = time.perf_counter() - t0
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for interp in self.interpreters.values():
+            if interp.dead is None:
+                try:
+                    interp.send("exit")
+                except OSError:
+                    pass
+            try:
+                interp.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                interp.proc.kill()
+                interp.proc.wait()
+            interp.conn.close()
+
+    def _spawn(self, packages: tuple[str, ...], import_paths: list[str], env: Environment, names: dict[str, str]) -> _Interpreter:
+        ours, theirs = socket.socketpair()
+        log = Path(tempfile.mkstemp(prefix="sandbox-", suffix=".log", dir=self.workdir)[1])
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-X", f"snowflake_import_directory={self.shipped.import_dir}",
+                 str(WORKER), str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                cwd=os.getcwd(),  # files a task writes land where they would in-process; imports never see it (-I)
+            )
+        theirs.close()
+        conn = Connection(os.dup(ours.fileno()))
+        ours.close()
+        interp = _Interpreter(packages=packages, environment=env, proc=proc, conn=conn, log=log)
+        threading.Thread(target=interp.read, name=f"sandbox-{proc.pid}", daemon=True).start()
+        interp.send("init", {
+            "import_paths": import_paths, "site_dirs": list(env.site_dirs), "allowed": sorted(env.files),
+            "owners": names, "packages": list(packages), "engine": self.engine,
+        })
+        return interp
+
+    def _await_ready(self, interp: _Interpreter) -> None:
+        message = interp.control.get()
+        if message[0] == "ready":
+            interp.info = message[1]
+            return
+        detail = message[1] if message[0] == "init_failed" else f"it exited ({interp.dead})"
+        raise SandboxError(
+            f"the rehearsal's sandbox interpreter for packages {', '.join(interp.packages) or 'none'} could not "
+            f"start: {detail}"
+        )
+
+    # ------------------------------------------------------------------ the executor
+
+    def run(self, task: Any, proxy: Any) -> None:
+        """Run ``task``'s shipped procedure in its interpreter; answer its system calls with ``proxy``."""
+        shipped: ShippedTask | None = self.shipped.tasks.get(task.name)
+        if shipped is None:
+            raise TaskFailed(f"task {task.name}: the deploy shipped no Python procedure for it, so it cannot be rehearsed")
+        interp = self.interpreters[shipped.packages]
+        task_id = next(self.ids)
+        inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        interp.queues[task_id] = inbox
+        try:
+            if interp.dead is not None:
+                raise TaskFailed(f"task {task.name}: the sandbox interpreter is gone ({interp.dead})")
+            interp.send("run", task_id, {"task": task.name, "code": shipped.code, "handler": shipped.handler})
+            while True:
+                message = inbox.get()
+                if message[0] == "died":
+                    raise TaskFailed(f"task {task.name}: the sandbox interpreter died while running it ({interp.dead})")
+                if message[0] == "done":
+                    result = message[2]
+                    record_output(result["output"], result["cut"])
+                    if result["error"] is not None:
+                        raise TaskFailed(result["error"], result["traceback"])
+                    return
+                interp.send("reply", task_id, *self._answer(proxy, message))
+        finally:
+            interp.queues.pop(task_id, None)
+
+    @staticmethod
+    def _answer(proxy: Any, message: tuple[Any, ...]) -> tuple[bool, Any]:
+        """A procedure's system call, answered by the emulator's task session: (ok, value or error)."""
+        from pytest_snowpipe.taskgraph.emulator import _TaskFailure
+
+        try:
+            if message[0] == "call":
+                return True, proxy.call(message[2], *message[3])
+            return True, proxy.sql(message[2]).collect()[0][0]
+        except _TaskFailure as exc:
+            return False, str(exc)
+        except Exception as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+
+
+__all__ = ["WORKER", "Sandbox", "SandboxError"]

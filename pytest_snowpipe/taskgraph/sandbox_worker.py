@@ -1,0 +1,227 @@
+"""The interpreter a rehearsal runs shipped task procedures in (started by :mod:`.sandbox`).
+
+Run as ``python -I -S -X snowflake_import_directory=DIR sandbox_worker.py FD``: isolated mode
+and no ``site``, so neither the environment, the working directory, ``.pth`` files nor the
+user's site reach ``sys.path``. It imports only the standard library until the parent has said
+what the procedures' environment holds; from then on an import guard (first on
+``sys.meta_path``) lets a module load from site-packages only if its file belongs to a declared
+package or one of their dependencies, as in Snowflake, and refuses it otherwise with an error
+naming the task, the module, its distribution and the fix.
+
+Protocol (pickled tuples of builtins over the inherited socket ``FD``):
+parent -> here: ``("init", {...})``, ``("run", id, {"task", "code", "handler"})``,
+``("reply", id, ok, value)``, ``("exit",)``; here -> parent: ``("ready", info)``,
+``("init_failed", text)``, ``("call", id, name, args)``, ``("sql", id, query)``,
+``("done", id, {"error", "traceback", "output", "cut"})``.
+A task's ``session.call("SYSTEM$...")`` and its ``system$task_runtime_info`` query are answered
+by the parent's emulator (the one place that knows the run); all other SQL goes straight to the
+embedded engine over this interpreter's own Snowpark session.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import io
+import os
+import queue
+import sys
+import threading
+import time
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+OUTPUT_LIMIT = 64 * 1024  # characters of one task's output sent to the parent (which keeps less)
+
+_LOCAL = threading.local()  # .task: the running task's name; .buffer: its output; .guarding
+
+
+class TaskFailure(Exception):
+    """The parent's emulator refused a system call of the task (its message is recorded as is)."""
+
+
+class ImportGuard:
+    """Refuse a module from site-packages whose file no declared package installed."""
+
+    def __init__(self, site_dirs: list[str], allowed: set[str], owners: dict[str, str], packages: list[str]) -> None:
+        self.site_dirs = tuple(os.path.join(os.path.normpath(d), "") for d in site_dirs)
+        self.allowed = allowed
+        self.owners = owners
+        self.packages = packages
+        self.refused: list[str] = []
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if getattr(_LOCAL, "guarding", False):
+            return None
+        _LOCAL.guarding = True
+        try:
+            spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        finally:
+            _LOCAL.guarding = False
+        origin = getattr(spec, "origin", None)
+        if spec is None or not origin or origin in ("namespace", "built-in", "frozen"):
+            return spec  # not found here (the next finders decide), or a namespace portion
+        where = os.path.normpath(origin)
+        if not where.startswith(self.site_dirs) or where in self.allowed:
+            return spec  # the standard library, an IMPORTS file, or a declared package's file
+        owner = self.owners.get(fullname.split(".")[0])
+        task = getattr(_LOCAL, "task", None) or "(a thread outside any task)"
+        self.refused.append(fullname)
+        what = f"distribution {owner}" if owner else f"{where}, a file no installed distribution lists"
+        fix = (f"add {owner.split(',')[0]!r} to ini snowpipe_packages (or import it at the top of the stage's module, "
+               "where the package inference sees it)" if owner else "make it part of an installed package the "
+               "tasks declare, or move the code into the stage's module")
+        raise ModuleNotFoundError(
+            f"task {task} imports module {fullname!r} ({what}), which is not in the task's environment: "
+            f"Snowflake gives a procedure only the standard library, its PACKAGES with their dependencies and its "
+            f"IMPORTS (PACKAGES: {', '.join(self.packages) or 'none'}). Fix: {fix}",
+            name=fullname,
+        )
+
+
+class _Stream(io.TextIOBase):
+    """stdout/stderr: a task thread's writes go to its buffer, other threads' to the real stream."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def write(self, text: str) -> int:
+        buffer = getattr(_LOCAL, "buffer", None)
+        if buffer is None:
+            return int(self.real.write(text))
+        room = OUTPUT_LIMIT - buffer[1]
+        if room > 0:
+            buffer[0].append(text[:room])
+        buffer[1] += len(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if getattr(_LOCAL, "buffer", None) is None:
+            self.real.flush()
+
+    def writable(self) -> bool:
+        return True
+
+
+class _Rows:
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def collect(self, *args: Any, **kwargs: Any) -> list[tuple[Any]]:
+        return [(self._value,)]
+
+
+class Worker:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.send_lock = threading.Lock()
+        self.replies: dict[int, queue.Queue[tuple[bool, Any]]] = {}
+        self.session: Any = None
+
+    def send(self, *message: Any) -> None:
+        with self.send_lock:
+            self.conn.send(message)
+
+    def rpc(self, task_id: int, *request: Any) -> Any:
+        self.send(request[0], task_id, *request[1:])
+        ok, value = self.replies[task_id].get()
+        if not ok:
+            raise TaskFailure(value)
+        return value
+
+    def task_session(self, task_id: int) -> Any:
+        worker, session = self, self.session
+
+        class TaskSession:
+            """The session a procedure gets: SYSTEM$ calls and runtime info from the emulator."""
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(session, name)
+
+            def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+                if isinstance(name, str) and name.upper().startswith("SYSTEM$"):
+                    return worker.rpc(task_id, "call", name, list(args))
+                return session.call(name, *args, **kwargs)
+
+            def sql(self, query: str, *args: Any, **kwargs: Any) -> Any:
+                if isinstance(query, str) and "system$task_runtime_info" in query.lower():
+                    return _Rows(worker.rpc(task_id, "sql", query))
+                return session.sql(query, *args, **kwargs)
+
+        return TaskSession()
+
+    @staticmethod
+    def handler(job: dict[str, Any]) -> Any:
+        """The procedure's handler: a function of its inline body, or ``module.function`` of an import."""
+        if job["code"] is None:
+            module, _, name = job["handler"].rpartition(".")
+            return getattr(importlib.import_module(module), name)
+        namespace: dict[str, Any] = {"__name__": f"snowpipe_procedure_{job['task'].lower()}"}
+        exec(compile(job["code"], f"<procedure of task {job['task']}>", "exec"), namespace)
+        return namespace[job["handler"]]
+
+    def run_task(self, task_id: int, job: dict[str, Any]) -> None:
+        _LOCAL.task, _LOCAL.buffer = job["task"], [[], 0]
+        error = tb = None
+        try:
+            self.handler(job)(self.task_session(task_id))
+        except TaskFailure as exc:
+            error, tb = str(exc), traceback.format_exc()
+        except BaseException as exc:  # everything a procedure raises is its failure
+            error, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+        finally:
+            parts, written = _LOCAL.buffer
+            _LOCAL.task = _LOCAL.buffer = None
+        output = "".join(parts)
+        self.send("done", task_id, {"error": error, "traceback": tb, "output": output, "cut": written - len(output)})
+
+    def start(self, init: dict[str, Any]) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        sys.path[:0] = list(init["import_paths"])  # the procedure's IMPORTS come first
+        sys.path.extend(p for p in init["site_dirs"] if p not in sys.path)
+        guard = ImportGuard(init["site_dirs"], set(init["allowed"]), init["owners"], init["packages"])
+        sys.meta_path.insert(0, guard)
+        from snowflake.snowpark import Session
+
+        self.session = Session.builder.configs(init["engine"]).create()
+        return {"start_s": time.perf_counter() - t0, "pid": os.getpid()}
+
+    def serve(self) -> None:
+        sys.stdout, sys.stderr = _Stream(sys.stdout), _Stream(sys.stderr)
+        message = self.conn.recv()
+        try:
+            info = self.start(message[1])
+        except BaseException as exc:  # everything a procedure raises is its failure
+            self.send("init_failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+            return
+        self.send("ready", info)
+        while True:
+            try:
+                message = self.conn.recv()
+            except EOFError:  # the parent is gone: so is this interpreter
+                os._exit(1)
+            kind = message[0]
+            if kind == "exit":
+                break
+            if kind == "run":
+                task_id = message[1]
+                self.replies[task_id] = queue.Queue()
+                threading.Thread(target=self.run_task, args=(task_id, message[2]), daemon=True).start()
+            elif kind == "reply":
+                self.replies[message[1]].put((message[2], message[3]))
+        try:
+            self.session.close()
+        except Exception:
+            pass
+
+
+def main() -> None:
+    conn = Connection(int(sys.argv[1]))  # one end of the parent's socketpair, inherited
+    Worker(conn).serve()
+    conn.close()
+    sys.stdout.flush()
+    os._exit(0)  # no waiting on Snowpark's or the connector's background threads
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""The bytes a deploy ships, obtained by deploying to an offline account.
+
+A rehearsal must run what Snowflake would run, not the Python objects it was made from. So the
+compiled DAG is deployed, through snowflake.core's real ``DAGOperation`` and Snowpark's real
+procedure registration, to an :class:`~pytest_snowpipe.taskgraph.offline_account.OfflineAccount`
+(the same double the deploy tests use); what the account then holds is read back: each task's
+stored-procedure definition (handler code with its pickled function, ``HANDLER``,
+``PACKAGES``, ``IMPORTS``, ``RUNTIME_VERSION``) and every stage file those definitions import.
+"""
+from __future__ import annotations
+
+import re
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_snowpipe.errors import SnowpipeError
+
+_DEFAULT_DATABASE = "SNOWPIPE"
+_DEFAULT_SCHEMA = "PUBLIC"
+
+
+class ShipError(SnowpipeError):
+    """The graph could not be deployed to the offline account, or a definition not read back."""
+
+
+@dataclass(frozen=True)
+class ShippedTask:
+    """One Python task as deployed: its procedure's code and environment."""
+
+    name: str  # the task's name in the DAG (MODEL), not its full name (DAG$MODEL)
+    handler: str  # a function of ``code``, or ``module.function`` of an IMPORTS file when code is None
+    code: str | None  # the inline ``AS $$...$$`` body (Snowpark uploads a large closure as a zip instead)
+    packages: tuple[str, ...]
+    imports: tuple[str, ...]  # stage paths, as written in IMPORTS=(...)
+    runtime_version: str
+
+
+@dataclass
+class ShippedGraph:
+    """Every Python task of one deploy, and where the stage files they import were copied."""
+
+    tasks: dict[str, ShippedTask]
+    import_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)  # stage path -> copy in import_dir
+    deploy_calls: list[str] = field(default_factory=list)  # the account's call log, one line each
+    ship_s: float = 0.0  # seconds the offline deploy took
+
+
+def _clause(definition: str, key: str) -> str | None:
+    m = re.search(rf"^\s*{key}\s*=\s*(.*?)\s*$", definition, re.IGNORECASE | re.MULTILINE)
+    return m.group(1) if m else None
+
+
+def _quoted(text: str | None) -> tuple[str, ...]:
+    return tuple(re.findall(r"'((?:[^']|'')*)'", text or ""))
+
+
+def parse_definition(name: str, definition: str) -> ShippedTask | None:
+    """A task's ``WITH ... AS PROCEDURE ... LANGUAGE PYTHON ... AS $$code$$ CALL ...`` definition,
+    as Snowpark writes it for a Python-function task; None for any other definition (SQL)."""
+    if not re.search(r"\bLANGUAGE\s+PYTHON\b", definition, re.IGNORECASE):
+        return None
+    start = definition.find("$$")
+    end = definition.rfind("$$")
+    handler = _quoted(_clause(definition, "HANDLER"))
+    inline = 0 <= start < end
+    if not handler or (not inline and "." not in handler[0]):
+        raise ShipError(f"task {name}: cannot read its Python procedure definition (no HANDLER, or no body)")
+    return ShippedTask(
+        name=name,
+        handler=handler[0],
+        code=definition[start + 2 : end] if inline else None,
+        packages=_quoted(_clause(definition, "PACKAGES")),
+        imports=_quoted(_clause(definition, "IMPORTS")),
+        runtime_version=(_clause(definition, "RUNTIME_VERSION") or "").strip("'"),
+    )
+
+
+def _stage_fqn(location: str, database: str, schema: str) -> str:
+    parts = location.lstrip("@").split("/", 1)[0].split(".")
+    return ".".join([database, schema][: 3 - len(parts)] + parts) if len(parts) < 3 else ".".join(parts)
+
+
+def ship(dag: Any, stage_location: str, into: Path, database: str | None = None, schema: str | None = None) -> ShippedGraph:
+    """Deploy ``dag`` to a fresh offline account; return its Python tasks and their import files.
+
+    ``stage_location`` is the graph's stage (as compiled); its database and schema, or the given
+    ones, exist in the account, as a real deploy requires.
+    """
+    from snowflake.core import CreateMode, Root
+    from snowflake.core.task.dagv1 import DAGOperation
+
+    from pytest_snowpipe.taskgraph.offline_account import OfflineAccount
+
+    t0 = time.perf_counter()
+    parts = stage_location.lstrip("@").split("/", 1)[0].split(".")
+    db = parts[0] if len(parts) == 3 else (database or _DEFAULT_DATABASE)
+    sch = parts[-2] if len(parts) >= 2 else (schema or _DEFAULT_SCHEMA)
+    stage = _stage_fqn(stage_location, db, sch)
+    into.mkdir(parents=True, exist_ok=True)
+    with OfflineAccount(schemas=sorted({f"{db}.{sch}", ".".join(stage.split(".")[:2])}), stages=[stage]) as account:
+        session = account.session(db, sch)
+        try:
+            try:
+                with warnings.catch_warnings():  # dagv1's own deprecation notices are not the user's business
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    DAGOperation(Root(session).databases[db].schemas[sch]).deploy(dag, mode=CreateMode.or_replace)
+            except Exception as exc:
+                raise ShipError(
+                    f"the graph could not be deployed to the offline account the rehearsal reads the shipped code "
+                    f"from: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                ) from exc
+            prefix = f"{dag.name}$".upper()
+            tasks: dict[str, ShippedTask] = {}
+            for full in account.task_names(db, sch):
+                if not full.upper().startswith(prefix):
+                    continue
+                shipped = parse_definition(full[len(prefix):], account.task(full, db, sch).get("definition") or "")
+                if shipped is not None:
+                    tasks[shipped.name] = shipped
+            files: dict[str, Path] = {}
+            for path in sorted({p for t in tasks.values() for p in t.imports}):
+                stage_part, _, rel = path.lstrip("@").partition("/")
+                target = into / Path(rel).name
+                target.write_bytes(account.get_file("@" + _stage_fqn(stage_part, db, sch), rel))
+                files[path] = target
+            calls = [c.summary for c in account.calls]
+        finally:
+            session.close()
+    return ShippedGraph(tasks=tasks, import_dir=into, files=files, deploy_calls=calls, ship_s=time.perf_counter() - t0)
+
+
+__all__ = ["ShipError", "ShippedGraph", "ShippedTask", "parse_definition", "ship"]

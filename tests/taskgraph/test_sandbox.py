@@ -1,0 +1,211 @@
+"""The rehearsal runs the shipped procedures in the shipped environment.
+
+`ship` deploys through the real client code to the offline account and reads the definitions
+back; `Sandbox` runs procedure code (here: hand-written, as Snowpark writes it) in an
+interpreter holding only the standard library, the declared packages and the imports, under
+the real emulator with the embedded engine.
+"""
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import PURE_STAGES
+from pytest_snowpipe.engines.embedded import engine
+from pytest_snowpipe.taskgraph.emulator import FAILED, SUCCEEDED, RunRecord, emulate
+from pytest_snowpipe.taskgraph.environment import resolve
+from pytest_snowpipe.taskgraph.sandbox import Sandbox
+from pytest_snowpipe.taskgraph.shipped import ShipError, ShippedGraph, ShippedTask, parse_definition, ship
+
+CORE = ("snowflake.core", "xgboost")  # what most procedures below declare
+NARROW = ("cloudpickle",)  # a procedure that declares little
+DYING = ("pyarrow",)  # its own interpreter: a procedure that kills it must not take the others along
+
+PROCEDURES = {
+    "DECLARED": (CORE, "def run(session):\n    import xgboost\n"
+                       "    session.call('system$set_return_value', xgboost.__version__)\n"),
+    "CONTEXT": (CORE, "def run(session):\n    from snowflake.core.task.context import TaskContext\n"
+                      "    ctx = TaskContext(session)\n"
+                      "    ctx.set_return_value(ctx.get_task_graph_config_property('label') + ':' + ctx.get_current_task_name())\n"),
+    "SQL": (CORE, "def run(session):\n    n = session.sql('SELECT 6 * 7').collect()[0][0]\n"
+                  "    session.call('system$set_return_value', str(n))\n"),
+    "PRINTS_AND_RAISES": (CORE, "def run(session):\n    print('about to fail')\n    raise ValueError('bad row 7')\n"),
+    "PROJECT_MODULE": (CORE, "def run(session):\n    import conftest\n"),
+    "UNDECLARED": (NARROW, "def run(session):\n    import json, cloudpickle\n    import xgboost\n"),
+    "ZIPPED": (CORE, None),
+    "DIES": (DYING, "def run(session):\n    import os\n    os._exit(3)\n"),
+}
+
+
+def _zip(tmp: Path) -> Path:
+    path = tmp / "udf_py_123.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("udf_py_123.py", "def compute(session):\n    session.call('system$set_return_value', 'from the zip')\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def rehearsed(embedded_session: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunRecord, Sandbox]]:
+    """One emulated run of a DAG whose tasks' procedures are the ones above."""
+    from snowflake.core.task.dagv1 import DAG, DAGTask
+
+    tmp = tmp_path_factory.mktemp("sandbox")
+    zipped = _zip(tmp)
+    tasks = {
+        name: ShippedTask(name=name, handler="udf_py_123.compute" if code is None else "run", code=code,
+                          packages=packages, imports=("@ST/x/udf_py_123.zip",) if code is None else (), runtime_version="3.11")
+        for name, (packages, code) in PROCEDURES.items()
+    }
+    shipped = ShippedGraph(tasks=tasks, import_dir=tmp, files={"@ST/x/udf_py_123.zip": zipped})
+
+    def unused(session: Any) -> None:  # the sandbox runs the shipped code, never this
+        raise AssertionError("ran in the pytest process")
+
+    with DAG("SANDBOXED", config={"label": "demo"}, stage_location="@ST") as dag:
+        for name in PROCEDURES:
+            DAGTask(name, unused)
+    with Sandbox(shipped, engine().connection_params(), tmp) as sandbox:
+        record = emulate(dag, session=embedded_session, executor=sandbox.run, max_workers=8)
+        yield record, sandbox
+    for interp in sandbox.interpreters.values():
+        assert interp.proc.poll() is not None  # no interpreter outlives the rehearsal
+
+
+def test_a_declared_package_imports_and_the_value_returns(rehearsed: Any) -> None:
+    run = rehearsed[0].tasks["DECLARED"]
+    assert run.state == SUCCEEDED and run.return_value == version("xgboost")
+
+
+def test_task_context_and_sql_work_as_in_a_task(rehearsed: Any) -> None:
+    assert rehearsed[0].tasks["CONTEXT"].return_value == "demo:SANDBOXED$CONTEXT"
+    assert rehearsed[0].tasks["SQL"].return_value == "42"
+
+
+def test_an_undeclared_package_fails_naming_the_task_module_distribution_and_fix(rehearsed: Any) -> None:
+    run = rehearsed[0].tasks["UNDECLARED"]
+    assert run.state == FAILED
+    assert run.error.startswith(
+        "ModuleNotFoundError: task UNDECLARED imports module 'xgboost' (distribution xgboost), which is not in the "
+        "task's environment"
+    )
+    assert "PACKAGES: cloudpickle" in run.error and "add 'xgboost' to ini snowpipe_packages" in run.error
+    # the procedure's own frames, from its interpreter
+    assert "<procedure of task UNDECLARED>" in (run.traceback or "")
+
+
+def test_the_pytest_process_modules_are_not_there(rehearsed: Any) -> None:
+    run = rehearsed[0].tasks["PROJECT_MODULE"]
+    assert run.state == FAILED and run.error == "ModuleNotFoundError: No module named 'conftest'"
+
+
+def test_output_and_errors_of_a_procedure_are_recorded(rehearsed: Any) -> None:
+    run = rehearsed[0].tasks["PRINTS_AND_RAISES"]
+    assert run.state == FAILED and run.error == "ValueError: bad row 7"
+    assert run.output == "about to fail\n"
+
+
+def test_a_handler_in_an_imports_zip_runs(rehearsed: Any) -> None:
+    assert rehearsed[0].tasks["ZIPPED"].return_value == "from the zip"
+
+
+def test_an_interpreter_that_dies_fails_its_task_and_spares_the_others(rehearsed: Any) -> None:
+    record, sandbox = rehearsed
+    run = record.tasks["DIES"]
+    assert run.state == FAILED
+    assert run.error.startswith("task DIES: the sandbox interpreter died while running it (exit code 3")
+    assert len(sandbox.interpreters) == 3 and record.tasks["DECLARED"].state == SUCCEEDED
+
+
+# ------------------------------------------------------------------ the environment
+
+
+def test_the_environment_is_the_declared_packages_and_their_dependencies() -> None:
+    import numpy
+    import pandas
+    import xgboost
+
+    env = resolve(("xgboost==" + version("xgboost"),))
+    assert {"xgboost", "numpy", "scipy", "snowflake-snowpark-python", "cloudpickle"} <= set(env.distributions)
+    assert str(Path(xgboost.__file__)) in env.files and str(Path(numpy.__file__)) in env.files
+    assert str(Path(pandas.__file__)) not in env.files  # neither declared nor a dependency
+    assert env.missing == ()
+    assert resolve(("snowflake.core",)).distributions.get("snowflake-core") == version("snowflake-core")  # channel spelling
+    assert resolve(("no-such-package==1.0",)).missing == ("no-such-package",)
+
+
+# ------------------------------------------------------------------ what ships
+
+
+INLINE = """
+WITH task_handler_sp AS PROCEDURE ()
+RETURNS STRING
+LANGUAGE PYTHON
+RUNTIME_VERSION=3.11
+IMPORTS=('@DB.S.ST/abc/pytest_snowpipe.zip')
+PACKAGES=('snowflake-snowpark-python==1.56.0','xgboost==3.2.0')
+HANDLER='compute'
+AS $$
+def compute(session):
+    return 'x $ y'
+$$
+CALL task_handler_sp()"""
+
+
+def test_definitions_are_read_inline_zipped_or_not_python() -> None:
+    task = parse_definition("MODEL", INLINE)
+    assert task is not None and task.handler == "compute" and task.runtime_version == "3.11"
+    assert task.packages == ("snowflake-snowpark-python==1.56.0", "xgboost==3.2.0")
+    assert task.imports == ("@DB.S.ST/abc/pytest_snowpipe.zip",)
+    assert task.code == "\ndef compute(session):\n    return 'x $ y'\n"
+    zipped = INLINE.replace("HANDLER='compute'", "HANDLER='udf_py_1.compute'").split("AS $$")[0] + "CALL task_handler_sp()"
+    assert parse_definition("MODEL", zipped) == ShippedTask(
+        "MODEL", "udf_py_1.compute", None, task.packages, task.imports, "3.11")
+    assert parse_definition("ROOT", "SELECT 'dummy'") is None
+    with pytest.raises(ShipError, match="task BAD: cannot read its Python procedure definition"):
+        parse_definition("BAD", INLINE.replace("HANDLER='compute'", ""))
+
+
+def test_ship_deploys_through_the_real_client_and_reads_back_every_python_task(tmp_path: Path) -> None:
+    from pytest_snowpipe.taskgraph.compile import compile_graph, pickle_by_value
+    from tests.taskgraph.test_compile import opts, pipeline
+
+    graph = pipeline()
+    compiled = compile_graph(graph, opts(tmp_path, stage_location="@DB.SCH.ST"))
+    with pickle_by_value(compiled.graph):
+        shipped = ship(compiled.dag, "@DB.SCH.ST", tmp_path / "imports")
+    assert set(shipped.tasks) == {t.name for t in compiled.dag.tasks}
+    model = shipped.tasks["MODEL"]
+    assert "pickle.loads" in (model.code or "") and model.handler == "compute"
+    assert f"xgboost=={version('xgboost')}" not in model.packages  # only what the code needs
+    plugin_zip = shipped.files[model.imports[0]]
+    assert plugin_zip.parent == tmp_path / "imports" and "pytest_snowpipe/taskgraph/runtime.py" in zipfile.ZipFile(
+        plugin_zip).namelist()
+    assert "SQL PUT" in shipped.deploy_calls  # the plugin's zip, uploaded as a real deploy uploads it
+    assert shipped.deploy_calls.count("POST tasks?createMode=orReplace") >= len(compiled.dag.tasks)
+
+
+# ------------------------------------------------------------------ end to end
+
+UNDECLARED_STAGE = PURE_STAGES.replace(
+    '    return {"weights": sum(raw)}',
+    '    import importlib\n    importlib.import_module("hypothesis")  # dynamic: no inference can see it\n'
+    '    return {"weights": sum(raw)}',
+)
+
+
+def test_a_rehearsal_fails_a_stage_importing_an_undeclared_module_that_runs_locally(pipeline_suite: Any) -> None:
+    pytester = pipeline_suite(conftest=UNDECLARED_STAGE)
+    assert pytester.runpytest_subprocess().ret == 0  # the same suite passes in the full local environment
+    result = pytester.runpytest_subprocess("--snowpipe-deploy", "--snowpipe-target", "local", "-v")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines([
+        "task graph SNOWPIPE_PIPELINE: FAILED*first error: MODEL*",
+        "MODEL * FAILED * ModuleNotFoundError: task MODEL imports module 'hypothesis' (distribution hypothesis)*"
+        "add 'hypothesis' to ini snowpipe_packages*",
+        "*ran in the shipped environment*",
+    ])
