@@ -63,6 +63,7 @@ def deploy(account: OfflineAccount, tmp_path: Any, graph: PipelineGraph | None =
     """``execute`` against the offline account, with snowflake.core's real DAGOperation (the default factory)."""
     out: list[str] = []
     kw.setdefault("schedule", timedelta(minutes=30))
+    kw.setdefault("sandbox", False)  # these tests are about the deploy; the sandboxed rehearsal has its own below
     run_once = kw.pop("run_once", False)
     code = execute(graph or pipeline(), options(tmp_path, **kw), target="snowflake", run_once=run_once,
                    session_factory=lambda: account.session("DB", "SCH"), write=out.append, sleep=lambda s: None)
@@ -251,12 +252,12 @@ def test_a_missing_stage_names_the_ini_key(account: OfflineAccount, tmp_path: An
 def test_rehearsal_failure_aborts_before_any_deploy(account: OfflineAccount, tmp_path: Any) -> None:
     g = pipeline()
     graph = PipelineGraph(stages=g.stages, gates=(gate(explode, ("metrics",), g.gates[0].upstream, env=()),))
-    code, out = deploy(account, tmp_path, graph)
+    code, out = deploy(account, tmp_path, graph, sandbox=True)
     assert code == 1 and account.calls == [] and "nothing was deployed" in out
 
 
 def test_a_failing_gate_in_the_rehearsal_blocks_the_deploy(account: OfflineAccount, tmp_path: Any) -> None:
-    code, out = deploy(account, tmp_path, threshold=0.9)
+    code, out = deploy(account, tmp_path, threshold=0.9, sandbox=True)
     assert code == 1 and account.calls == []
     assert "quality gate quality_gate FAILED: its branch took on_fail (QUALITY_GATE_ALERT)" in out
     assert "a quality gate took its on_fail branch); nothing was deployed" in out
