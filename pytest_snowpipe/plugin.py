@@ -206,10 +206,16 @@ def pytest_runtestloop(session: pytest.Session) -> object:
         return None
     if graph is None:
         raise pytest.UsageError("--snowpipe-deploy: no test is marked snowpipe_gate, so there is no pipeline to deploy.")
+    from pytest_snowpipe.redact import redactor_for
     from pytest_snowpipe.taskgraph.deploy import run_deploy
 
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    write = reporter.write_line if reporter is not None else print
+    line_out = reporter.write_line if reporter is not None else print
+    redactor = redactor_for(settings)  # task errors and tracebacks may quote a secret
+
+    def write(text: str) -> None:
+        line_out(redactor.text(text))
+
     config = session.config
 
     def keep_record(record: Any, failed: list[str]) -> None:  # the report shows the compiled run

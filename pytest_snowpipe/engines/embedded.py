@@ -54,6 +54,9 @@ class EngineError(RuntimeError):
     """The embedded engine could not be started or used."""
 
 
+THREAD_SAFE_SESSION = "PYTHON_SNOWPARK_ENABLE_THREAD_SAFE_SESSION"
+
+
 def _app(store: Any) -> Any:
     """fakesnow's routes, with a login that also returns a master token and a telemetry sink,
     and `wire`'s query route (array-bound INSERTs as one statement, large results in chunks
@@ -76,6 +79,10 @@ def _app(store: Any) -> Any:
         body = json.loads(bytes(response.body))
         if body.get("success") and (data := body.get("data")):
             data.setdefault("masterToken", data["token"])
+            # Snowpark shares one cursor among a session's threads unless the server turns on its
+            # thread-safe session (a cursor per thread); without it, a PUT in one emulated task read
+            # back another task's result columns (IndexError inside put_stream)
+            data.setdefault("parameters", []).append({"name": THREAD_SAFE_SESSION, "value": True})
         return JSONResponse(body, status_code=response.status_code)
 
     async def telemetry(request: Request) -> Response:

@@ -158,6 +158,13 @@ class RunRecord:
                 cut = f"; {run.output_cut:,} more characters were cut" if run.output_cut else ""
                 lines.append(f"output of task {run.name} ({total:,} characters printed{cut}):")
                 lines.extend("  " + line for line in run.output.splitlines())
+        for run in self.tasks.values():
+            if run.state == "FAILED" and run.traceback:
+                tb = run.traceback.rstrip().splitlines()
+                shown = tb if width is None else tb[-TRACEBACK_LINES:]
+                more = f", its first {len(tb) - len(shown)} lines cut" if len(shown) < len(tb) else ""
+                lines.append(f"traceback of task {run.name}{more}:")
+                lines.extend("  " + line for line in shown)
         return "\n".join(line.rstrip() for line in lines)
 
     def to_json(self, failed_gates: list[str] | None = None) -> dict[str, Any]:
@@ -174,11 +181,13 @@ class RunRecord:
             "first_error_message": self.first_error_message,
             "tasks": [
                 {"name": r.name, "state": r.state, "duration_s": round(r.duration_s, 3), "return_value": r.return_value,
-                 "error": r.error, "reason": r.reason}
+                 "error": r.error, "reason": r.reason,
+                 **({"traceback": r.traceback} if r.state == "FAILED" and r.traceback else {})}
                 for r in self.tasks.values()
             ],
         }
 
+TRACEBACK_LINES = 30  # the end of a failed task's traceback shown in the table (all of it with -v / in the report)
 OUTPUT_LIMIT = 2000  # characters of a task's printed output kept for the record (a task may print megabytes)
 
 

@@ -86,3 +86,47 @@ def test_session(snowpipe_session):
     port = int((pytester.path / "port.json").read_text())
     probe = f"import socket; s = socket.socket(); s.bind(('127.0.0.1', {port})); print('free')"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "free"
+
+
+def test_one_session_serves_concurrent_threads_each_its_own_results(embedded_session):
+    """The emulator runs independent tasks at once on one session (the sandbox too): each thread must read
+    its own statement's result. Without the engine's thread-safe-session parameter Snowpark shared one
+    cursor, and a PUT read back another thread's SELECT columns (IndexError inside put_stream)."""
+    import io
+    import threading
+
+    from pytest_snowpipe.engines.embedded import FILE_TRANSFER_LOCK, ensure_stage
+
+    assert embedded_session._conn._thread_safe_session_enabled
+    ensure_stage(embedded_session, "@SNOWPIPE_THREADS_ST")
+    errors: list[str] = []
+    cursors: set[int] = set()
+
+    def put(i: int) -> None:
+        cursors.add(id(embedded_session._conn._cursor))
+        for j in range(15):
+            try:
+                with FILE_TRANSFER_LOCK:
+                    result = embedded_session.file.put_stream(
+                        io.BytesIO(b"x" * 100), f"@SNOWPIPE_THREADS_ST/{i}/{j}.bin", auto_compress=False, overwrite=True)
+                assert result.status == "UPLOADED", result
+            except Exception as exc:  # collected: an assertion in a thread would not fail the test
+                errors.append(f"put {i}/{j}: {exc!r}")
+
+    def query(i: int) -> None:
+        cursors.add(id(embedded_session._conn._cursor))
+        for j in range(15):
+            try:
+                rows = embedded_session.sql(f"SELECT {j} AS A{i}").collect()
+                assert rows[0][0] == j and rows[0].as_dict() == {f"A{i}": j}, rows
+            except Exception as exc:
+                errors.append(f"query {i}/{j}: {exc!r}")
+
+    threads = [threading.Thread(target=put, args=(i,)) for i in range(2)] + \
+        [threading.Thread(target=query, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(cursors) == 4  # a cursor per thread

@@ -59,12 +59,18 @@ def test_local_target_never_touches_the_users_registry(pipeline_suite):
     assert not (pytester.path / ".snowpipe" / "registry").exists()
 
 
-def test_local_target_failing_stage_exits_nonzero(pipeline_suite):
-    conftest = YIELD_STAGES.replace('return {"weights": sum(raw)}', 'raise RuntimeError("diverged")')
+def test_local_target_failing_stage_exits_nonzero(pipeline_suite, monkeypatch):
+    """The failed task's traceback is shown, and a secret its error quotes is not."""
+    monkeypatch.setenv("SNOWPIPE_TEST_API_TOKEN", "s3cr3t-Value-42")
+    conftest = YIELD_STAGES.replace(
+        'return {"weights": sum(raw)}',
+        'raise RuntimeError("diverged, key " + __import__("os").environ["SNOWPIPE_TEST_API_TOKEN"])')
     pytester = pipeline_suite(conftest=conftest)
     result = pytester.runpytest_subprocess("--snowpipe-deploy", "--snowpipe-target", "local")
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["task graph SNOWPIPE_PIPELINE: FAILED*first error: MODEL*", "*SNOWPIPE_FINALIZER*SUCCEEDED*"])
+    result.stdout.fnmatch_lines(["task graph SNOWPIPE_PIPELINE: FAILED*first error: MODEL*", "*SNOWPIPE_FINALIZER*SUCCEEDED*",
+                                 "traceback of task MODEL*", "*RuntimeError: diverged, key <redacted>"])
+    assert "s3cr3t-Value-42" not in result.stdout.str() + result.stderr.str()
     assert (pytester.path / "finalized.txt").exists()
 
 

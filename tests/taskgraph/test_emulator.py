@@ -148,6 +148,12 @@ def test_unknown_predecessor_name_fails_the_task(session: Session) -> None:
     assert record.tasks["b"].state == FAILED
     assert "'UNK$NOPE' is not a predecessor of UNK$B" in record.tasks["b"].error  # type: ignore[operator]
     assert record.first_error_task_name == "b"
+    # the failed task's traceback is in the table and the report, ending in the body's own line
+    shown = record.format()
+    assert "traceback of task b" in shown and "get_predecessor_return_value(\"nope\")" in shown
+    assert "traceback of task a" not in shown
+    tasks = {t["name"]: t for t in record.to_json()["tasks"]}
+    assert "get_predecessor_return_value" in tasks["b"]["traceback"] and "traceback" not in tasks["a"]
 
 
 def test_unnamed_predecessor_lookup_needs_exactly_one_predecessor(session: Session) -> None:
