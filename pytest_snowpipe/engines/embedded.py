@@ -34,6 +34,7 @@ import socket
 import tempfile
 import threading
 import time
+import warnings
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -159,6 +160,8 @@ class EmbeddedEngine:
         logging.getLogger("fakesnow").setLevel(logging.WARNING)
         logging.getLogger("fakesnow.server").setLevel(logging.WARNING)  # it sets INFO on itself: a line per login
         logging.getLogger("sqlglot").setLevel(logging.ERROR)
+        # DuckDB warns on every process's first DB-API Arrow fetch, which fakesnow's cursor makes
+        warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
         if self.gaps:
             from pytest_snowpipe.engines import fakesnow_adapter
 
