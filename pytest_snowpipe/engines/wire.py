@@ -23,7 +23,6 @@ Two wrappers around fakesnow's query-request route (`query_request`), plus a chu
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import gzip
 import json
@@ -220,7 +219,6 @@ def routes(store: ChunkStore) -> list[Any]:
     from starlette.routing import Route
 
     query_request: Callable[[Request], Awaitable[Response]] = fs_server.query_request
-    turns: dict[str, asyncio.Lock] = {}  # per session token; the server's one event loop owns them
 
     async def query(request: Request) -> Response:
         body = await request.body()
@@ -249,15 +247,8 @@ def routes(store: ChunkStore) -> list[Any]:
                 request = _replace_body(request, json.dumps(body_json).encode())
         pending: list[tuple[bytes, int]] = []
         reset = _pending.set(pending)
-        # One statement of a session at a time, end to end: fakesnow runs a statement, then reads its
-        # result and describes it from the session's shared DuckDB connection in separate steps, so a
-        # statement of another thread of the same session in between answered a PUT with a SELECT's
-        # columns (seen as IndexError / "PutResult got an unexpected keyword argument" in put_stream
-        # when the rehearsal ran independent tasks at once). DUCKDB_LOCK serialises execution anyway.
-        turn = turns.setdefault(token, asyncio.Lock())
         try:
-            async with turn:
-                response = await query_request(request)
+            response = await query_request(request)
         finally:
             _pending.reset(reset)
             if registered is not None and conn is not None:
@@ -289,9 +280,7 @@ def routes(store: ChunkStore) -> list[Any]:
 
     async def session(request: Request) -> Response:
         if request.query_params.get("delete"):
-            token = (request.headers.get("Authorization") or "")[17:-1]
-            store.drop_session(token)
-            turns.pop(token, None)
+            store.drop_session((request.headers.get("Authorization") or "")[17:-1])
         return await session_route(request)
 
     return [
