@@ -75,6 +75,22 @@ def test_another_process_sees_the_same_data(engine: EmbeddedEngine, session: Any
     assert out == "42"
 
 
+def test_server_connections_send_without_nagle_delay(engine: EmbeddedEngine, session: Any) -> None:
+    """Every connection the server accepted has TCP_NODELAY: the response's header and body go
+    out as two writes, and with Nagle on, the body waited for the client's delayed ACK (about
+    40 ms on every statement). asyncio sets the option only on sockets whose proto is TCP."""
+    import socket
+
+    session.sql("select 1").collect()
+    server = engine._server
+    assert server is not None
+    connections = list(server.server_state.connections)
+    assert connections
+    for protocol in connections:
+        sock = protocol.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
 def test_close_stops_thread_and_frees_port() -> None:
     out = _run(
         """
