@@ -202,7 +202,7 @@ def pytest_runtestloop(session: pytest.Session) -> object:
             if remote:  # a warm interpreter imports their libraries while the earlier stages run
                 from pytest_snowpipe.engines.job_process import preload_modules, prestart
 
-                prestart(preload_modules(remote))
+                prestart(preload_modules(remote), trips=len(remote))
         return None
     if graph is None:
         raise pytest.UsageError("--snowpipe-deploy: no test is marked snowpipe_gate, so there is no pipeline to deploy.")

@@ -24,6 +24,8 @@ a. ``scoped_temporary``: ``CREATE SCOPED TEMPORARY TABLE/STAGE`` (cache_result, 
    ``seeded_random``: ``RANDOM(seed)`` -> a hash of (row content, seed): repeatable on every
    run and engine like Snowflake's seeded RANDOM (DuckDB's setseed is not, under threads).
    ``seeded_sample``: ``SAMPLE (p) SEED (s)`` -> a filter on the same hash (repeatable).
+   ``hash_agg``: ``HASH_AGG(*)`` -> an order-independent sum of DuckDB row hashes (table
+   fingerprints without reading the table out).
 b. ``dollar_columns``: ``SELECT $1, $2 FROM VALUES ...`` -> ``"COLUMN1"``... (fakesnow aliases
    VALUES columns so).
 c. ``qualified_identifier``: ``IDENTIFIER(?)`` bound to ``"DB"."S"."NAME"`` -> a qualified
@@ -158,6 +160,38 @@ def seeded_sample(expression: Expr) -> Expr:
         .where(exp.column("_FS_SAMPLE_KEY") < threshold)
     )
     return outer.subquery(alias.this.copy() if isinstance(alias, exp.TableAlias) and alias.this else "_fs_sampled")
+
+
+def hash_agg(expression: Expr) -> Expr:
+    """``HASH_AGG(*)`` / ``HASH_AGG([DISTINCT] a, b)`` -> a signed 64-bit sum of DuckDB row hashes.
+
+    Snowflake's HASH_AGG is an order-independent aggregate hash of the rows (NULLs included,
+    0 for no rows): the cheap way to fingerprint a table without reading it out. DuckDB has
+    ``hash(...)`` per row; their sum modulo 2**64 is order-independent and, unlike XOR, does
+    not cancel duplicate rows. The values differ from Snowflake's (as between any two
+    Snowflake releases' hash functions, only equality within one engine matters).
+    """
+    if not isinstance(expression, exp.HashAgg):
+        return expression
+    first = expression.this
+    distinct = isinstance(first, exp.Distinct)
+    args = list(first.expressions) if distinct else [first, *expression.expressions]
+    if len(args) == 1 and isinstance(args[0], exp.Star):
+        args = [exp.Columns(this=exp.Star(), unpack=True)]
+    row_hash: Expr = exp.Anonymous(this="hash", expressions=[a.copy() for a in args])
+    # an anonymous SUM: fakesnow rewrites exp.Sum's argument to a DOUBLE (for VARIANT sums),
+    # which would round the 64-bit hashes
+    total = exp.Anonymous(this="sum", expressions=[exp.Distinct(expressions=[row_hash]) if distinct else row_hash])
+    signed = exp.Sub(
+        this=exp.Mod(this=total, expression=exp.Literal.number(2**64)),
+        expression=exp.Literal.number(2**63),
+    )
+    out: Expr = exp.Coalesce(
+        this=exp.Cast(this=signed, to=exp.DataType.build("BIGINT")), expressions=[exp.Literal.number(0)]
+    )
+    if isinstance(expression.parent, exp.Select) and expression.arg_key == "expressions":
+        out = exp.alias_(out, exp.to_identifier(expression.sql(dialect="snowflake").upper(), quoted=True))
+    return out
 
 
 def qualified_temporary_table(expression: Expr) -> Expr:
@@ -587,6 +621,7 @@ PRE: list[Callable[[Expr], Expr]] = [
     parenthesized_table,
     seeded_random,
     seeded_sample,
+    hash_agg,
     cancel_all_queries,
 ]
 _originals: dict[str, Any] = {}

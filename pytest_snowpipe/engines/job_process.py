@@ -129,6 +129,7 @@ def _unpicklable_part(stage: str, arguments: dict[str, Any], exc: BaseException)
 PRELOAD_ENV = "SNOWPIPE_PRELOAD"  # comma-separated modules a warm worker imports while it waits
 _WARM: list[subprocess.Popen[bytes]] = []  # at most one interpreter, started ahead, waiting for a trip
 _PRELOAD: list[str] = []  # what the warm workers of this run import
+_TRIPS_LEFT = [0]  # remote stages of this run not yet run: a next warm worker is started only for them
 
 
 def preload_modules(funcs: Iterable[Callable[..., Any]]) -> list[str]:
@@ -167,11 +168,21 @@ def preload_modules(funcs: Iterable[Callable[..., Any]]) -> list[str]:
     return out
 
 
-def prestart(preload: Iterable[str]) -> None:
-    """Start a worker interpreter now that imports ``preload`` and then waits for one trip."""
-    if any(proc.poll() is None for proc in _WARM):
-        return
+def prestart(preload: Iterable[str], trips: int = 1) -> None:
+    """Start a worker interpreter now that imports ``preload`` and then waits for one trip.
+
+    ``trips``: how many remote stages the run has; after each trip a next worker is started
+    only while some are left (one started during a trip would take the trip's CPU on a small
+    machine, and one no stage uses is pure cost).
+    """
+    _TRIPS_LEFT[0] = trips
     _PRELOAD[:] = list(preload)
+    _start_warm()
+
+
+def _start_warm() -> None:
+    if _TRIPS_LEFT[0] <= 0 or any(proc.poll() is None for proc in _WARM):
+        return
     env = dict(os.environ)
     env[PARENT_ENV] = str(os.getpid())
     env[PRELOAD_ENV] = ",".join(_PRELOAD)
@@ -179,7 +190,7 @@ def prestart(preload: Iterable[str]) -> None:
         [sys.executable, "-m", "pytest_snowpipe.engines.job_worker", "--warm"], stdin=subprocess.PIPE, env=env
     )
     _WARM[:] = [proc]
-    if len(_WARM) == 1 and not getattr(prestart, "_registered", False):
+    if not getattr(prestart, "_registered", False):
         import atexit
 
         atexit.register(stop_warm)
@@ -196,7 +207,7 @@ def stop_warm() -> None:
 
 
 def _warm_run(inp: Path, out: Path, env: dict[str, str]) -> int | None:
-    """Hand the trip to the waiting worker (and start the next one); None when there is none."""
+    """Hand the trip to the waiting worker; None when there is none."""
     import json
 
     proc = next((p for p in _WARM if p.poll() is None), None)
@@ -210,7 +221,6 @@ def _warm_run(inp: Path, out: Path, env: dict[str, str]) -> int | None:
     except OSError:  # it died while waiting: the caller starts a fresh one
         proc.wait()
         return None
-    prestart(list(_PRELOAD))  # ready for the next remote stage while this one runs
     return proc.wait()
 
 
@@ -266,6 +276,8 @@ def run_in_fresh_process(func: Callable[..., Any], stage: str, arguments: dict[s
                 env=env,
                 check=False,
             ).returncode
+        _TRIPS_LEFT[0] -= 1
+        _start_warm()  # ready for the next remote stage, if any (started after this trip: never competing with it)
         if not out.exists():
             raise RemoteError(
                 f"remote stage {stage!r}: its process exited with code {code} "

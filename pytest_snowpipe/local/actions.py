@@ -44,6 +44,7 @@ class ActionContext:
     # cached entry's stored fingerprint instead of loading it (None: hash the output itself)
     fingerprint_of: Callable[[str], str] | None = None
     run: Any = None  # RunInfo (snowpipe_run): fills version_name templates
+    _fingerprints: dict[str, str] = field(default_factory=dict, repr=False)  # promote and lineage ask twice
 
     @property
     def model(self) -> Any:
@@ -59,9 +60,11 @@ class ActionContext:
 
     def data_fingerprint(self, stage: str) -> str:
         """A content fingerprint of ``stage``'s output: equal data, equal fingerprint (cached or not)."""
-        if self.fingerprint_of is not None:
-            return self.fingerprint_of(stage)
-        return fingerprint(self.stages[stage])
+        found = self._fingerprints.get(stage)
+        if found is None:
+            found = self.fingerprint_of(stage) if self.fingerprint_of is not None else fingerprint(self.stages[stage])
+            self._fingerprints[stage] = found
+        return found
 
 
 @dataclass(frozen=True)

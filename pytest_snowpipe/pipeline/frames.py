@@ -63,19 +63,15 @@ def describe(value: Any) -> tuple[str, str]:
 def fingerprint(value: Any) -> str:
     """A short content hash of a stage output: equal data gives an equal fingerprint.
 
-    pandas frames hash their cells (``hash_pandas_object``); Snowpark frames on the
-    embedded default are hashed through pandas; plain JSON-able values by their JSON;
-    anything else by its cloudpickle bytes.
+    pandas frames hash their cells (``hash_pandas_object``); Snowpark frames by the engine's
+    ``HASH_AGG(*)`` (one query, no data pulled: on an account and on the embedded default
+    alike); plain JSON-able values by their JSON; anything else by its cloudpickle bytes.
     """
     h = hashlib.sha256()
     if is_snowpark_frame(value):
-        from pytest_snowpipe.engines.embedded import is_embedded_session
-
-        if not is_embedded_session(getattr(value, "_session", None)):
-            row = value.select_expr("hash_agg(*)").collect()[0][0]  # one query, no data pulled
-            h.update(str(row).encode())
-            return h.hexdigest()[:16]
-        value = to_pandas(value)
+        row = value.select_expr("hash_agg(*)").collect()[0][0]
+        h.update(str(row).encode())
+        return h.hexdigest()[:16]
     if is_pandas_frame(value):
         import pandas
 

@@ -144,6 +144,26 @@ def test_gap_seeded_random_split_and_sample_repeat_across_engines() -> None:
     assert int(n_a) + int(n_b) == 200000 and 19000 < int(n_s) < 21000
 
 
+def test_gap_hash_agg_is_an_order_independent_content_hash(session: Any) -> None:
+    session.create_dataframe([(1, "a", None), (2, "b", 1.5), (2, "b", 1.5)], schema=["A", "B", "C"]).write.save_as_table(
+        "HASHED", mode="overwrite"
+    )
+
+    def one(sql: str) -> Any:
+        row = session.sql(sql).collect()[0]
+        return row[0]
+
+    whole = one("select hash_agg(*) from HASHED")
+    assert isinstance(whole, int) and -(2**63) <= whole < 2**63  # a signed 64-bit NUMBER, as Snowflake's
+    assert one("select hash_agg(*) from (select * from HASHED order by A desc)") == whole  # row order: no matter
+    assert one("select hash_agg(*) from (select distinct * from HASHED)") != whole  # duplicates count
+    assert one("select hash_agg(*) from (select A, B, 2.5 as C from HASHED)") != whole  # a NULL is a value
+    assert one("select hash_agg(*) from HASHED where A > 5") == 0  # no rows: 0, as Snowflake
+    both, distinct = session.sql("select hash_agg(A, B), hash_agg(distinct A) from HASHED").collect()[0]
+    assert both != distinct and distinct == one("select hash_agg(A) from (select distinct A from HASHED)")
+    assert session.sql("select hash_agg(*) from HASHED").columns == ['"HASH_AGG(*)"']
+
+
 # -- b. create_dataframe from tuples -------------------------------------------------------------
 
 

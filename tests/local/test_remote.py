@@ -354,8 +354,58 @@ def test_gate(metrics):
     suite.runpytest_subprocess("--snowpipe-no-cache").assert_outcomes(passed=1)
     trip = json.loads((suite.path / "trip.json").read_text())
     assert "json" in trip["warm"].split(",")  # only a warm worker has this: the trip went to it
-    assert len(trip["next"]) == 1  # the next warm worker, started when this one took the trip ...
-    assert not psutil_alive(trip["next"][0])  # ... is gone with the run
+    assert trip["next"] == []  # the run's only remote stage has run: no next worker is waiting
+
+
+def test_each_of_two_remote_stages_gets_a_warm_worker_and_none_is_left(pipeline_suite):
+    """A next warm worker is started after a trip only while remote stages are left, so it never
+    competes with the trip for the CPU; the last trip leaves none behind."""
+    conftest = '''
+import os
+import pytest
+import pytest_snowpipe as sp
+import json  # preloaded by each warm worker
+
+@pytest.fixture(scope="session")
+def raw():
+    return [1, 2, 3]
+
+@pytest.fixture(scope="session")
+@sp.remote(compute_pool="POOL", stage_name="JOB_STAGE")
+def features(raw):
+    return {"rows": raw, "pid": os.getpid(), "warm": os.environ.get("SNOWPIPE_PRELOAD", "")}
+
+@pytest.fixture(scope="session")
+def between(features):
+    from pytest_snowpipe.engines import job_process
+    return [p.pid for p in job_process._WARM]
+
+@pytest.fixture(scope="session")
+@sp.remote(compute_pool="POOL", stage_name="JOB_STAGE")
+def model(features, between):
+    return {"weights": sum(features["rows"]), "pid": os.getpid(), "warm": os.environ.get("SNOWPIPE_PRELOAD", "")}
+
+@pytest.fixture(scope="session")
+def metrics(model, features, between):
+    return {"score": model["weights"] / 10, "pids": [features["pid"], model["pid"]],
+            "warm": [features["warm"], model["warm"]], "between": between}
+'''
+    gate = '''
+import pathlib, json
+import pytest
+
+@pytest.mark.snowpipe_gate(on_fail="alert")
+def test_gate(metrics):
+    from pytest_snowpipe.engines import job_process
+    pathlib.Path("trip.json").write_text(json.dumps({**metrics, "after": [p.pid for p in job_process._WARM]}))
+    assert metrics["score"] == 0.6
+'''
+    suite = pipeline_suite(conftest=conftest, gate=gate)
+    suite.runpytest_subprocess("--snowpipe-no-cache").assert_outcomes(passed=1)
+    trip = json.loads((suite.path / "trip.json").read_text())
+    assert all("json" in warm.split(",") for warm in trip["warm"])  # both trips went to warm workers
+    assert len(set(trip["pids"])) == 2 and trip["between"] == [trip["pids"][1]]  # the second, started after the first
+    assert trip["after"] == []  # no stage left: none waiting
 
 
 def psutil_alive(pid: int) -> bool:

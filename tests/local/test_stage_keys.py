@@ -263,3 +263,17 @@ def test_concurrent_writers_and_readers_never_see_half_an_entry(tmp_path):
     assert all(r.startswith("ok") for r in results), results
     assert sum(int(r.split()[1]) for r in results) > 0  # readers did load complete entries
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_snowpark_frame_fingerprint_is_one_query_on_content_not_row_order(embedded_session):
+    """A Snowpark frame is fingerprinted by HASH_AGG(*) in the engine: no rows are read out."""
+    from pytest_snowpipe.pipeline.frames import fingerprint
+
+    session = embedded_session
+    frame = session.create_dataframe([(1, "a"), (2, "b"), (2, "b")], schema=["A", "B"])
+    with session.query_history() as history:
+        first = fingerprint(frame)
+    assert len(history.queries) == 1 and "hash_agg(*)" in history.queries[0].sql_text.lower()
+    assert fingerprint(frame.sort("A", ascending=False)) == first
+    assert fingerprint(frame.filter("A = 2")) != first
+    assert fingerprint(session.create_dataframe([(1, "a"), (2, "b")], schema=["A", "B"])) != first
