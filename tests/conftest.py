@@ -1,6 +1,7 @@
 """Shared helpers: small pipeline suites written into a pytester directory."""
 from __future__ import annotations
 
+import os
 import textwrap
 
 import pytest
@@ -92,5 +93,9 @@ def _engine_started_and_exercised(embedded_session):
     part, _ = frame.random_split([0.5, 0.5], seed=1)
     part.union_all(frame).cache_result().to_pandas()
     embedded_session.sql("CREATE STAGE IF NOT EXISTS SNOWPIPE_WARMUP").collect()
-    embedded_session.file.put_stream(io.BytesIO(b"x"), "@SNOWPIPE_WARMUP/x.bin", auto_compress=False, overwrite=True)
-    embedded_session.file.get_stream("@SNOWPIPE_WARMUP/x.bin").read()
+    # a name of this process's own: get_stream downloads to <tempdir>/<name>, which the xdist
+    # workers share (two workers' downloads of one name broke each other's set-up)
+    name = f"@SNOWPIPE_WARMUP/warmup-{os.getpid()}.bin"
+    embedded_session.file.put_stream(io.BytesIO(b"x"), name, auto_compress=False, overwrite=True)
+    with embedded_session.file.get_stream(name) as stream:
+        stream.read()

@@ -87,12 +87,29 @@ def _put(session: Any, path: str, data: bytes) -> None:
 
 
 def _get(session: Any, path: str) -> bytes:
+    """The file's bytes. In a stored procedure (a task on an account) Snowpark streams it; anywhere
+    else ``get_stream`` downloads to ``<tempdir>/<file name>``, a path every process shares, so two
+    runs (or xdist workers) fetching a same-named file overwrote each other's download: GET into
+    a folder of our own instead."""
+    import tempfile
+    from pathlib import Path
+
+    from snowflake.snowpark._internal.utils import is_in_stored_procedure
+
     with _transfer(session, path):
-        stream = session.file.get_stream(path)
-    try:
-        return bytes(stream.read())
-    finally:
-        stream.close()
+        if is_in_stored_procedure():  # type: ignore[no-untyped-call]
+            stream = session.file.get_stream(path)
+            try:
+                return bytes(stream.read())
+            finally:
+                stream.close()
+        with tempfile.TemporaryDirectory(prefix="snowpipe-get-") as folder:
+            got = session.file.get(path, folder)
+            files = [Path(folder) / r.file for r in got] or sorted(p for p in Path(folder).rglob("*") if p.is_file())
+            if not files:
+                raise FileNotFoundError(f"{path}: no such file on the stage")
+            data: bytes = files[0].read_bytes()
+            return data
 
 
 def _inline(value: Any) -> dict[str, Any] | None:

@@ -139,3 +139,29 @@ def test_snowflake_promote_passes_version_log_model_options_and_lineage():
                                    "comment": "c", "sample_input_data": [1, 2]}
     name, value = calls["metric"]
     assert name == "snowpipe_lineage" and list(value["sources"]) == ["raw"]
+
+
+def test_a_promote_hashes_each_source_once_for_fingerprints_and_lineage():
+    """promote_fingerprints and lineage both name the source stages' fingerprints: a table on an
+    account costs a query each time, so the context asks once per stage."""
+    from pytest_snowpipe.local.actions import ActionContext, lineage, promote_fingerprints
+    from pytest_snowpipe.pipeline.gate import GateSpec
+    from pytest_snowpipe.pipeline.graph import Gate, PipelineGraph, Stage
+    from pytest_snowpipe.registry.local import LocalRegistry
+
+    asked: list[str] = []
+
+    def fingerprint_of(stage: str) -> str:
+        asked.append(stage)
+        return f"fp-{stage}"
+
+    spec = GateSpec("promote", None, "model", "metrics", "m")
+    stages = tuple(Stage(n, print, p, (), False, None, "here", "k") for n, p in
+                   (("raw", ()), ("model", ("raw",)), ("metrics", ("model",))))
+    gate = Gate("g", "t::g", print, ("metrics",), (), ("raw", "model", "metrics"), spec, "model", "metrics", "here", "gk")
+    actx = ActionContext(gate=gate, verdict="PASS", message="", stages={"raw": [1], "model": "M", "metrics": {}},
+                         config={}, graph=PipelineGraph(stages=stages, gates=(gate,)), registry=LocalRegistry("unused"),
+                         fingerprint_of=fingerprint_of)
+    assert promote_fingerprints(actx)["data"] == {"raw": "fp-raw"}
+    assert lineage(actx)["raw"]["fingerprint"] == "fp-raw"
+    assert asked == ["raw"]

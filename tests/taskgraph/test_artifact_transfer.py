@@ -1,0 +1,30 @@
+"""Stage files of the emulated graph travel through a folder of their own, never a shared temp path."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from pytest_snowpipe.taskgraph import artifacts
+
+
+def test_a_stage_file_is_fetched_into_a_private_folder(embedded_session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Snowpark's get_stream downloads to ``<tempdir>/<file name>``, which every process shares:
+    another run's download of the same name there (here: a folder in the way of its ``.part``
+    file) broke the fetch. The artifact store's GET does not touch that path."""
+    shared = tmp_path / "shared-tmp"
+    shared.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    (shared / "blob.bin.part").mkdir()  # what a concurrent download of blob.bin looks like to this one
+    (shared / "blob.bin").mkdir()
+    embedded_session.sql("CREATE STAGE IF NOT EXISTS ARTIFACT_TRANSFER").collect()
+    artifacts._put(embedded_session, "@ARTIFACT_TRANSFER/run1/blob.bin", b"payload \x00\x01")
+
+    assert artifacts._get(embedded_session, "@ARTIFACT_TRANSFER/run1/blob.bin") == b"payload \x00\x01"
+    assert not list(shared.glob("snowpipe-get-*"))  # its own folder is gone
+    assert not (shared / "blob.bin").is_file() and not any((shared / "blob.bin").iterdir())  # the shared path untouched
+    from snowflake.snowpark.exceptions import SnowparkSQLException
+
+    with pytest.raises((AttributeError, OSError, SnowparkSQLException)):  # the shared path is what broke: Snowpark's get_stream fails on it
+        embedded_session.file.get_stream("@ARTIFACT_TRANSFER/run1/blob.bin").read()
