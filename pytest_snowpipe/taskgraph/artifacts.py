@@ -104,8 +104,10 @@ def _get(session: Any, path: str) -> bytes:
             finally:
                 stream.close()
         with tempfile.TemporaryDirectory(prefix="snowpipe-get-") as folder:
-            got = session.file.get(path, folder)
-            files = [Path(folder) / r.file for r in got] or sorted(p for p in Path(folder).rglob("*") if p.is_file())
+            session.file.get(path, folder)
+            name = path.rstrip("/").rsplit("/", 1)[-1]
+            found = sorted(Path(folder).rglob("*"), key=lambda p: p.name != name)  # GET lays files flat
+            files = [p for p in found if p.is_file()]
             if not files:
                 raise FileNotFoundError(f"{path}: no such file on the stage")
             data: bytes = files[0].read_bytes()

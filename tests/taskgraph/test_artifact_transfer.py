@@ -19,12 +19,12 @@ def test_a_stage_file_is_fetched_into_a_private_folder(embedded_session, tmp_pat
     (shared / "blob.bin.part").mkdir()  # what a concurrent download of blob.bin looks like to this one
     (shared / "blob.bin").mkdir()
     embedded_session.sql("CREATE STAGE IF NOT EXISTS ARTIFACT_TRANSFER").collect()
-    artifacts._put(embedded_session, "@ARTIFACT_TRANSFER/run1/blob.bin", b"payload \x00\x01")
+    artifacts._put(embedded_session, "@ARTIFACT_TRANSFER/run1/index/blob.bin", b"payload \x00\x01")
 
-    assert artifacts._get(embedded_session, "@ARTIFACT_TRANSFER/run1/blob.bin") == b"payload \x00\x01"
+    assert artifacts._get(embedded_session, "@ARTIFACT_TRANSFER/run1/index/blob.bin") == b"payload \x00\x01"
     assert not list(shared.glob("snowpipe-get-*"))  # its own folder is gone
     assert not (shared / "blob.bin").is_file() and not any((shared / "blob.bin").iterdir())  # the shared path untouched
     from snowflake.snowpark.exceptions import SnowparkSQLException
 
     with pytest.raises((AttributeError, OSError, SnowparkSQLException)):  # the shared path is what broke: Snowpark's get_stream fails on it
-        embedded_session.file.get_stream("@ARTIFACT_TRANSFER/run1/blob.bin").read()
+        embedded_session.file.get_stream("@ARTIFACT_TRANSFER/run1/index/blob.bin").read()
