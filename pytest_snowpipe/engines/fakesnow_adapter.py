@@ -546,6 +546,17 @@ _UNSUPPORTED = [
 ]
 
 
+# statements none of the `_UNSUPPORTED` patterns can match (they start with CREATE or WITH, or
+# read INFORMATION_SCHEMA.PACKAGES): most of what Snowpark sends, spared writing their SQL out
+_PLAIN_STATEMENTS = (exp.Select, exp.SetOperation, exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Drop, exp.Describe)
+
+
+def _may_be_unsupported(expression: Expr) -> bool:
+    if not isinstance(expression, _PLAIN_STATEMENTS) or expression.args.get("with_") is not None:
+        return True
+    return any(t.db.upper() == "INFORMATION_SCHEMA" for t in expression.find_all(exp.Table))
+
+
 def unsupported(sql: str) -> None:
     """Raise `UnsupportedStatement` for a statement the double would get wrong or cannot run."""
     for pattern, why in _UNSUPPORTED:
@@ -632,7 +643,8 @@ _DUCKDB_GAP_ERRORS = ("Parser Error", "Not implemented Error")
 def _rewrite(expression: Expr, cursor: FakeSnowflakeCursor, params: list[Any] | None) -> Expr:
     """Run the gap rewrites on one parsed statement, before fakesnow's own transforms."""
     expression = scoped_temporary(expression)
-    unsupported(expression.sql(dialect="snowflake") if not isinstance(expression, exp.Command) else _text(expression))
+    if _may_be_unsupported(expression):
+        unsupported(expression.sql(dialect="snowflake") if not isinstance(expression, exp.Command) else _text(expression))
     expression = expression.transform(lambda e: qualified_identifier(e, params), copy=False)
     for rewrite in PRE[1:]:
         expression = expression.transform(rewrite, copy=False)
