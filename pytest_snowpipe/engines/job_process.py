@@ -62,7 +62,8 @@ def project_modules(func: Callable[..., Any]) -> list[Any]:
     site = [Path(p).resolve() for p in sys.path if "site-packages" in p or "dist-packages" in p]
     # installed and standard-library modules are most of sys.modules: tell them by their path as
     # written before resolving any (resolving every module's path cost 0.1 s a call)
-    installed = tuple({sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]})
+    paths = sysconfig.get_paths()
+    installed = tuple({paths["stdlib"], paths["platstdlib"]})
     out = []
     for mod in list(sys.modules.values()):
         file = getattr(mod, "__file__", None)

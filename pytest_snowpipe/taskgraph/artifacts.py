@@ -105,12 +105,10 @@ def _get(session: Any, path: str) -> bytes:
                 stream.close()
         with tempfile.TemporaryDirectory(prefix="snowpipe-get-") as folder:
             session.file.get(path, folder)
-            name = path.rstrip("/").rsplit("/", 1)[-1]
-            found = sorted(Path(folder).rglob("*"), key=lambda p: p.name != name)  # GET lays files flat
-            files = [p for p in found if p.is_file()]
-            if not files:
+            local = Path(folder) / path.rstrip("/").rsplit("/", 1)[-1]  # GET lays files flat, by name
+            if not local.is_file():
                 raise FileNotFoundError(f"{path}: no such file on the stage")
-            data: bytes = files[0].read_bytes()
+            data: bytes = local.read_bytes()
             return data
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -317,6 +316,25 @@ def test_gate(metrics):
     pipeline_suite(conftest=conftest, gate=gate).runpytest_subprocess("--snowpipe-no-cache").assert_outcomes(passed=1)
 
 
+TRIP_GATE = '''
+import pathlib, json
+import pytest
+
+@pytest.mark.snowpipe_gate(on_fail="alert")
+def test_gate(metrics):
+    from pytest_snowpipe.engines import job_process
+    pathlib.Path("trip.json").write_text(json.dumps({**metrics, "waiting": [p.pid for p in job_process._WARM]}))
+    assert metrics["score"] == 0.6
+'''
+
+
+def _run_trip(pipeline_suite, conftest: str) -> dict:
+    """Run the suite with TRIP_GATE; what its metrics and the warm workers still waiting were."""
+    suite = pipeline_suite(conftest=conftest, gate=TRIP_GATE)
+    suite.runpytest_subprocess("--snowpipe-no-cache").assert_outcomes(passed=1)
+    return json.loads((suite.path / "trip.json").read_text())
+
+
 def test_a_warm_worker_takes_the_trip_with_its_libraries_imported_and_none_is_left(pipeline_suite):
     """The run starts an interpreter that imports the remote stage's libraries while earlier
     stages run; the stage runs in it (its libraries were already imported) and nothing outlives
@@ -340,21 +358,9 @@ def model(raw):
 def metrics(model):
     return dict(model, score=model["weights"] / 10)
 '''
-    gate = '''
-import pathlib, json
-import pytest
-
-@pytest.mark.snowpipe_gate(on_fail="alert")
-def test_gate(metrics):
-    from pytest_snowpipe.engines import job_process
-    pathlib.Path("trip.json").write_text(json.dumps({**metrics, "next": [p.pid for p in job_process._WARM]}))
-    assert metrics["score"] == 0.6
-'''
-    suite = pipeline_suite(conftest=conftest, gate=gate)
-    suite.runpytest_subprocess("--snowpipe-no-cache").assert_outcomes(passed=1)
-    trip = json.loads((suite.path / "trip.json").read_text())
+    trip = _run_trip(pipeline_suite, conftest)
     assert "json" in trip["warm"].split(",")  # only a warm worker has this: the trip went to it
-    assert trip["next"] == []  # the run's only remote stage has run: no next worker is waiting
+    assert trip["waiting"] == []  # the run's only remote stage has run: no next worker is waiting
 
 
 def test_each_of_two_remote_stages_gets_a_warm_worker_and_none_is_left(pipeline_suite):
@@ -390,28 +396,7 @@ def metrics(model, features, between):
     return {"score": model["weights"] / 10, "pids": [features["pid"], model["pid"]],
             "warm": [features["warm"], model["warm"]], "between": between}
 '''
-    gate = '''
-import pathlib, json
-import pytest
-
-@pytest.mark.snowpipe_gate(on_fail="alert")
-def test_gate(metrics):
-    from pytest_snowpipe.engines import job_process
-    pathlib.Path("trip.json").write_text(json.dumps({**metrics, "after": [p.pid for p in job_process._WARM]}))
-    assert metrics["score"] == 0.6
-'''
-    suite = pipeline_suite(conftest=conftest, gate=gate)
-    suite.runpytest_subprocess("--snowpipe-no-cache").assert_outcomes(passed=1)
-    trip = json.loads((suite.path / "trip.json").read_text())
+    trip = _run_trip(pipeline_suite, conftest)
     assert all("json" in warm.split(",") for warm in trip["warm"])  # both trips went to warm workers
     assert len(set(trip["pids"])) == 2 and trip["between"] == [trip["pids"][1]]  # the second, started after the first
-    assert trip["after"] == []  # no stage left: none waiting
-
-
-def psutil_alive(pid: int) -> bool:
-    """True while ``pid`` is a live (not zombie) process."""
-    status = Path(f"/proc/{pid}/status")
-    try:
-        return "\nState:\tZ" not in status.read_text()
-    except OSError:
-        return False
+    assert trip["waiting"] == []  # no stage left: none waiting
