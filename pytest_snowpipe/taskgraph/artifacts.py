@@ -28,7 +28,7 @@ from typing import Any
 
 from pytest_snowpipe.pipeline.frames import is_pandas_frame, is_snowpark_frame
 
-RETURN_VALUE_LIMIT_BYTES = 10 * 1024  # Snowflake: a task return value is at most 10 kB of UTF-8
+RETURN_VALUE_LIMIT_BYTES = 10_000  # Snowflake: a task return value is at most 10 kB (10,000 bytes) of UTF-8
 TABLE_NAME_LIMIT = 255
 
 

@@ -64,7 +64,7 @@ class CompileOptions:
     database: str | None = None
     schema: str | None = None
     packages: tuple[str, ...] | None = None  # snowpipe_packages: added to the inferred ones, overriding by name
-    channel: Mapping[str, Any] | None = None  # package -> versions Snowflake offers (None: the bundled snapshot)
+    channel: Any = None  # taskgraph.channel.Channel: the account's, or a snapshot's (None: the bundled snapshot)
     notification_integration: str | None = None
     registry_path: str | None = None
     check_pickle: bool = True
@@ -85,6 +85,7 @@ class CompiledPipeline:
     bodies: Mapping[str, Any]  # task name -> runtime spec (for tests and the plan)
     packages: tuple[Any, ...] = ()  # taskgraph.packages.Package: name, pinned version, why
     warnings: tuple[str, ...] = ()
+    channel: str = "the bundled snapshot"  # where the package versions were checked
 
     @property
     def tasks(self) -> dict[str, Any]:
@@ -133,9 +134,9 @@ def needs_ml(graph: PipelineGraph) -> bool:
     )
 
 
-def infer_packages(graph: PipelineGraph, opts: CompileOptions) -> Any:
-    """The packages the shipped code needs, pinned (a taskgraph.packages.Resolution); raises PackageError."""
-    from pytest_snowpipe.taskgraph.packages import needed_by, resolve
+def _needed(graph: PipelineGraph, opts: CompileOptions) -> tuple[dict[str, str], dict[str, str]]:
+    """(distribution -> why) the procedures need, and what only remote stages' jobs need."""
+    from pytest_snowpipe.taskgraph.packages import needed_by
 
     local: dict[str, Any] = {}
     remote: dict[str, Any] = {}
@@ -150,7 +151,41 @@ def infer_packages(graph: PipelineGraph, opts: CompileOptions) -> Any:
     ml = needs_ml(graph)
     needed = needed_by(local, ml=ml)
     remote_only = {d: why for d, why in needed_by(remote, ml=ml).items() if d not in needed}
+    return needed, remote_only
+
+
+def package_names(graph: PipelineGraph, opts: CompileOptions) -> set[str]:
+    """Every distribution the shipped code may declare (inferred and ``snowpipe_packages``): what a deploy
+    asks the account's channel about."""
+    from pytest_snowpipe.taskgraph.packages import requirement_name
+
+    needed, remote_only = _needed(graph, opts)
+    return {*needed, *remote_only, *(requirement_name(r) for r in opts.packages or () if r.strip())}
+
+
+def infer_packages(graph: PipelineGraph, opts: CompileOptions) -> Any:
+    """The packages the shipped code needs, pinned (a taskgraph.packages.Resolution); raises PackageError."""
+    from pytest_snowpipe.taskgraph.packages import resolve
+
+    needed, remote_only = _needed(graph, opts)
     return resolve({**needed, **remote_only}, channel=opts.channel, user=opts.packages or (), soft=remote_only)
+
+
+def qualify_stage(location: str, database: str | None, schema: str | None) -> str:
+    """``@ST/path`` -> ``@DB.SCH.ST/path`` when the graph's database and schema are set (else as given).
+
+    Tasks are created in DB.SCH; an unqualified stage would resolve against the session's schema.
+    A name qualified with a schema only (``@SCH.ST``) gets the database.
+    """
+    if not database or not location.startswith("@") or location.startswith("@~") or location.startswith("@%"):
+        return location
+    name, sep, path = location[1:].partition("/")
+    parts = re.findall(r'"(?:[^"]|"")+"|[^.]+', name)
+    if len(parts) == 1 and schema:
+        name = f"{database}.{schema}.{name}"
+    elif len(parts) == 2:
+        name = f"{database}.{name}"
+    return f"@{name}{sep}{path}"
 
 
 # ---------------------------------------------------------------- teardown (yield stages)
@@ -530,6 +565,7 @@ def compile_graph(graph: PipelineGraph, opts: CompileOptions | None = None) -> C
     from snowflake.core.task.dagv1 import DAG, DAGTask, DAGTaskBranch
 
     from pytest_snowpipe.taskgraph import runtime as rt
+    from pytest_snowpipe.taskgraph.ml_job_task import MLJobTask, job_function
 
     env = rt.RunEnv(
         dag=opts.dag_name,
@@ -544,6 +580,7 @@ def compile_graph(graph: PipelineGraph, opts: CompileOptions | None = None) -> C
     except PackageError as exc:
         raise CompileError(exc.problems) from None
     packages: list[Any] = resolution.specs
+    job_packages = (*packages, *sorted(resolution.job_only))
     dag = DAG(
         opts.dag_name,
         imports=[plugin_import()],
@@ -562,8 +599,12 @@ def compile_graph(graph: PipelineGraph, opts: CompileOptions | None = None) -> C
     nodes: dict[str, Stage | Gate | None] = {}
 
     def add(spec: Any, kind: str, node: Stage | Gate | None, cls: Any = DAGTask, **kw: Any) -> Any:
-        fn = rt.task_function(spec)
-        task = cls(spec.task, fn, dag=dag, **kw)
+        if kind == KIND_REMOTE:  # the seed's shape: the task's definition is the ML Job itself
+            fn = job_function(spec)
+            definition: Any = MLJobTask(spec, opts.dag_name, job_packages, (plugin_import(),))
+        else:
+            fn = definition = rt.task_function(spec)
+        task = cls(spec.task, definition, dag=dag, **kw)
         kinds[spec.task], bodies[spec.task], functions[spec.task] = kind, spec, fn
         nodes[spec.task] = node
         return task
@@ -609,7 +650,7 @@ def compile_graph(graph: PipelineGraph, opts: CompileOptions | None = None) -> C
 
     compiled = CompiledPipeline(
         dag=dag, kinds=kinds, graph=graph, options=opts, bodies=bodies,
-        packages=tuple(resolution.packages), warnings=tuple(resolution.warnings),
+        packages=tuple(resolution.packages), warnings=tuple(resolution.warnings), channel=resolution.channel,
     )
     late = _pickle_problems(graph, bodies, functions) if opts.check_pickle else []
     try:
@@ -632,7 +673,9 @@ __all__ = [
     "compile_graph",
     "infer_packages",
     "pickle_by_value",
+    "package_names",
     "plugin_import",
+    "qualify_stage",
     "shippable",
     "task_name",
     "teardown_of",

@@ -1,10 +1,13 @@
 """``--snowpipe-deploy``: print the plan, run on the emulator, or rehearse then ship to Snowflake.
 
 What is rehearsed is what ships: the rehearsal deploys the very DAG object to an offline account and
-runs each task's procedure as registered there, in the environment Snowflake gives it. A deploy
+runs each task's procedure as registered there, in the environment Snowflake gives it. Before anything
+changes, a real deploy asks the account what it is deploying into (database and schema, qualified
+paths, the package versions its channel offers: one query) and compiles against that. A deploy
 never leaves a half graph: the deployed graph is fetched first, its root suspended, the new graph
-applied through ``DAGOperation.deploy``; on a failure at any step the old graph is recreated as it
-was (or, on a first deploy, nothing remains). See :func:`_deploy`.
+applied through ``DAGOperation.deploy``; on a failure at any step, an interrupt included (SIGINT,
+SIGTERM), the old graph is recreated as it was (or, on a first deploy, nothing remains) and what the
+failed deploy uploaded is removed. See :func:`_deploy`; ``--snowpipe-undeploy`` is :func:`_undeploy`.
 """
 from __future__ import annotations
 
@@ -23,13 +26,25 @@ import pytest
 
 from pytest_snowpipe.errors import SnowpipeError
 from pytest_snowpipe.pipeline.graph import PipelineGraph
+from pytest_snowpipe.taskgraph.channel import ChannelError, from_account, from_snapshot, write_snapshot
 from pytest_snowpipe.taskgraph.compile import (
     CompiledPipeline,
     CompileError,
     CompileOptions,
     compile_graph,
+    package_names,
     pickle_by_value,
+    qualify_stage,
 )
+from pytest_snowpipe.taskgraph.deployed import (
+    Snapshot,
+    job_stage_paths_of,
+    restore,
+    snapshot,
+    stage_files_of,
+)
+from pytest_snowpipe.taskgraph.interrupts import Interrupted, deferred, interruptible
+from pytest_snowpipe.taskgraph.ml_job_task import bound, job_tasks
 
 TARGETS = ("local", "snowflake")
 RUNNING_STATES = ("SCHEDULED", "EXECUTING")
@@ -43,7 +58,11 @@ class DeployUsageError(ValueError):
 
 
 class DeployError(SnowpipeError):
-    """The deploy to Snowflake failed; what was created has been dropped."""
+    """The deploy to Snowflake failed; what was created has been dropped. ``exit_code``: what pytest exits with."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)
@@ -73,6 +92,8 @@ def execute(
     target: str = "local",
     dry_run: bool = False,
     run_once: bool = False,
+    undeploy: bool = False,
+    write_packages_snapshot: str | Path | None = None,
     session_factory: Callable[[], Any] | None = None,
     write: Callable[[str], Any] = print,
     operation_factory: Callable[[Any, str, str], Any] | None = None,
@@ -87,11 +108,26 @@ def execute(
     if target not in TARGETS:
         raise DeployUsageError(f"--snowpipe-target {target!r} is not valid. Valid targets: {', '.join(TARGETS)}")
     copts = opts.compile
+    if write_packages_snapshot is not None:
+        session = _connected(session_factory, "--snowpipe-write-packages-snapshot")
+        try:
+            rows = write_snapshot(session, write_packages_snapshot)
+        except ChannelError as exc:
+            write(str(exc))
+            return 1
+        write(f"wrote {rows} package versions of the account's Python channel to {write_packages_snapshot}; point ini "
+              f"snowpipe_packages_snapshot at it so that dry runs without a connection judge against your account")
+        return 0
     if dry_run:
+        if session_factory is not None:  # with a connection, the plan is judged against the account itself
+            copts = _against_account(copts, graph, session_factory())
+        compiled = compile_graph(graph, copts)
         from pytest_snowpipe.taskgraph.plan import format_plan
 
-        write(format_plan(compile_graph(graph, copts)))
-        write("dry run: nothing was deployed or run")
+        write(format_plan(compiled))
+        for warning in compiled.warnings:
+            write(f"warning: {warning}")
+        write(f"dry run: nothing was deployed or run (packages checked against {compiled.channel})")
         return 0
     if target == "local":
         try:
@@ -99,15 +135,21 @@ def execute(
         except DeployError as exc:
             write(str(exc))
             return 1
+    if undeploy:
+        session = _connected(session_factory, "--snowpipe-undeploy")
+        copts = _located(copts, session)
+        op = _operation(operation_factory, session, copts, write)
+        if op is None:
+            return 1
+        try:
+            return _undeploy(op, copts, session, write)
+        except DeployError as exc:
+            write(str(exc))
+            return exc.exit_code
 
     if run_once and copts.schedule is None:
         raise DeployUsageError(
             "--snowpipe-run deploys and executes a scheduled Task Graph: give --schedule (e.g. 30m, 1d or a cron)"
-        )
-    if session_factory is None:
-        raise DeployUsageError(
-            "deploying to Snowflake needs a connection: pass --snowpipe-connection NAME (connections.toml), "
-            "or use --snowpipe-target local / --snowpipe-dry-run"
         )
     alerts = [g.name for g in graph.gates if "alert" in (g.spec.on_pass, g.spec.on_fail)]
     if alerts and not copts.notification_integration:
@@ -116,56 +158,109 @@ def execute(
             "set ini snowpipe_notification_integration = <integration name> (an e-mail or webhook notification "
             "integration the deploying role may USE)"
         )
+    session = _connected(session_factory, "deploying to Snowflake")
+    try:
+        copts = _against_account(copts, graph, session)
+    except ChannelError as exc:
+        write(str(exc))
+        return 1
     compiled = compile_graph(graph, copts)
+    try:
+        _check_pools(session, compiled)
+    except DeployError as exc:
+        write(str(exc))
+        return 1
 
     try:
         code, record = _run_local(graph, copts, opts, write, rehearsal=True, on_record=on_record)
     except DeployError as exc:
         write(f"{exc}; nothing was deployed")
         return 1
+    for warning in compiled.warnings:  # e.g. a version Snowflake lacks: what ships differs from what was rehearsed
+        write(f"warning: {warning}")
     if code != 0:
         why = (f"first error: {record.first_error_task_name}" if record.first_error_task_name
                else "a quality gate took its on_fail branch")
         write(f"rehearsal on the emulator FAILED ({why}); nothing was deployed")
         return 1
 
-    session = session_factory()
-    database = copts.database or _current(session, "get_current_database")
-    schema = copts.schema or _current(session, "get_current_schema")
-    if not database or not schema:
-        raise DeployUsageError("deploying needs a database and schema: set them or use a connection that has them")
-    try:
-        op = (operation_factory or _default_operation)(session, database, schema)
-    except Exception as exc:
-        write(f"connecting snowflake.core to {database}.{schema} failed ({_first_line(exc)}); nothing was deployed")
+    op = _operation(operation_factory, session, copts, write)
+    if op is None:
         return 1
     try:
-        removed = _deploy(op, compiled, graph, session)
+        removed = _deploy(op, compiled, graph, session, write)
     except DeployError as exc:
         write(str(exc))
-        return 1
-    write(f"deployed Task Graph {compiled.dag.name} to {database}.{schema} ({len(compiled.dag.tasks) + 1} tasks)"
+        return exc.exit_code
+    write(f"deployed Task Graph {compiled.dag.name} to {copts.database}.{copts.schema} ({len(compiled.dag.tasks) + 1} tasks)"
           + (f"; removed {len(removed)} superseded stage file(s)" if removed else ""))
     if not run_once:
         return 0
     return _run_and_wait(op, compiled, opts, session, write, sleep)
 
 
-def qualify_stage(location: str, database: str | None, schema: str | None) -> str:
-    """``@ST/path`` -> ``@DB.SCH.ST/path`` when the graph's database and schema are set (else as given).
+def _connected(session_factory: Callable[[], Any] | None, what: str) -> Any:
+    if session_factory is None:
+        raise DeployUsageError(
+            f"{what} needs a connection: pass --snowpipe-connection NAME (connections.toml), "
+            "or use --snowpipe-target local / --snowpipe-dry-run"
+        )
+    return session_factory()
 
-    Tasks are created in DB.SCH; an unqualified stage would resolve against the session's schema.
-    A name qualified with a schema only (``@SCH.ST``) gets the database.
+
+def _operation(factory: Callable[[Any, str, str], Any] | None, session: Any, copts: CompileOptions,
+               write: Callable[[str], Any]) -> Any:
+    assert copts.database and copts.schema
+    try:
+        return (factory or _default_operation)(session, copts.database, copts.schema)
+    except Exception as exc:
+        write(f"connecting snowflake.core to {copts.database}.{copts.schema} failed ({_first_line(exc)}); "
+              "nothing was changed")
+        return None
+
+
+def _located(copts: CompileOptions, session: Any) -> CompileOptions:
+    """Database and schema known (the session's fill in what ini leaves unset), the stage qualified with them.
+
+    With only one of ``snowpipe_database``/``snowpipe_schema`` set, the tasks would go to that database or
+    schema while the code was uploaded to the session's, and IMPORTS read an unqualified stage: resolve
+    both first, then qualify every path with them.
     """
-    if not database or not location.startswith("@") or location.startswith("@~") or location.startswith("@%"):
-        return location
-    name, sep, path = location[1:].partition("/")
-    parts = re.findall(r'"(?:[^"]|"")+"|[^.]+', name)
-    if len(parts) == 1 and schema:
-        name = f"{database}.{schema}.{name}"
-    elif len(parts) == 2:
-        name = f"{database}.{name}"
-    return f"@{name}{sep}{path}"
+    database = copts.database or _current(session, "get_current_database")
+    schema = copts.schema or _current(session, "get_current_schema")
+    if not database or not schema:
+        raise DeployUsageError(
+            "deploying needs a database and a schema: set ini snowpipe_database and snowpipe_schema, or use a "
+            f"connection that has them (the connection gives database={database!r}, schema={schema!r})"
+        )
+    return dataclasses.replace(
+        copts, database=database, schema=schema, stage_location=qualify_stage(copts.stage_location, database, schema)
+    )
+
+
+def _against_account(copts: CompileOptions, graph: PipelineGraph, session: Any) -> CompileOptions:
+    """``copts`` located in the account and pinned against its channel (one query, nothing changed)."""
+    copts = _located(copts, session)
+    return dataclasses.replace(copts, channel=from_account(session, package_names(graph, copts)))
+
+
+def _check_pools(session: Any, compiled: CompiledPipeline) -> None:
+    """Every remote stage's compute pool exists and is visible to the role (before anything changes)."""
+    for task in job_tasks(compiled.dag):
+        pool = task.definition.remote.compute_pool
+        try:
+            rows = session.sql("SHOW COMPUTE POOLS LIKE ?", params=[pool.strip('"')]).collect()
+        except Exception as exc:
+            raise DeployError(
+                f"remote stage {task.definition.spec.name!r}: looking up its compute pool {pool} failed "
+                f"({_first_line(exc)}); nothing was changed"
+            ) from exc
+        if not rows:
+            raise DeployError(
+                f"remote stage {task.definition.spec.name!r}: compute pool {pool} does not exist or the role cannot "
+                f"see it (SHOW COMPUTE POOLS LIKE '{pool}' is empty): create it (CREATE COMPUTE POOL {pool} ...), "
+                "grant USAGE on it, or name another in sp.remote(compute_pool=...); nothing was changed"
+            )
 
 
 def _current(session: Any, method: str) -> str | None:
@@ -252,85 +347,13 @@ def _sandbox(compiled: CompiledPipeline, engine: dict[str, Any], workdir: Path) 
         raise DeployError(f"the rehearsal could not run the shipped graph: {exc}") from None
 
 
-IMPORTS_RE = re.compile(r"IMPORTS\s*=\s*\(([^)]*)\)", re.IGNORECASE)
-
-
-def stage_files_of(definition: str | None) -> set[str]:
-    """The stage files a task definition imports (``IMPORTS=('@DB.S.ST/x/a.zip', ...)``)."""
-    out: set[str] = set()
-    for group in IMPORTS_RE.findall(definition or ""):
-        out.update(f for f in re.findall(r"'([^']*)'", group) if f.startswith("@"))
-    return out
-
-
-@dataclass
-class Snapshot:
-    """The deployed graph before a deploy: every task as snowflake.core fetched it (root first)."""
-
-    root: Any
-    children: list[Any]  # predecessors before successors
-    finalizer: Any | None
-
-    @property
-    def tasks(self) -> list[Any]:
-        return [self.root, *self.children, *([self.finalizer] if self.finalizer is not None else [])]
-
-
-def snapshot(tasks: Any, name: str) -> Snapshot | None:
-    """Fetch the deployed graph ``name`` (None when there is none)."""
-    from snowflake.core.exceptions import NotFoundError
-
-    try:
-        root = tasks[name].fetch()
-    except NotFoundError:
-        return None
-    fetched = [t for t in tasks[name].fetch_task_dependents() if t.name.upper() != root.name.upper()]
-    finalizer = next((t for t in fetched if getattr(t, "finalize", None)), None)
-    rest = [t for t in fetched if t is not finalizer]
-    done: set[str] = {root.name.upper()}
-    ordered: list[Any] = []
-    while rest:  # predecessors first (the graph is acyclic: Snowflake checked it)
-        ready = [t for t in rest if all(p.split(".")[-1].upper() in done for p in (t.predecessors or []))] or rest[:1]
-        for t in ready:
-            ordered.append(t)
-            done.add(t.name.upper())
-            rest.remove(t)
-    return Snapshot(root=root, children=ordered, finalizer=finalizer)
-
-
-def _writable(task: Any) -> Any:
-    """A fetched task as a create body: read-only fields (id, state, owner, ...) dropped."""
-    from snowflake.core.task import Task
-    from snowflake.core.task._generated.models import Task as TaskModel
-
-    return Task._from_rest_model(TaskModel.from_dict(task.to_dict(hide_readonly_properties=True)))
-
-
-def restore(op: Any, dag_name: str, old: Snapshot | None) -> None:
-    """Drop whatever exists of graph ``dag_name``, then recreate ``old`` as it was (states included)."""
-    from snowflake.core import CreateMode
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        op.drop(dag_name, drop_finalizer=True)
-    if old is None:
-        return
-    tasks = op.schema.tasks
-    for task in old.tasks:
-        tasks.create(_writable(task), mode=CreateMode.or_replace)
-    for task in [*old.children, *([old.finalizer] if old.finalizer is not None else [])]:
-        if task.state == "started":
-            tasks[task.name].resume()
-    if old.root.state == "started":
-        tasks[old.root.name].resume()
-
-
 def _check_not_running(op: Any, dag: Any) -> None:
+    name = getattr(dag, "name", dag)
     running = [r for r in op.get_current_dag_runs(dag) if getattr(r, "state", "") == "EXECUTING"]
     if running:
         raise DeployError(
-            f"Task Graph {dag.name} has a run in progress (run id {running[0].run_id}): nothing was changed. "
-            f"Wait for it to finish, or cancel it (SELECT SYSTEM$USER_TASK_CANCEL_ONGOING_EXECUTIONS('{dag.name}')), "
+            f"Task Graph {name} has a run in progress (run id {running[0].run_id}): nothing was changed. "
+            f"Wait for it to finish, or cancel it (SELECT SYSTEM$USER_TASK_CANCEL_ONGOING_EXECUTIONS('{name}')), "
             "then deploy again"
         )
 
@@ -351,22 +374,25 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-def _deploy(op: Any, compiled: CompiledPipeline, graph: PipelineGraph, session: Any = None) -> list[str]:
+def _deploy(
+    op: Any, compiled: CompiledPipeline, graph: PipelineGraph, session: Any = None, write: Callable[[str], Any] = print,
+) -> list[str]:
     """Replace the deployed graph by ``compiled`` as one step; return the superseded stage files removed.
 
     Before anything changes: the stage must be listable, no run may be executing, and the old graph
     is fetched (snowflake.core's models). Then the old root is suspended, the old graph dropped
     (finalizer included) and the new one created by ``DAGOperation.deploy`` (children resumed; the
-    root resumed when scheduled). A failure at any step drops what was made and recreates the old
-    graph from the snapshot with its states, or leaves nothing on a first deploy. Only after a
-    successful deploy are the stage files that only the old tasks imported removed.
+    root resumed when scheduled, and suspended again when the user had suspended the old graph).
+    A failure at any step, or SIGINT/SIGTERM, drops what was made, recreates the old graph from the
+    snapshot with its states (or leaves nothing on a first deploy) and removes the files the deploy
+    uploaded; a signal during that undo waits for it. Only after a successful deploy are the stage
+    files that only the old tasks imported removed.
     """
-    from snowflake.core import CreateMode
-
     dag = compiled.dag
+    copts = compiled.options
     tasks = op.schema.tasks
     if session is not None:
-        _check_stage(session, compiled.options.stage_location)
+        _check_stage(session, copts.stage_location)
     try:
         old = snapshot(tasks, dag.name)
         if old is not None:
@@ -375,49 +401,191 @@ def _deploy(op: Any, compiled: CompiledPipeline, graph: PipelineGraph, session: 
         raise
     except Exception as exc:
         raise DeployError(f"reading the deployed Task Graph {dag.name} failed ({_first_line(exc)}); nothing was changed") from exc
+    folders = _upload_folders(compiled)
+    before = _listing(session, folders) if session is not None else None
     step = "suspending the old root"
     try:
-        if old is not None:
-            if old.root.state == "started":
-                tasks[dag.name].suspend()
-            step = "dropping the old graph"
-            with warnings.catch_warnings():
+        with interruptible():
+            if old is not None:
+                if old.root.state == "started":
+                    tasks[dag.name].suspend()
+                step = "dropping the old graph"
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    op.drop(dag, drop_finalizer=True)  # dagv1's own drop keeps an old finalizer
+            step = "creating the new graph"
+            with pickle_by_value(graph), bound(dag, session, copts.database, copts.schema), warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
-                op.drop(dag, drop_finalizer=True)  # dagv1's own drop keeps an old finalizer
-        step = "creating the new graph"
-        with pickle_by_value(graph), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            op.deploy(dag, mode=CreateMode.or_replace)
-    except Exception as exc:
+                op.deploy(dag, mode=CreateMode.or_replace)
+            if old is not None and old.suspended and copts.schedule is not None:
+                step = "keeping the graph suspended"
+                tasks[dag.name].suspend()
+    except BaseException as exc:
+        raise _undone(op, compiled, old, session, folders, before, step, exc) from exc
+    if old is not None and old.suspended and copts.schedule is not None:
+        write(f"Task Graph {dag.name} was suspended before this deploy and stays suspended: resume it with "
+              f"ALTER TASK {copts.database}.{copts.schema}.{dag.name} RESUME")
+    if old is None or session is None:
+        return []
+    return _remove_superseded(op, compiled, old, session)
+
+
+def _undone(
+    op: Any, compiled: CompiledPipeline, old: Snapshot | None, session: Any, folders: list[str],
+    before: set[str] | None, step: str, exc: BaseException,
+) -> DeployError:
+    """Undo a failed or interrupted change (signals wait for it); the error that says what happened."""
+    dag = compiled.dag
+    cause = f"interrupted by {exc.name}" if isinstance(exc, Interrupted) else (
+        "interrupted (KeyboardInterrupt)" if isinstance(exc, KeyboardInterrupt) else f"failed ({_first_line(exc)})")
+    with deferred() as late:
         what = "the previous graph was restored" if old is not None else "what was created was dropped"
         try:
             restore(op, dag.name, old)
-        except Exception as undo:
-            what = (
-                f"restoring the previous graph failed too ({_first_line(undo)}): check the tasks of {dag.name} "
-                f"(SHOW TASKS LIKE '{dag.name}%') and deploy again"
-            )
-        raise DeployError(f"deploying Task Graph {dag.name} failed while {step} ({_first_line(exc)}); {what}") from exc
-    if old is None or session is None:
-        return []
-    return _remove_superseded(op, dag.name, old, session)
+        except BaseException as undo:  # noqa: BLE001 - even an interrupt must not hide what is left
+            what = f"restoring the previous graph failed too ({_first_line(undo)}); {_leftovers(op, compiled, old)}"
+        if session is not None and before is not None:
+            removed = _remove_new_files(session, folders, before)
+            if removed:
+                what += f"; removed the {len(removed)} file(s) it had uploaded"
+    if late:
+        what += f" ({', '.join(_signal_name(s) for s in late)} received during the undo was held until it finished)"
+    interrupted = isinstance(exc, (Interrupted, KeyboardInterrupt))
+    code = 128 + exc.signum if isinstance(exc, Interrupted) else (130 if interrupted else 1)
+    return DeployError(f"deploying Task Graph {dag.name} {cause} while {step}; {what}", exit_code=code)
 
 
-def _remove_superseded(op: Any, dag_name: str, old: Snapshot, session: Any) -> list[str]:
-    """Remove the stage files only the old graph's tasks imported (kept if any task of the schema still does)."""
-    old_files = set().union(*(stage_files_of(t.definition) for t in old.tasks))
+def _signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
+
+
+def _leftovers(op: Any, compiled: CompiledPipeline, old: Snapshot | None) -> str:
+    """The exact tasks of the graph left in the schema (listed when the account answers), and how to remove them."""
+    dag, copts = compiled.dag, compiled.options
+    where = f"{copts.database}.{copts.schema}"
     try:
-        in_use = set().union(*(stage_files_of(t.definition) for t in op.schema.tasks.iter()))
+        left = sorted(t.name for t in op.schema.tasks.iter(like=f"{dag.name}%"))
+        found = f"left in {where}: {', '.join(left) or 'nothing'}"
     except Exception:
-        return []  # cannot tell what is in use: keep everything
+        left = sorted({dag.name, *(t.full_name for t in dag.tasks), *(old.names if old else [])})
+        found = f"the account did not answer; what may be left in {where}: {', '.join(left)}"
+    drops = "; ".join(f"DROP TASK IF EXISTS {where}.{name}" for name in left)
+    return (f"{found}. Remove it with `pytest --snowpipe-deploy --snowpipe-undeploy --snowpipe-connection NAME` "
+            f"once the account answers, or by hand: ALTER TASK {where}.{dag.name} SUSPEND; {drops}")
+
+
+def _upload_folders(compiled: CompiledPipeline) -> list[str]:
+    """Where a deploy of ``compiled`` uploads: the graph's stage and each ML Job's payload folder."""
+    copts = compiled.options
+    folders = [copts.stage_location.rstrip("/")]
+    for task in job_tasks(compiled.dag):
+        folders.append(task.definition.payload_folder(copts.database, copts.schema))
+    return folders
+
+
+def _listing(session: Any, folders: list[str]) -> set[str]:
+    """Every file under ``folders`` (as ``@<stage>/<path>``); a folder that cannot be listed counts as empty."""
+    out: set[str] = set()
+    for folder in folders:
+        stage = folder.split("/", 1)[0]
+        try:
+            rows = session.sql(f"LS {folder}").collect()
+        except Exception:
+            continue
+        for row in rows:
+            name = str(row[0])
+            out.add(f"{stage}/{name.split('/', 1)[1] if '/' in name else name}")
+    return out
+
+
+def _remove_new_files(session: Any, folders: list[str], before: set[str]) -> list[str]:
+    """Remove what a failed deploy uploaded (files under ``folders`` that were not there ``before``)."""
     removed = []
-    for path in sorted(old_files - in_use):
+    for path in sorted(_listing(session, folders) - before):
         try:
             session.sql(f"REMOVE '{path}'").collect()
             removed.append(path)
         except Exception:
             pass  # a leftover file costs storage, not correctness
     return removed
+
+
+def _remove_superseded(op: Any, compiled: CompiledPipeline, old: Snapshot, session: Any) -> list[str]:
+    """Remove the stage files only the old graph's tasks imported, and the payload folders of ML Jobs that
+    are gone (kept if any task of the schema still reads them; kept all when that cannot be told)."""
+    old_files = set().union(*(stage_files_of(t.definition) for t in old.tasks))
+    old_jobs = set().union(*(job_stage_paths_of(t.definition) for t in old.tasks))
+    try:
+        current = list(op.schema.tasks.iter())
+    except Exception:
+        return []  # cannot tell what is in use: keep everything
+    in_use = set().union(*(stage_files_of(t.definition) for t in current))
+    jobs_in_use = set().union(*(job_stage_paths_of(t.definition) for t in current))
+    jobs_in_use |= {f.rstrip("/") for f in _upload_folders(compiled)[1:]}
+    removed = []
+    for path in sorted(old_files - in_use) + sorted(p.rstrip("/") + "/" for p in old_jobs - jobs_in_use):
+        try:
+            session.sql(f"REMOVE '{path}'").collect()
+            removed.append(path)
+        except Exception:
+            pass  # a leftover file costs storage, not correctness
+    return removed
+
+
+def _undeploy(op: Any, copts: CompileOptions, session: Any, write: Callable[[str], Any]) -> int:
+    """Drop the deployed graph (finalizer included) and the stage files only it used, with the deploy's safety."""
+    name = copts.dag_name
+    where = f"{copts.database}.{copts.schema}"
+    tasks = op.schema.tasks
+    try:
+        old = snapshot(tasks, name)
+        if old is not None:
+            _check_not_running(op, name)
+    except DeployError:
+        raise
+    except Exception as exc:
+        raise DeployError(f"reading the deployed Task Graph {name} failed ({_first_line(exc)}); nothing was changed") from exc
+    if old is None:
+        write(f"nothing to undeploy: there is no Task Graph {name} in {where}")
+        return 0
+    step = "suspending the root"
+    try:
+        with interruptible():
+            if old.root.state == "started":
+                tasks[name].suspend()
+            step = "dropping the graph"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                op.drop(name, drop_finalizer=True)
+    except BaseException as exc:
+        cause = f"interrupted by {exc.name}" if isinstance(exc, Interrupted) else f"failed ({_first_line(exc)})"
+        with deferred():
+            try:
+                restore(op, name, old)
+                what = "the graph was restored as it was"
+            except BaseException as undo:  # noqa: BLE001
+                what = f"restoring it failed too ({_first_line(undo)}): check SHOW TASKS LIKE '{name}%' in {where}"
+        code = 128 + exc.signum if isinstance(exc, Interrupted) else 1
+        raise DeployError(f"undeploying Task Graph {name} {cause} while {step}; {what}", exit_code=code) from exc
+    files = set().union(*(stage_files_of(t.definition) for t in old.tasks))
+    folders = {p.rstrip("/") + "/" for t in old.tasks for p in job_stage_paths_of(t.definition)}
+    try:
+        others = list(tasks.iter())
+        in_use = set().union(*(stage_files_of(t.definition) for t in others))
+    except Exception:
+        others, in_use, files, folders = [], set(), set(), set()  # cannot tell what is in use: keep the files
+    removed = 0
+    for path in sorted(files - in_use) + sorted(folders):
+        try:
+            session.sql(f"REMOVE '{path}'").collect()
+            removed += 1
+        except Exception:
+            pass
+    write(f"undeployed Task Graph {name} from {where}: dropped {len(old.tasks)} task(s), removed {removed} stage "
+          "path(s) only it used")
+    return 0
 
 
 def _run_and_wait(
@@ -498,6 +666,7 @@ def run_deploy(
         database=dep.database,
         schema=dep.schema,
         packages=packages,
+        channel=from_snapshot(dep.packages_snapshot),
         notification_integration=dep.notification_integration,
         registry_path=str(settings.registry),
         artifact_location=artifact_location,
@@ -521,9 +690,11 @@ def run_deploy(
             target=dep.target,
             dry_run=dep.dry_run,
             run_once=dep.run_once,
+            undeploy=dep.undeploy,
+            write_packages_snapshot=dep.write_packages_snapshot,
             session_factory=session_factory,
             write=write,
             on_record=on_record,
         )
-    except (DeployUsageError, CompileError, ConnectionConfigError) as exc:  # an unreachable account too
+    except (DeployUsageError, CompileError, ConnectionConfigError, ChannelError) as exc:  # an unreachable account too
         raise pytest.UsageError(str(exc)) from None

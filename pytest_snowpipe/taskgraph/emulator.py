@@ -33,7 +33,7 @@ Semantics (decisions marked *decided* are ours where Snowflake's docs leave it o
   not fail a run.
 * Graph config: ``dag.config`` merged key by key with ``config_overrides`` (EXECUTE TASK ...
   USING CONFIG); values must be str/int/float/bool; tasks read it as JSON text.
-* Return values: text of at most 10 kB (10240 bytes) UTF-8; a larger one fails the task.
+* Return values: text of at most 10 kB (10,000 bytes) UTF-8; a larger one fails the task.
 * Not emulated: retries (``attempt`` is 1 for a task that ran, 0 otherwise), timeouts, a root
   ``condition`` (rejected), SQL / ML-Job task bodies (give ``runners={name: fn}`` for those).
 """
@@ -465,7 +465,12 @@ def _body(task: DAGTask) -> Callable[[Any], Any]:
     from snowflake.core.task import StoredProcedureCall
     from snowflake.core.task.dagv1 import SQLConvertible
 
+    from pytest_snowpipe.taskgraph.ml_job_task import MLJobTask, job_function
+
     definition = task.definition
+    if isinstance(definition, MLJobTask):  # SYSTEM$EXECUTE_ML_JOB runs the job's function, which sets the value
+        job = job_function(definition.spec)
+        return lambda session: job(session)
     if isinstance(definition, SQLConvertible):  # dagv1 checks this first too (e.g. an ML Job definition)
         raise _non_python(task, definition)
     if isinstance(definition, StoredProcedureCall):

@@ -155,8 +155,11 @@ class OfflineAccount:
         packages_snapshot: Path | str = DEFAULT_SNAPSHOT,
         warehouse: str = "WH",
         role: str = "SYSADMIN",
+        compute_pools: Iterable[str] = (),
+        pool_max_nodes: int = 4,
     ) -> None:
         self.warehouse = warehouse
+        self.compute_pools = {ident(p): pool_max_nodes for p in compute_pools}
         self.role = role
         self._lock = threading.RLock()
         self._schemas: set[tuple[str, str]] = {tuple(split_fqn(s)) for s in schemas}  # type: ignore[misc]
@@ -602,6 +605,23 @@ class OfflineAccount:
             return self._result_scan(m[1], s)
         if "information_schema.packages" in low:
             return self._packages_query(s, describe_only)
+        if m := re.match(r"(describe|desc)\s+stage\s+(?:identifier\('([^']*)'\)|(\S+))$", s, re.I):
+            named = m[2] or m[3]
+            self._stage_dir(named if "." in named else self._qualify(named, sess))  # raises when missing
+            return _result(["parent_property", "property", "property_type", "property_value"],
+                           [["STAGE_LOCATION", "URL", "String", "[]"]])
+        if m := re.match(r"create\s+stage\s+if\s+not\s+exists\s+identifier\('([^']*)'\)", s, re.I):
+            named = split_fqn(m[1])
+            parts = [*[str(sess["database"]), str(sess["schema"])][: 3 - len(named)], *named]
+            self.create_stage(".".join(f'"{p}"' for p in parts), if_not_exists=True)
+            return _result(["status"], [[f"Stage area {parts[-1]} successfully created."]], type_id=0x6000)
+        if m := re.match(r"show\s+compute\s+pools\s+like\s+'([^']*)'", s, re.I):
+            rows = [[name, "ACTIVE", 1, n] for name, n in self.compute_pools.items() if name == ident(m[1])]
+            return _result(["name", "state", "min_nodes", "max_nodes"], rows, types=["text", "text", "fixed", "fixed"])
+        if m := re.match(r"call\s+system\$get_ml_job_runtime\(\s*'([^']*)'", s, re.I):
+            if ident(m[1]) not in self.compute_pools:
+                raise InjectedError(2003, f"Compute pool '{ident(m[1])}' does not exist or not authorized.")
+            return _result(["SYSTEM$GET_ML_JOB_RUNTIME"], [["/snowflake/images/snowflake_images/st_plat/runtime/x86/runtime_image/snowbooks:offline"]])
         if m := re.match(r"select\s+current_(database|schema|warehouse|role)\(\)\s*$", low):
             return _result([f"CURRENT_{m[1].upper()}()"], [[sess.get(m[1])]])
         if re.match(r"(alter\s+session|begin|commit|rollback)\b", low):
@@ -686,7 +706,7 @@ class OfflineAccount:
         sess = self._sessions.get(token)
         if sess is None:
             return {"success": False, "code": "390104", "message": "User must login again to access the service.", "data": None}
-        sql = body.get("sqlText", "")
+        sql = bind(body.get("sqlText", ""), body.get("bindings"))
         first = re.match(r"\s*(\w+)", sql)
         verb = first[1].upper() if first else ""
         call = Call(0, "sql", verb, "", {}, sql)
@@ -742,6 +762,41 @@ class OfflineAccount:
                 },
             },
         }
+
+
+def bind(sql: str, bindings: dict[str, Any] | None) -> str:
+    """The statement with qmark/numeric bindings written in as literals, as the server binds them."""
+    if not bindings:
+        return sql
+    values = [bindings[k] for k in sorted(bindings, key=int)]
+
+    def literal(b: dict[str, Any]) -> str:
+        v = b.get("value")
+        if v is None:
+            return "NULL"
+        if str(b.get("type", "TEXT")).upper() in ("FIXED", "REAL", "BOOLEAN"):
+            return str(v)
+        return "'" + str(v).replace("'", "''") + "'"
+
+    out, i, quoted, n = [], 0, False, 0
+    while i < len(sql):
+        ch = sql[i]
+        if ch == "'":
+            quoted = not quoted
+        if not quoted and ch == "?" and n < len(values):
+            out.append(literal(values[n]))
+            n += 1
+        elif not quoted and ch == ":" and i + 1 < len(sql) and sql[i + 1].isdigit():
+            j = i + 1
+            while j < len(sql) and sql[j].isdigit():
+                j += 1
+            out.append(literal(values[int(sql[i + 1:j]) - 1]))
+            i = j
+            continue
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out)
 
 
 def _result(

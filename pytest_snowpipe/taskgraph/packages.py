@@ -5,10 +5,11 @@ So the packages are read from what the shipped code imports: every stage, gate a
 function and the project-local helpers they reach (``pipeline.codedeps.reached_code``), through
 ``import`` statements in their bytecode (also inside the function body) and the library modules,
 functions and classes they reference. Each top-level module is mapped to its distribution
-(``importlib.metadata.packages_distributions``) and pinned to the installed version when
-Snowflake's channel (``information_schema.packages``; offline, the snapshot shipped next to this
-module) has it, else to the nearest version the channel has, with a warning. A module whose
-distribution the channel lacks is an error naming the package and the two fixes. The user's
+(``importlib.metadata.packages_distributions``) and pinned against Snowflake's channel
+(:mod:`.channel`: the account's ``information_schema.packages`` at deploy, a snapshot offline): to
+the installed version when the channel has it, else to the channel's nearest lower version with a
+warning naming both, else refused. A package the account lacks in every version is an error naming
+it and the fixes; one a snapshot does not know is a warning (the account decides at deploy). The user's
 ``snowpipe_packages`` adds packages and overrides inferred ones of the same name. What the
 task runtime itself needs (Snowpark, snowflake.core, cloudpickle, pandas, pyarrow; snowflake-ml-python
 for remote stages and promote) is always declared; pytest only when the user's code imports it.
@@ -20,9 +21,7 @@ sandbox (``taskgraph.sandbox``) proves it by running each task with only these p
 from __future__ import annotations
 
 import dis
-import functools
 import importlib.metadata
-import json
 import re
 import sys
 import types
@@ -33,7 +32,6 @@ from typing import Any
 
 from pytest_snowpipe.errors import SnowpipeError
 
-SNAPSHOT = Path(__file__).with_name("packages_snapshot.json")
 RUNTIME = ("snowflake-snowpark-python", "snowflake.core", "cloudpickle", "pandas", "pyarrow")
 ML = "snowflake-ml-python"
 # namespace packages: the distribution is named by the second component
@@ -63,18 +61,6 @@ def requirement_name(req: str) -> str:
     """``xgboost==3.2.0`` -> ``xgboost``."""
     m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
     return m.group(1) if m else req.strip()
-
-
-@functools.cache
-def snapshot_channel(path: str = str(SNAPSHOT)) -> dict[str, tuple[str, ...]]:
-    """Channel name -> versions, from the snapshot of ``information_schema.packages``."""
-    data = json.loads(Path(path).read_text())
-    rows = data["rows"] if isinstance(data, dict) else data
-    out: dict[str, list[str]] = {}
-    for row in rows:
-        if row.get("language", "python") == "python":
-            out.setdefault(row["package_name"], []).append(row["version"])
-    return {k: tuple(v) for k, v in out.items()}
 
 
 # ---------------------------------------------------------------- what the code imports
@@ -183,8 +169,12 @@ class Package:
 
 @dataclass
 class Resolution:
+    """The pinned packages, the warnings to show, and what only remote stages' jobs need (not in the channel)."""
+
     packages: list[Package] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    job_only: list[str] = field(default_factory=list)  # requirements the ML Jobs install, not the procedures
+    channel: str = ""  # where the versions were checked
 
     @property
     def specs(self) -> list[str]:
@@ -200,68 +190,113 @@ def _installed(name: str) -> str | None:
     return None
 
 
-def _nearest(installed: str, offered: Iterable[str]) -> str:
+def _version_key(v: str) -> Any:
     from packaging.version import InvalidVersion, Version
 
-    def key(v: str) -> Any:
-        try:
-            return Version(v)
-        except InvalidVersion:
-            return Version("0")
+    try:
+        return Version(v)
+    except InvalidVersion:
+        return Version("0")
 
-    have = key(installed)
-    ordered = sorted(offered, key=key)
-    below = [v for v in ordered if key(v) <= have]
-    return below[-1] if below else ordered[0]
+
+def _nearest(installed: str, offered: Iterable[str]) -> str | None:
+    """The newest offered version not newer than ``installed``; None when every offered one is newer."""
+    have = _version_key(installed)
+    below = [v for v in offered if _version_key(v) <= have]
+    return max(below, key=_version_key) if below else None
+
+
+def _as_channel(channel: Any) -> Any:
+    from pytest_snowpipe.taskgraph.channel import Channel, from_snapshot
+
+    if channel is None:
+        return from_snapshot()
+    if isinstance(channel, Channel):
+        return channel
+    return Channel({k: tuple(v) for k, v in channel.items()}, "the given channel", authoritative=True)
+
+
+def _pin(name: str, offered: tuple[str, ...], why: str, out: Resolution, problems: list[str]) -> None:
+    """Pin ``name`` to the installed version the channel has, else its nearest lower one, else refuse."""
+    installed = _installed(name)
+    if installed is None or not offered:
+        out.packages.append(Package(name, None, why, "not installed here: the channel's latest"))
+        return
+    if installed in offered:
+        out.packages.append(Package(name, installed, why))
+        return
+    near = _nearest(installed, offered)
+    if near is None:
+        oldest = min(offered, key=_version_key)
+        problems.append(
+            f"package {name!r} ({why}): the installed {installed} is older than every version {out.channel} offers "
+            f"(oldest {oldest}); install {name}=={oldest} here and run again (so that the rehearsal runs what ships), "
+            f"or pin another version in ini snowpipe_packages"
+        )
+        return
+    note = f"installed {installed} is not in the channel; pinned to its nearest lower version, {near}"
+    out.packages.append(Package(name, near, why, note))
+    out.warnings.append(
+        f"package {name}: the rehearsal runs {installed}, Snowflake gets {near} ({out.channel} has no {installed}); "
+        f"install {name}=={near} here to rehearse exactly what ships, or pin another in ini snowpipe_packages"
+    )
 
 
 def resolve(
     needed: Mapping[str, str],
     *,
-    channel: Mapping[str, Iterable[str]] | None = None,
+    channel: Any = None,
     user: Iterable[str] = (),
     soft: Iterable[str] = (),
 ) -> Resolution:
-    """Pin ``needed`` (distribution -> why) against ``channel``; ``user`` requirements add or override.
+    """Pin ``needed`` (distribution -> why) and the user's ``snowpipe_packages`` against ``channel``.
 
-    Raises PackageError naming every package the channel lacks and the fixes; a ``soft`` one (needed
-    only by remote stages, whose ML Job installs ``pip_requirements``) is left out with a warning.
+    ``channel`` is a :class:`~pytest_snowpipe.taskgraph.channel.Channel` (None: the bundled snapshot;
+    a plain mapping counts as the account's word). A package the account lacks is a PackageError
+    naming it and the fixes; a snapshot's gap is a warning (the account decides at deploy). A ``soft``
+    one (needed only by remote stages, whose ML Job installs ``pip_requirements``) is left to the job.
+    A user requirement with a specifier wins as written; a bare name is pinned like an inferred one.
     """
+    chan = _as_channel(channel)
     soft_keys = {canonical(s) for s in soft}
-    chan = {canonical(k): (k, tuple(v)) for k, v in (channel if channel is not None else snapshot_channel()).items()}
+    offered = {canonical(k): (k, tuple(v)) for k, v in chan.versions.items()}
     overrides = {canonical(requirement_name(r)): r.strip() for r in user if r.strip()}
-    out = Resolution()
+    out = Resolution(channel=chan.describe())
     problems: list[str] = []
+
+    def missing(dist: str, why: str, hint: str) -> None:
+        if canonical(dist) in soft_keys:
+            out.job_only.append(f"{dist}=={_installed(dist)}" if _installed(dist) else dist)
+            out.warnings.append(f"package {dist!r} ({why}) is not in {chan.describe()}: left to the ML Job's runtime and pip_requirements")
+        elif not chan.authoritative:
+            installed = _installed(dist)
+            out.packages.append(Package(dist, installed, why, "not in the snapshot: checked against the account at deploy"))
+            out.warnings.append(f"package {dist!r} ({why}) is not in {chan.describe()}: checked against the account at deploy")
+        else:
+            problems.append(f"package {dist!r} ({why}) is not in {chan.describe()} in any version: {hint}")
+
     for dist, why in needed.items():
         key = canonical(dist)
         if key in overrides:
             continue
-        if key not in chan and key in soft_keys:
-            out.warnings.append(f"package {dist!r} ({why}) is not in Snowflake's channel: left to the ML Job's pip_requirements")
+        if key not in offered:
+            missing(dist, why, "add an available substitute to ini snowpipe_packages, or, for a remote stage, list it "
+                               "in sp.remote(pip_requirements=[...]); or stop importing it in the shipped code")
             continue
-        if key not in chan:
-            problems.append(
-                f"package {dist!r} ({why}) is not in Snowflake's Anaconda channel (information_schema.packages): "
-                f"add an available substitute to ini snowpipe_packages, or, for a remote stage, list it in "
-                f"sp.remote(pip_requirements=[...]); or stop importing it in the shipped code"
-            )
-            continue
-        name, offered = chan[key]
-        installed = _installed(dist)
-        if installed is None or not offered:
-            out.packages.append(Package(name, None, why, "not installed here: the channel's latest"))
-            continue
-        if installed in offered:
-            out.packages.append(Package(name, installed, why))
-            continue
-        near = _nearest(installed, offered)
-        note = f"installed {installed} is not in the channel; pinned to its nearest, {near}"
-        out.packages.append(Package(name, near, why, note))
-        out.warnings.append(f"package {name}: {note} (pin another with ini snowpipe_packages)")
+        name, versions = offered[key]
+        _pin(name, versions, why, out, problems)
     for key, req in overrides.items():
-        out.packages.append(Package(requirement_name(req) if key not in chan else chan[key][0],
-                                    req.split("==", 1)[1] if "==" in req else None, "snowpipe_packages",
-                                    "" if "==" in req or not any(op in req for op in "<>=!~") else req))
+        bare = requirement_name(req) == req
+        if not bare:  # the user's own specifier wins
+            name = offered[key][0] if key in offered else requirement_name(req)
+            out.packages.append(Package(name, req.split("==", 1)[1] if "==" in req else None, "snowpipe_packages",
+                                        "" if "==" in req else req))
+            continue
+        if key not in offered:
+            missing(req, "snowpipe_packages", "remove it from ini snowpipe_packages or name one the account has")
+            continue
+        name, versions = offered[key]
+        _pin(name, versions, "snowpipe_packages", out, problems)
     if problems:
         raise PackageError(problems)
     return out
@@ -284,4 +319,4 @@ def needed_by(functions: Mapping[str, Callable[..., Any]], *, ml: bool) -> dict[
     return needed
 
 
-__all__ = ["Package", "PackageError", "Resolution", "canonical", "modules_of", "needed_by", "resolve", "snapshot_channel"]
+__all__ = ["Package", "PackageError", "Resolution", "canonical", "modules_of", "needed_by", "resolve"]

@@ -38,7 +38,8 @@ def format_plan(compiled: Any) -> str:
         f"  schedule:   {describe_schedule(dag.schedule)}",
         f"  warehouse:  {dag.warehouse or '(serverless / connection default)'}",
         f"  stage:      {dag.stage_location}",
-        f"  packages:   {len(dag.packages or [])} (pinned to the installed versions Snowflake's channel has)",
+        f"  packages:   {len(dag.packages or [])} (pinned to the installed versions Snowflake's channel has; checked "
+        f"against {getattr(compiled, 'channel', 'the bundled snapshot')})",
         *_package_lines(compiled),
         f"  notify:     {opts.notification_integration or '(no notification integration: ini snowpipe_notification_integration)'}",
         f"  config:     {', '.join(f'{k}={v!r}' for k, v in (dag.config or {}).items()) or '(none)'}",
@@ -48,19 +49,20 @@ def format_plan(compiled: Any) -> str:
     ]
     finalizer = None
     for task in dag.tasks:
-        low = task._to_low_level_task()
+        job = getattr(task.definition, "describe", None)  # an ML Job task becomes SQL only at deploy
+        low = None if job is not None else task._to_low_level_task()
         kind = compiled.kinds.get(task.name, "?")
         if task._is_finalizer:
             finalizer = (task, low)
             continue
         lines.append(f"  {task.name:<32} {kind:<14} after {', '.join(_preds(task, dag.name))}")
-        if low.condition:
-            lines.append(f"  {'':<32} {'':<14} when {low.condition}")
+        condition = task.condition if low is None else low.condition
+        if condition:
+            lines.append(f"  {'':<32} {'':<14} when {condition}")
         if task.warehouse and task.warehouse != dag.warehouse:
             lines.append(f"  {'':<32} {'':<14} on warehouse {task.warehouse}")
-        remote = getattr(compiled.bodies.get(task.name), "remote", None)
-        if remote is not None:
-            lines.append(f"  {'':<32} {'':<14} ML Job {remote.describe()}")
+        if job is not None:
+            lines.append(f"  {'':<32} {'':<14} {job()}: CALL SYSTEM$EXECUTE_ML_JOB (ASYNC false), no procedure waits")
         output_location = getattr(compiled.bodies.get(task.name), "output_location", None)
         if output_location:
             lines.append(f"  {'':<32} {'':<14} outputs to {output_location}")

@@ -23,7 +23,7 @@ from typing import Any
 
 from pytest_snowpipe.engines.embedded import is_embedded_session
 from pytest_snowpipe.pipeline.checks import check_output
-from pytest_snowpipe.pipeline.remote import materialize, run_remote
+from pytest_snowpipe.pipeline.remote import materialize
 from pytest_snowpipe.taskgraph.artifacts import load, lookup, pointer_text, publish, run_key, store, tables_of
 
 SESSION_FIXTURE = "snowpipe_session"
@@ -209,9 +209,9 @@ def run_stage(spec: StageSpec, session: Any) -> str:
     """Run one stage; return its output pointer (JSON)."""
     ctx, run_id, config = _context(session)
     kwargs = _inputs(spec, session, ctx, config)
-    if spec.remote is not None:
-        value = _run_remote(spec, session, kwargs)
-    elif spec.is_yield:
+    if spec.remote is not None:  # compile ships it as an ML Job task (ml_job_task), never as a procedure
+        raise TaskBodyError(f"task {spec.task}: a remote stage runs as an ML Job (run_job_stage), not as a procedure")
+    if spec.is_yield:
         func = inspect.unwrap(spec.func)
         gen = func(**kwargs)
         value = next(gen)
@@ -225,21 +225,24 @@ def run_stage(spec: StageSpec, session: Any) -> str:
     return _finish(spec, session, run_id, value)
 
 
-def _run_remote(spec: StageSpec, session: Any, kwargs: dict[str, Any]) -> Any:
-    """Locally: the fresh-process trip (as ``pytest`` does). In Snowflake: a real ML Job.
+def run_job_stage(spec: StageSpec, session: Any = None) -> None:
+    """The body of a remote stage's ML Job (``ml_job_task.job_function``): no arguments, as Snowflake runs it.
 
-    A Python-function task wraps the job rather than an ``MLJobDefinition`` task because the
-    latter cannot be built offline, runs its function with no arguments and returns nothing to
-    the graph; this body reads its inputs, submits ``snowflake.ml.jobs.remote`` with them bound,
-    waits for the result and returns a pointer like any stage.
+    Inputs come through ``TaskContext`` as in any task and are read into pandas, as a job reads its
+    data; the output is stored like any stage's and its pointer becomes the task's return value
+    (``set_return_value``: an ML Job's Python result is not the task's). ``session`` is given by the
+    rehearsal; in Snowflake the job opens its own.
     """
-    if is_embedded_session(session):
-        return run_remote(inspect.unwrap(spec.func), spec.name, spec.remote, (), kwargs)
-    from pytest_snowpipe.engines.ml_job import submit_job
+    if session is None:
+        from snowflake.snowpark import Session
 
-    args = {k: materialize(v) for k, v in kwargs.items() if k not in (SESSION_FIXTURE,)}
-    r = spec.remote
-    return submit_job(inspect.unwrap(spec.func), spec.name, r.compute_pool, r.job_options(), args, session)
+        session = Session.builder.getOrCreate()
+    ctx, run_id, config = _context(session)
+    kwargs = _inputs(spec, session, ctx, config)
+    args = {k: materialize(v) for k, v in kwargs.items()}
+    value = inspect.unwrap(spec.func)(**args)
+    check_output(spec.name, spec.func, value)
+    ctx.set_return_value(_finish(spec, session, run_id, value))
 
 
 def registry_for(session: Any, registry_path: str | None) -> Any:

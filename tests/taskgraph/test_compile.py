@@ -326,9 +326,10 @@ def trained(features):
     return {"n": len(features), "pid_differs": os.getpid()}
 
 
-def test_remote_stage_compiles_to_a_python_task_and_runs_in_a_fresh_process(tmp_path: Any, session: Any) -> None:
+def test_remote_stage_compiles_to_an_ml_job_task_and_runs_on_the_emulator(tmp_path: Any, session: Any) -> None:
     from pytest_snowpipe.pipeline.remote import remote_spec
     from pytest_snowpipe.taskgraph.emulator import emulate
+    from pytest_snowpipe.taskgraph.ml_job_task import MLJobTask, MLJobTaskError
 
     base = pipeline()
     remote_stage = Stage(name="trained", func=trained, predecessors=("features",), environment=(), is_yield=False,
@@ -336,11 +337,15 @@ def test_remote_stage_compiles_to_a_python_task_and_runs_in_a_fresh_process(tmp_
     graph = PipelineGraph(stages=(*base.stages[:2], remote_stage), gates=())
     compiled = compile_graph(graph, opts(tmp_path))
     assert compiled.kinds["TRAINED"] == "remote ML Job"
-    assert callable(compiled.tasks["TRAINED"]._to_low_level_task().definition.func)  # not an MLJobDefinition
+    definition = compiled.tasks["TRAINED"].definition
+    assert isinstance(definition, MLJobTask) and definition.job_name == "DEMO_TRAINED"  # stable across deploys
+    assert definition.job_options()["overwrite"] is True and definition.job_options()["name"] == "DEMO_TRAINED"
+    with pytest.raises(MLJobTaskError, match="only when deployed with a session"):
+        compiled.tasks["TRAINED"]._to_low_level_task()  # dagv1 asks for the SQL: no session, no guess
     record = emulate(compiled.dag, session=session)
     assert record.state == "SUCCEEDED", record.format()
     value = json.loads(record.tasks["TRAINED"].return_value)["value"]
-    assert value["n"] == 10 and value["pid_differs"] != os.getpid()
+    assert value["n"] == 10  # the job read its input through TaskContext and set its pointer as the return value
 
 
 def test_schedule_bounds_agree_with_the_schedule_parser(tmp_path):
@@ -380,6 +385,6 @@ def test_plan_shows_every_ml_job_option(tmp_path: Any) -> None:
                          is_yield=False, remote=remote_spec(trained_seed), location="here", key="r")
     plan = format_plan(compile_graph(PipelineGraph(stages=(*base.stages[:2], remote_stage), gates=()), opts(tmp_path)))
     assert (
-        "ML Job on compute pool DEMO_POOL, job stage JOB_STAGE, 2 instance(s), pip_requirements=['xgboost'], "
-        "database='SNOWBANK', schema='DEV', env_vars={'A': '1'}"
+        "ML Job DEMO_TRAINED_SEED on compute pool DEMO_POOL, job stage JOB_STAGE, 2 instance(s), pip_requirements=['xgboost'], "
+        "database='SNOWBANK', schema='DEV', env_vars={'A': '1'}: CALL SYSTEM$EXECUTE_ML_JOB (ASYNC false)"
     ) in plan

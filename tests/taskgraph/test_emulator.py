@@ -418,7 +418,7 @@ def test_barrier_proof_is_meaningful_with_one_worker(session: Session) -> None:
 
 @pytest.mark.parametrize(
     ("value", "ok"),
-    [("x" * 10240, True), ("x" * 10241, False), ("é" * 5120, True), ("é" * 5121, False)],
+    [("x" * 10000, True), ("x" * 10001, False), ("é" * 5000, True), ("é" * 5001, False)],
 )
 def test_return_value_limit_is_10_kb_of_utf8(session: Session, value: str, ok: bool) -> None:
     def big(session: Session) -> str:
@@ -435,7 +435,7 @@ def test_return_value_limit_is_10_kb_of_utf8(session: Session, value: str, ok: b
         assert run.state == FAILED and run.return_value is None
         assert run.error is not None
         assert run.error.startswith("task big: return value is ")
-        assert "over Snowflake's limit of 10 kB (10240 bytes)" in run.error
+        assert "over Snowflake's limit of 10 kB (10000 bytes)" in run.error
 
 
 # --- non-Python definitions and runners ----------------------------------------------------------
