@@ -70,6 +70,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="with --snowpipe-deploy: 30m, 12h, 1d, a bare number of days, or 'cron <m> <h> <dom> <mon> <dow> <tz>'")
     group.addoption("--snowpipe-run", dest="snowpipe_run", action="store_true",
                     help="with --snowpipe-deploy: execute the deployed graph once and wait; exit code = its result")
+    group.addoption("--snowpipe-undeploy", dest="snowpipe_undeploy", action="store_true",
+                    help="with --snowpipe-deploy: drop the deployed Task Graph and the stage files only it used "
+                    "(restored as it was if the drop fails or is interrupted)")
+    group.addoption("--snowpipe-write-packages-snapshot", dest="snowpipe_write_packages_snapshot", metavar="PATH",
+                    help="with --snowpipe-deploy and a connection: write the account's information_schema.packages "
+                    "to PATH (then set ini snowpipe_packages_snapshot = PATH for dry runs without a connection)")
     group.addoption("--snowpipe-dag-name", dest="snowpipe_dag_name", metavar="NAME",
                     help="name of the Task Graph (default: ini snowpipe_dag_name, SNOWPIPE_PIPELINE)")
     group.addoption("--snowpipe-report", dest="snowpipe_report", metavar="DIR",

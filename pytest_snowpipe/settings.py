@@ -35,7 +35,9 @@ INI_KEYS: tuple[tuple[str, IniType, Any, str], ...] = (
     ("snowpipe_stage_location", "string", "@SNOWPIPE_STAGE", "stage where task code and stage outputs are stored"),
     ("snowpipe_database", "string", "", "database the Task Graph is deployed to"),
     ("snowpipe_schema", "string", "", "schema the Task Graph is deployed to"),
-    ("snowpipe_packages", "linelist", [], "extra Anaconda packages the tasks need (one per line)"),
+    ("snowpipe_packages", "linelist", [], "extra Anaconda packages the tasks need (one per line; a bare name is pinned like an inferred one)"),
+    ("snowpipe_packages_snapshot", "string", "", "a snapshot of your account's information_schema.packages (written by "
+     "--snowpipe-write-packages-snapshot) that dry runs without a connection judge packages against (relative to the rootdir)"),
     ("snowpipe_notification_integration", "string", "", "notification integration the alert action sends through"),
     ("snowpipe_report_dir", "string", "", "folder for report.json and report.md (like --snowpipe-report; relative to the rootdir)"),
     ("snowpipe_cache_dir", "string", "", "folder of the stage cache (default: .pytest_cache/d/snowpipe; relative to the rootdir)"),
@@ -62,6 +64,9 @@ class DeploySettings:
     schema: str | None
     packages: tuple[str, ...]
     notification_integration: str | None
+    packages_snapshot: Path | None = None  # ini snowpipe_packages_snapshot (None: the bundled one)
+    undeploy: bool = False  # --snowpipe-undeploy: drop the deployed graph and its stage files
+    write_packages_snapshot: Path | None = None  # --snowpipe-write-packages-snapshot: write the account's channel here
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ def read_settings(
         or env.get("SNOWFLAKE_CONNECTION_NAME")
         or None
     )
-    deploy = _read_deploy(getoption, getini, connection)
+    deploy = _read_deploy(getoption, getini, connection, rootpath)
     remote = _read_remote(getoption("snowpipe_remote"), connection)
     return Settings(
         remote=remote,
@@ -223,9 +228,11 @@ def _ident(value: str, what: str) -> str:
     return value
 
 
-def _read_deploy(getoption: Any, getini: Any, connection: str | None) -> DeploySettings | None:
+def _read_deploy(getoption: Any, getini: Any, connection: str | None, rootpath: Path) -> DeploySettings | None:
     deploy = bool(getoption("snowpipe_deploy"))
     dry_run = bool(getoption("snowpipe_dry_run"))
+    undeploy = bool(getoption("snowpipe_undeploy"))
+    write_snapshot = getoption("snowpipe_write_packages_snapshot")
     run_once = bool(getoption("snowpipe_run"))
     target = getoption("snowpipe_target")
     schedule_text = getoption("snowpipe_schedule")
@@ -238,6 +245,8 @@ def _read_deploy(getoption: Any, getini: Any, connection: str | None) -> DeployS
                 ("--snowpipe-target", target),
                 ("--schedule", schedule_text is not None),
                 ("--snowpipe-dag-name", getoption("snowpipe_dag_name")),
+                ("--snowpipe-undeploy", undeploy),
+                ("--snowpipe-write-packages-snapshot", write_snapshot is not None),
             )
             if value
         ]
@@ -255,6 +264,14 @@ def _read_deploy(getoption: Any, getini: Any, connection: str | None) -> DeployS
             schedule = parse_schedule(schedule_text)
         except ScheduleError as exc:
             raise ConfigError(f"--schedule: {exc}") from None
+    if (undeploy or write_snapshot is not None) and (dry_run or run_once or target == "local"):
+        what = "--snowpipe-undeploy" if undeploy else "--snowpipe-write-packages-snapshot"
+        raise ConfigError(f"{what} works on the account alone: drop --snowpipe-dry-run, --snowpipe-run and --snowpipe-target local.")
+    if (undeploy or write_snapshot is not None) and not connection:
+        what = "--snowpipe-undeploy" if undeploy else "--snowpipe-write-packages-snapshot"
+        raise ConfigError(f"{what} needs a Snowflake account: pass --snowpipe-connection NAME (or set SNOWFLAKE_CONNECTION_NAME).")
+    if write_snapshot is not None and not str(write_snapshot).strip():
+        raise ConfigError("--snowpipe-write-packages-snapshot needs a file path, e.g. --snowpipe-write-packages-snapshot=packages.json")
     if run_once and target == "snowflake" and not connection and not dry_run:
         raise ConfigError(
             "--snowpipe-run executes the deployed graph and needs a Snowflake account: pass "
@@ -284,4 +301,15 @@ def _read_deploy(getoption: Any, getini: Any, connection: str | None) -> DeployS
         schema=schema,
         packages=tuple(getini("snowpipe_packages") or ()),
         notification_integration=integration,
+        packages_snapshot=_rooted(str(getini("snowpipe_packages_snapshot") or ""), rootpath),
+        undeploy=undeploy,
+        write_packages_snapshot=_rooted(str(write_snapshot or ""), rootpath),
     )
+
+
+def _rooted(text: str, rootpath: Path) -> Path | None:
+    """A path from the ini file or the command line, relative to the rootdir; None when empty."""
+    if not text.strip():
+        return None
+    path = Path(text.strip()).expanduser()
+    return path if path.is_absolute() else rootpath / path

@@ -599,6 +599,7 @@ def compile_graph(graph: PipelineGraph, opts: CompileOptions | None = None) -> C
     nodes: dict[str, Stage | Gate | None] = {}
 
     def add(spec: Any, kind: str, node: Stage | Gate | None, cls: Any = DAGTask, **kw: Any) -> Any:
+        fn: Callable[..., Any]
         if kind == KIND_REMOTE:  # the seed's shape: the task's definition is the ML Job itself
             fn = job_function(spec)
             definition: Any = MLJobTask(spec, opts.dag_name, job_packages, (plugin_import(),))
@@ -672,8 +673,8 @@ __all__ = [
     "action_names",
     "compile_graph",
     "infer_packages",
-    "pickle_by_value",
     "package_names",
+    "pickle_by_value",
     "plugin_import",
     "qualify_stage",
     "shippable",

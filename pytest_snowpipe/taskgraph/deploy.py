@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import re
 import tempfile
 import time
 import warnings
@@ -388,6 +387,8 @@ def _deploy(
     uploaded; a signal during that undo waits for it. Only after a successful deploy are the stage
     files that only the old tasks imported removed.
     """
+    from snowflake.core import CreateMode
+
     dag = compiled.dag
     copts = compiled.options
     tasks = op.schema.tasks
@@ -436,13 +437,14 @@ def _undone(
 ) -> DeployError:
     """Undo a failed or interrupted change (signals wait for it); the error that says what happened."""
     dag = compiled.dag
-    cause = f"interrupted by {exc.name}" if isinstance(exc, Interrupted) else (
-        "interrupted (KeyboardInterrupt)" if isinstance(exc, KeyboardInterrupt) else f"failed ({_first_line(exc)})")
+    cause = (f"was interrupted by {exc.name} while {step}" if isinstance(exc, Interrupted) else
+             f"was interrupted (KeyboardInterrupt) while {step}" if isinstance(exc, KeyboardInterrupt) else
+             f"failed while {step} ({_first_line(exc)})")
     with deferred() as late:
         what = "the previous graph was restored" if old is not None else "what was created was dropped"
         try:
             restore(op, dag.name, old)
-        except BaseException as undo:  # noqa: BLE001 - even an interrupt must not hide what is left
+        except BaseException as undo:
             what = f"restoring the previous graph failed too ({_first_line(undo)}); {_leftovers(op, compiled, old)}"
         if session is not None and before is not None:
             removed = _remove_new_files(session, folders, before)
@@ -452,7 +454,7 @@ def _undone(
         what += f" ({', '.join(_signal_name(s) for s in late)} received during the undo was held until it finished)"
     interrupted = isinstance(exc, (Interrupted, KeyboardInterrupt))
     code = 128 + exc.signum if isinstance(exc, Interrupted) else (130 if interrupted else 1)
-    return DeployError(f"deploying Task Graph {dag.name} {cause} while {step}; {what}", exit_code=code)
+    return DeployError(f"deploying Task Graph {dag.name} {cause}; {what}", exit_code=code)
 
 
 def _signal_name(signum: int) -> str:
@@ -560,15 +562,16 @@ def _undeploy(op: Any, copts: CompileOptions, session: Any, write: Callable[[str
                 warnings.simplefilter("ignore", DeprecationWarning)
                 op.drop(name, drop_finalizer=True)
     except BaseException as exc:
-        cause = f"interrupted by {exc.name}" if isinstance(exc, Interrupted) else f"failed ({_first_line(exc)})"
+        cause = (f"was interrupted by {exc.name} while {step}" if isinstance(exc, Interrupted)
+                 else f"failed while {step} ({_first_line(exc)})")
         with deferred():
             try:
                 restore(op, name, old)
                 what = "the graph was restored as it was"
-            except BaseException as undo:  # noqa: BLE001
+            except BaseException as undo:
                 what = f"restoring it failed too ({_first_line(undo)}): check SHOW TASKS LIKE '{name}%' in {where}"
         code = 128 + exc.signum if isinstance(exc, Interrupted) else 1
-        raise DeployError(f"undeploying Task Graph {name} {cause} while {step}; {what}", exit_code=code) from exc
+        raise DeployError(f"undeploying Task Graph {name} {cause}; {what}", exit_code=code) from exc
     files = set().union(*(stage_files_of(t.definition) for t in old.tasks))
     folders = {p.rstrip("/") + "/" for t in old.tasks for p in job_stage_paths_of(t.definition)}
     try:

@@ -78,7 +78,7 @@ class Snapshot:
     @property
     def suspended(self) -> bool:
         """The user (or a failure policy) suspended the graph: a redeploy keeps it so."""
-        return self.root.state != "started"
+        return bool(self.root.state != "started")
 
 
 def snapshot(tasks: Any, name: str) -> Snapshot | None:

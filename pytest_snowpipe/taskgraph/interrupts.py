@@ -19,7 +19,7 @@ from typing import Any
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class Interrupted(BaseException):  # noqa: N818 - a signal, like KeyboardInterrupt, not an error
+class Interrupted(BaseException):
     """A SIGINT or SIGTERM arrived while a deploy changed the graph."""
 
     def __init__(self, signum: int) -> None:

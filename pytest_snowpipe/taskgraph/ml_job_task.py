@@ -89,7 +89,7 @@ class MLJobTask:
     def job_options(self) -> dict[str, Any]:
         """``snowflake.ml.jobs.remote`` keyword arguments: the stage's options, the stable name, overwrite,
         and qualified names (the job is registered in the session's schema, the task runs in the graph's)."""
-        options = self.remote.job_options()
+        options: dict[str, Any] = self.remote.job_options()
         options.pop("name", None)  # the task's job keeps one name (a user name would break the overwrite)
         options["imports"] = [*options.get("imports", []), *self.imports]
         options["name"] = self.job_name
@@ -111,7 +111,7 @@ class MLJobTask:
         options = self.job_options()
         try:
             definition = ml_remote(self.remote.compute_pool, session=self.session, **options)(job_function(self.spec))
-            sql = definition.to_sql()
+            sql: str = definition.to_sql()
         except Exception as exc:
             first = str(exc).strip().splitlines()
             raise MLJobTaskError(

@@ -71,7 +71,7 @@ def format_plan(compiled: Any) -> str:
         spec = compiled.bodies.get(task.name)
         teardowns = ", ".join(t.stage for t in getattr(spec, "teardowns", ())) or "none"
         lines.append(
-            f"  {task.name:<32} {'finalizer':<14} finalize = {low.finalize} (after all tasks, on success "
+            f"  {task.name:<32} {'finalizer':<14} finalize = {getattr(low, 'finalize', dag.name)} (after all tasks, on success "
             f"and failure): teardown of {teardowns}; drops the run's artifact tables"
         )
     lines += ["", mermaid(compiled)]

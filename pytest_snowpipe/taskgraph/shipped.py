@@ -6,9 +6,15 @@ procedure registration, to an :class:`~pytest_snowpipe.taskgraph.offline_account
 (the same double the deploy tests use); what the account then holds is read back: each task's
 stored-procedure definition (handler code with its pickled function, ``HANDLER``,
 ``PACKAGES``, ``IMPORTS``, ``RUNTIME_VERSION``) and every stage file those definitions import.
+
+A remote stage's task is ``CALL SYSTEM$EXECUTE_ML_JOB('<id>', '<pool>', '<spec>', '<job>')``, as
+snowflake-ml-python registered it: its four literals are parsed, and the job's entry script (the
+cloudpickled function in ``app/<name>.py``), its ``app/*.zip`` imports and ``requirements.txt`` are read
+back from the job stage, so the rehearsal runs the payload that Snowflake's job would mount.
 """
 from __future__ import annotations
 
+import json
 import re
 import time
 import warnings
@@ -36,6 +42,7 @@ class ShippedTask:
     packages: tuple[str, ...]
     imports: tuple[str, ...]  # stage paths, as written in IMPORTS=(...)
     runtime_version: str
+    job: dict[str, Any] | None = None  # an ML Job task: its pool, spec and options (SYSTEM$EXECUTE_ML_JOB's arguments)
 
 
 @dataclass
@@ -79,6 +86,61 @@ def parse_definition(name: str, definition: str) -> ShippedTask | None:
     )
 
 
+_SQL_LITERAL = re.compile(r"'((?:[^'\\]|''|\\.)*)'", re.S)
+
+
+def _unquote(literal: str) -> str:
+    """A SQL string literal's text: ``''`` and backslash escapes resolved, as Snowflake reads them."""
+    escapes = {"n": "\n", "t": "\t", "r": "\r", "0": "\0"}
+    return re.sub(r"\\(.)|''", lambda m: escapes.get(m[1], m[1]) if m[1] else "'", literal, flags=re.S)
+
+
+def parse_ml_job(name: str, definition: str) -> dict[str, Any] | None:
+    """``CALL SYSTEM$EXECUTE_ML_JOB(id, pool, spec, job)`` -> its arguments (spec and job parsed); None for
+    any other definition. A job that would run asynchronously is refused: its task would end before it."""
+    if not re.match(r"\s*CALL\s+SYSTEM\$EXECUTE_ML_JOB\s*\(", definition, re.IGNORECASE):
+        return None
+    literals = [_unquote(x) for x in _SQL_LITERAL.findall(definition)]
+    if len(literals) != 4:
+        raise ShipError(f"task {name}: cannot read its SYSTEM$EXECUTE_ML_JOB call ({len(literals)} arguments, not 4)")
+    try:
+        spec, options = json.loads(literals[2]), json.loads(literals[3])
+    except ValueError as exc:
+        raise ShipError(f"task {name}: its SYSTEM$EXECUTE_ML_JOB spec or options are not JSON ({exc})") from None
+    if options.get("ASYNC") is not False:
+        raise ShipError(
+            f"task {name}: its ML Job runs asynchronously (ASYNC {options.get('ASYNC')!r}): the task would end before "
+            "the job and its successors would read no result; a Task Graph's ML Job must run with ASYNC false"
+        )
+    args = [str(a) for a in spec.get("ARGS") or []]
+    entry = next((a for a in args if a.endswith(".py") and "/app/" in a), None)
+    main = args[args.index("--script_main_func") + 1] if "--script_main_func" in args[:-1] else None
+    if entry is None or main is None:
+        raise ShipError(f"task {name}: its ML Job has no Python entry point with a main function (ARGS {args})")
+    return {"id": literals[0], "pool": literals[1], "spec": spec, "options": options,
+            "entry": entry.split("/app/", 1)[1], "main": main}
+
+
+def _job_task(name: str, job: dict[str, Any], account: Any, packages: tuple[str, ...], db: str, sch: str) -> ShippedTask:
+    """The job's payload as the rehearsal runs it: the entry script, its zips and requirements, from the stage."""
+    folder = str(job["spec"]["STAGE_PATH"]).rstrip("/")
+    stage_part, _, prefix = folder.lstrip("@").partition("/")
+    stage = "@" + _stage_fqn(stage_part, db, sch)
+    app = f"{prefix}/app"
+    try:
+        code = account.get_file(stage, f"{app}/{job['entry']}").decode()
+    except (OSError, KeyError) as exc:
+        raise ShipError(f"task {name}: its ML Job's entry script {folder}/app/{job['entry']} was not uploaded ({exc})") from None
+    files = [f.name for f in account.list_stage(stage)]
+    zips = tuple(f"{stage}/{f}" for f in files if f.startswith(f"{app}/") and f.endswith(".zip"))
+    requirements: tuple[str, ...] = ()
+    if f"{app}/requirements.txt" in files:
+        text = account.get_file(stage, f"{app}/requirements.txt").decode()
+        requirements = tuple(line.strip() for line in text.splitlines() if line.strip())
+    return ShippedTask(name=name, handler=job["main"], code=code, packages=(*packages, *requirements), imports=zips,
+                       runtime_version="", job=job)
+
+
 def _stage_fqn(location: str, database: str, schema: str) -> str:
     parts = location.lstrip("@").split("/", 1)[0].split(".")
     return ".".join([database, schema][: 3 - len(parts)] + parts) if len(parts) < 3 else ".".join(parts)
@@ -93,6 +155,7 @@ def ship(dag: Any, stage_location: str, into: Path, database: str | None = None,
     from snowflake.core import CreateMode, Root
     from snowflake.core.task.dagv1 import DAGOperation
 
+    from pytest_snowpipe.taskgraph.ml_job_task import bound, job_tasks
     from pytest_snowpipe.taskgraph.offline_account import OfflineAccount
 
     t0 = time.perf_counter()
@@ -100,12 +163,16 @@ def ship(dag: Any, stage_location: str, into: Path, database: str | None = None,
     db = parts[0] if len(parts) == 3 else (database or _DEFAULT_DATABASE)
     sch = parts[-2] if len(parts) >= 2 else (schema or _DEFAULT_SCHEMA)
     stage = _stage_fqn(stage_location, db, sch)
+    jobs = {t.name: t.definition for t in job_tasks(dag)}
+    job_stages = [_stage_fqn(d.job_stage(db, sch).lstrip("@"), db, sch) for d in jobs.values()]
+    stages = sorted({stage, *job_stages})
     into.mkdir(parents=True, exist_ok=True)
-    with OfflineAccount(schemas=sorted({f"{db}.{sch}", ".".join(stage.split(".")[:2])}), stages=[stage]) as account:
+    with OfflineAccount(schemas=sorted({f"{db}.{sch}", *(".".join(s.split(".")[:2]) for s in stages)}), stages=stages,
+                        compute_pools=[d.remote.compute_pool for d in jobs.values()]) as account:
         session = account.session(db, sch)
         try:
             try:
-                with warnings.catch_warnings():  # dagv1's own deprecation notices are not the user's business
+                with warnings.catch_warnings(), bound(dag, session, db, sch):  # dagv1's notices are not the user's business
                     warnings.simplefilter("ignore", DeprecationWarning)
                     DAGOperation(Root(session).databases[db].schemas[sch]).deploy(dag, mode=CreateMode.or_replace)
             except Exception as exc:
@@ -118,13 +185,18 @@ def ship(dag: Any, stage_location: str, into: Path, database: str | None = None,
             for full in account.task_names(db, sch):
                 if not full.upper().startswith(prefix):
                     continue
-                shipped = parse_definition(full[len(prefix):], account.task(full, db, sch).get("definition") or "")
+                name = full[len(prefix):]
+                definition = account.task(full, db, sch).get("definition") or ""
+                job = parse_ml_job(name, definition)
+                shipped = parse_definition(name, definition) if job is None else _job_task(
+                    name, job, account, tuple(jobs[name].packages) if name in jobs else (), db, sch
+                )
                 if shipped is not None:
                     tasks[shipped.name] = shipped
             files: dict[str, Path] = {}
             for path in sorted({p for t in tasks.values() for p in t.imports}):
                 stage_part, _, rel = path.lstrip("@").partition("/")
-                target = into / Path(rel).name
+                target = into / (Path(rel).name if not rel.endswith("/app/pytest_snowpipe.zip") else "job_pytest_snowpipe.zip")
                 target.write_bytes(account.get_file("@" + _stage_fqn(stage_part, db, sch), rel))
                 files[path] = target
             calls = [c.summary for c in account.calls]
@@ -133,4 +205,4 @@ def ship(dag: Any, stage_location: str, into: Path, database: str | None = None,
     return ShippedGraph(tasks=tasks, import_dir=into, files=files, deploy_calls=calls, ship_s=time.perf_counter() - t0)
 
 
-__all__ = ["ShipError", "ShippedGraph", "ShippedTask", "parse_definition", "ship"]
+__all__ = ["ShipError", "ShippedGraph", "ShippedTask", "parse_definition", "parse_ml_job", "ship"]

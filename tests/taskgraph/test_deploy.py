@@ -119,7 +119,11 @@ def test_first_deploy_call_sequence_bodies_packages_and_imports(account: Offline
     assert "deployed Task Graph DEMO to DB.SCH (9 tasks)" in out
     assert sequence(account.rest_calls()) == FIRST_DEPLOY_REST
     sql = [c.sql for c in account.sql_calls()]
-    assert sql[1] == "LS @DB.SCH.ST"  # the stage is checked before anything is made
+    assert sql[0].startswith("select package_name, version from information_schema.packages where language = 'python' "
+                             "and package_name in (")  # one query: the account's channel, before anything else
+    assert "'xgboost'" not in sql[0] and "'snowflake-snowpark-python'" in sql[0]  # only what the tasks need
+    assert account.calls[0].sql == sql[0]
+    assert sql[2] == "LS @DB.SCH.ST"  # the stage is checked before anything is made (after Root's version query)
     assert len([s for s in sql if "array_agg" in s]) == 8  # Snowpark checks the packages once per Python task
     puts = [s for s in sql if s.startswith("PUT ")]
     assert "pytest_snowpipe.zip" in puts[0] and "'@DB.SCH.ST/" in puts[0]  # the plugin: once, content-addressed
@@ -249,16 +253,21 @@ def test_a_missing_stage_names_the_ini_key(account: OfflineAccount, tmp_path: An
     assert "CREATE STAGE OTHER_DB.SCH.ST" in out
 
 
+def _read_only(account: OfflineAccount) -> bool:
+    """Only the one query reading the account's channel reached it: nothing was changed or uploaded."""
+    return [c.summary for c in account.calls] == ["SQL SELECT"] and "information_schema.packages" in account.calls[0].sql
+
+
 def test_rehearsal_failure_aborts_before_any_deploy(account: OfflineAccount, tmp_path: Any) -> None:
     g = pipeline()
     graph = PipelineGraph(stages=g.stages, gates=(gate(explode, ("metrics",), g.gates[0].upstream, env=()),))
     code, out = deploy(account, tmp_path, graph, sandbox=True)
-    assert code == 1 and account.calls == [] and "nothing was deployed" in out
+    assert code == 1 and _read_only(account) and "nothing was deployed" in out
 
 
 def test_a_failing_gate_in_the_rehearsal_blocks_the_deploy(account: OfflineAccount, tmp_path: Any) -> None:
     code, out = deploy(account, tmp_path, threshold=0.9, sandbox=True)
-    assert code == 1 and account.calls == []
+    assert code == 1 and _read_only(account)
     assert "quality gate quality_gate FAILED: its branch took on_fail (QUALITY_GATE_ALERT)" in out
     assert "a quality gate took its on_fail branch); nothing was deployed" in out
 
