@@ -150,6 +150,8 @@ def execute(
         raise DeployUsageError(
             "--snowpipe-run deploys and executes a scheduled Task Graph: give --schedule (e.g. 30m, 1d or a cron)"
         )
+    if session_factory is None:
+        _connected(session_factory, "deploying to Snowflake")  # the first thing a user is missing: say so first
     alerts = [g.name for g in graph.gates if "alert" in (g.spec.on_pass, g.spec.on_fail)]
     if alerts and not copts.notification_integration:
         raise DeployUsageError(
@@ -473,6 +475,8 @@ def _leftovers(op: Any, compiled: CompiledPipeline, old: Snapshot | None) -> str
     except Exception:
         left = sorted({dag.name, *(t.full_name for t in dag.tasks), *(old.names if old else [])})
         found = f"the account did not answer; what may be left in {where}: {', '.join(left)}"
+    if not left:
+        return f"nothing of {dag.name} is left in {where}: deploy again to recreate it"
     drops = "; ".join(f"DROP TASK IF EXISTS {where}.{name}" for name in left)
     return (f"{found}. Remove it with `pytest --snowpipe-deploy --snowpipe-undeploy --snowpipe-connection NAME` "
             f"once the account answers, or by hand: ALTER TASK {where}.{dag.name} SUSPEND; {drops}")

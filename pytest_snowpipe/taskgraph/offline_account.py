@@ -799,6 +799,16 @@ def bind(sql: str, bindings: dict[str, Any] | None) -> str:
     return "".join(out)
 
 
+def bind_params(sql: str, params: Any) -> str:
+    """``sql`` with client-side parameters (a sequence, as Snowpark and the connector pass them) written in as
+    the server would bind them: what a recorder of real traffic logs, to compare with this account's log."""
+    if not isinstance(params, (list, tuple)) or not params:
+        return sql
+    kinds = {bool: "BOOLEAN", int: "FIXED", float: "REAL"}
+    return bind(sql, {str(i): {"type": kinds.get(type(v), "TEXT"), "value": None if v is None else str(v)}
+                      for i, v in enumerate(params, 1)})
+
+
 def _result(
     names: list[str], rows: list[list[Any]], *, types: list[str] | None = None, type_id: int = 0x1000
 ) -> dict[str, Any]:

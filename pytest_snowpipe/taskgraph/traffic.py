@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from pytest_snowpipe.redact import Redactor
-from pytest_snowpipe.taskgraph.offline_account import Call
+from pytest_snowpipe.taskgraph.offline_account import Call, bind_params
 
 _API = "/api/v2/"
 
@@ -104,7 +104,8 @@ def record(peer: str | None = None, redactor: Redactor | None = None) -> Iterato
         conn = getattr(self, "connection", None)
         if peer is not None and f"{str(getattr(conn, 'host', '')).lower()}:{getattr(conn, 'port', '')}" != peer:
             return real_execute(self, command, *args, **kwargs)
-        at = recorder.sql(command)
+        params = kwargs.get("params", args[0] if args else None)
+        at = recorder.sql(bind_params(command, params))
         try:
             result = real_execute(self, command, *args, **kwargs)
         except Exception as exc:

@@ -126,24 +126,32 @@ def test_examples_plan_declares_pinned_packages_pools_and_the_integration():
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     for line in (f"xgboost=={version('xgboost')}", f"scikit-learn=={version('scikit-learn')}",
-                 "notify:     SNOWPIPE_ALERTS", "ML Job on compute pool DEMO_POOL, job stage JOB_STAGE, 2 instance(s)"):
+                 "notify:     SNOWPIPE_ALERTS",
+                 "ML Job SNOWPIPE_PIPELINE_MODEL on compute pool DEMO_POOL, job stage JOB_STAGE, 2 instance(s)",
+                 "checked against the bundled snapshot (a guess, not your account)"):
         assert line in out, line
     assert "pytest==" not in out
 
 
 def test_readme_deploy_command_on_examples_against_the_offline_account(tmp_path):
     """`pytest examples/ --snowpipe-deploy --schedule 30m --snowpipe-connection NAME`, as the README writes it,
-    with NAME in connections.toml pointing at the offline account (real connector, Snowpark, snowflake.core)."""
+    with NAME in connections.toml pointing at the offline account (real connector, Snowpark, snowflake.core,
+    snowflake-ml-python's job registration), whose channel lags this machine by one release; only
+    snowpipe_schema is set (the database comes from the connection)."""
     import os
     import subprocess
     import sys
+    from importlib.metadata import version
     from pathlib import Path
 
     from pytest_snowpipe.taskgraph.offline_account import OfflineAccount
+    from pytest_snowpipe.taskgraph.shipped import parse_ml_job
+    from tests.taskgraph.test_first_contact import lagging_snapshot
 
     repo = Path(__file__).resolve().parents[2]
-    with OfflineAccount(schemas=["DB.SCH"], stages=["DB.SCH.SNOWPIPE_STAGE"]) as account:
-        params = account.connection_parameters("DB", "SCH")
+    with OfflineAccount(schemas=["DB.SCH", "DB.PUBLIC"], stages=["DB.SCH.SNOWPIPE_STAGE", "DB.SCH.JOB_STAGE"],
+                        compute_pools=["DEMO_POOL"], packages_snapshot=lagging_snapshot(tmp_path / "lag.json")) as account:
+        params = account.connection_parameters("DB", "PUBLIC")
         toml = "[offline]\n" + "".join(
             f"{k} = {str(v).lower() if isinstance(v, bool) else v if isinstance(v, int) else chr(34) + v + chr(34)}\n"
             for k, v in params.items()
@@ -153,12 +161,17 @@ def test_readme_deploy_command_on_examples_against_the_offline_account(tmp_path)
         env = dict(os.environ, SNOWFLAKE_HOME=str(tmp_path))
         result = subprocess.run(
             [sys.executable, "-m", "pytest", "examples/", "-p", "no:cacheprovider", "--snowpipe-deploy", "--schedule", "30m",
-             "--snowpipe-connection", "offline", "-o", "snowpipe_database=DB", "-o", "snowpipe_schema=SCH"],
+             "--snowpipe-connection", "offline", "-o", "snowpipe_schema=SCH"],
             cwd=repo, env=env, capture_output=True, text=True, timeout=900,
         )
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
         assert "deployed Task Graph SNOWPIPE_PIPELINE to DB.SCH (16 tasks)" in result.stdout
         assert len(account.task_names(schema="SCH")) == 16
-        model = account.task("SNOWPIPE_PIPELINE$WINE_MODEL", schema="SCH")
-        assert model["state"] == "started" and "'xgboost==" in model["definition"] and "'scikit-learn==" in model["definition"]
-        assert "IMPORTS=('@DB.SCH.SNOWPIPE_STAGE/" in model["definition"]  # qualified with snowpipe_database/schema
+        metrics = account.task("SNOWPIPE_PIPELINE$WINE_METRICS", schema="SCH")
+        assert metrics["state"] == "started" and "'xgboost==3.0.2'" in metrics["definition"]  # 3.2.0 lags: nearest lower
+        assert "IMPORTS=('@DB.SCH.SNOWPIPE_STAGE/" in metrics["definition"]  # qualified with the connection's database
+        assert f"warning: package xgboost: the rehearsal runs {version('xgboost')}, Snowflake gets 3.0.2" in result.stdout
+        job = parse_ml_job("MODEL", account.task("SNOWPIPE_PIPELINE$MODEL", schema="SCH")["definition"])
+        assert job["pool"] == "DEMO_POOL" and job["options"]["TARGET_INSTANCES"] == 2 and job["options"]["ASYNC"] is False
+        assert job["spec"]["STAGE_PATH"] == "@DB.SCH.JOB_STAGE/SNOWPIPE_PIPELINE_MODEL"
+        assert account.task_names(schema="PUBLIC") == []

@@ -46,9 +46,11 @@ def test_resolve_pins_installed_nearest_with_a_warning_user_overrides_and_missin
     channel = {"xgboost": ["1.7.6", "2.1.4"], "scikit-learn": [version("scikit-learn")], "pandas": ["2.2.2"]}
     res = resolve({"xgboost": "a", "scikit-learn": "b", "pandas": "c"}, channel=channel, user=["pandas==2.2.2"])
     assert res.specs == ["xgboost==2.1.4", f"scikit-learn=={version('scikit-learn')}", "pandas==2.2.2"]
-    assert res.warnings == [f"package xgboost: installed {version('xgboost')} is not in the channel; pinned to its "
-                            "nearest, 2.1.4 (pin another with ini snowpipe_packages)"]
-    with pytest.raises(PackageError, match=r"package 'hypothesis' \(x\) is not in Snowflake's Anaconda channel.*snowpipe_packages.*pip_requirements"):
+    assert res.warnings == [f"package xgboost: the rehearsal runs {version('xgboost')}, Snowflake gets 2.1.4 (the given "
+                            f"channel has no {version('xgboost')}); install xgboost==2.1.4 here to rehearse exactly what "
+                            "ships, or pin another in ini snowpipe_packages"]
+    with pytest.raises(PackageError, match=r"package 'hypothesis' \(x\) is not in the given channel in any version: "
+                                           r".*snowpipe_packages.*pip_requirements"):
         resolve({"hypothesis": "x"}, channel=channel)
 
 
@@ -61,10 +63,18 @@ def test_compile_declares_what_a_stage_imports_pinned(tmp_path: Any) -> None:
 
 
 def test_a_package_missing_from_the_channel_is_a_compile_error(tmp_path: Any) -> None:
+    from pytest_snowpipe.taskgraph.channel import Channel, from_snapshot
+
     g = pipeline()
     stages = (*g.stages, stage(uses_hypothesis, ("features",), name="extra"))
-    with pytest.raises(CompileError, match="package 'hypothesis' \\(task EXTRA imports hypothesis\\)"):
-        compile_graph(PipelineGraph(stages=stages, gates=g.gates), opts(tmp_path))
+    account = Channel(dict(from_snapshot().versions), "the account's information_schema.packages", authoritative=True)
+    with pytest.raises(CompileError, match="package 'hypothesis' \\(task EXTRA imports hypothesis\\) is not in the "
+                                           "account's information_schema.packages"):
+        compile_graph(PipelineGraph(stages=stages, gates=g.gates), opts(tmp_path, channel=account))
+    # against a snapshot (no account at hand) the same gap is a warning: the account decides at deploy
+    soft = compile_graph(PipelineGraph(stages=stages, gates=(gate(g.gates[0].func, ("metrics",), g.gates[0].upstream),)),
+                         opts(tmp_path))
+    assert any("'hypothesis'" in w and "checked against the account at deploy" in w for w in soft.warnings)
     # snowpipe_packages overrides the inference (Snowpark checks it against the live channel at deploy)
     graph = PipelineGraph(stages=stages, gates=(gate(g.gates[0].func, ("metrics",), g.gates[0].upstream),))
-    assert "hypothesis" in compile_graph(graph, opts(tmp_path, packages=("hypothesis",))).dag.packages
+    assert f"hypothesis=={version('hypothesis')}" in compile_graph(graph, opts(tmp_path, packages=("hypothesis",))).dag.packages
