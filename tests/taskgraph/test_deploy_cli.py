@@ -87,6 +87,12 @@ def test_local_target_failing_stage_exits_nonzero(pipeline_suite, monkeypatch):
         (["--schedule", "30m"], "--schedule only apply with --snowpipe-deploy"),
         (["--snowpipe-deploy", "--snowpipe-run", "--schedule", "30m"], "--snowpipe-run executes the deployed graph and needs a Snowflake account"),
         (["--snowpipe-deploy", "--snowpipe-dag-name", "my-dag"], "'my-dag' is not a valid unquoted Snowflake identifier"),
+        (["--snowpipe-undeploy"], "--snowpipe-undeploy only apply with --snowpipe-deploy"),
+        (["--snowpipe-deploy", "--snowpipe-undeploy"], "--snowpipe-undeploy needs a Snowflake account: pass --snowpipe-connection"),
+        (["--snowpipe-deploy", "--snowpipe-undeploy", "--snowpipe-dry-run"], "--snowpipe-undeploy works on the account alone"),
+        (["--snowpipe-deploy", "--snowpipe-write-packages-snapshot=p.json"], "--snowpipe-write-packages-snapshot needs a Snowflake account"),
+        (["--snowpipe-deploy", "--snowpipe-write-packages-snapshot=p.json", "--snowpipe-target", "local"],
+         "--snowpipe-write-packages-snapshot works on the account alone"),
     ],
 )
 def test_bad_deploy_options(pipeline_suite, args, expected):
