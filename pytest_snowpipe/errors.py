@@ -20,3 +20,9 @@ class RegistryError(SnowpipeError):
 
 class ActionError(SnowpipeError):
     """A gate's action (promote, alert, user-defined) failed."""
+
+
+def first_line(exc: BaseException) -> str:
+    """``Type: first line of the message``: enough to name a failure in one of our messages, no traceback."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_snowpipe.errors import SnowpipeError
+from pytest_snowpipe.errors import SnowpipeError, first_line
 
 BUNDLED = Path(__file__).with_name("packages_snapshot.json")
 
@@ -88,10 +88,9 @@ def from_account(session: Any, names: Iterable[str] | None = None) -> Channel:
     try:
         rows = session.sql(sql, params=params or None).collect()
     except Exception as exc:
-        first = str(exc).strip().splitlines()
         raise ChannelError(
             f"reading the account's packages (information_schema.packages) failed "
-            f"({type(exc).__name__}: {first[0] if first else ''}); nothing was changed. Check the connection's "
+            f"({first_line(exc)}); nothing was changed. Check the connection's "
             "role and database, or deploy with a database the role can use"
         ) from exc
     return Channel(

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_snowpipe.errors import SnowpipeError
+from pytest_snowpipe.errors import SnowpipeError, first_line
 from pytest_snowpipe.pipeline.graph import PipelineGraph
 from pytest_snowpipe.taskgraph.channel import ChannelError, from_account, from_snapshot, write_snapshot
 from pytest_snowpipe.taskgraph.compile import (
@@ -215,7 +215,7 @@ def _operation(factory: Callable[[Any, str, str], Any] | None, session: Any, cop
     try:
         return (factory or _default_operation)(session, copts.database, copts.schema)
     except Exception as exc:
-        write(f"connecting snowflake.core to {copts.database}.{copts.schema} failed ({_first_line(exc)}); "
+        write(f"connecting snowflake.core to {copts.database}.{copts.schema} failed ({first_line(exc)}); "
               "nothing was changed")
         return None
 
@@ -254,7 +254,7 @@ def _check_pools(session: Any, compiled: CompiledPipeline) -> None:
         except Exception as exc:
             raise DeployError(
                 f"remote stage {task.definition.spec.name!r}: looking up its compute pool {pool} failed "
-                f"({_first_line(exc)}); nothing was changed"
+                f"({first_line(exc)}); nothing was changed"
             ) from exc
         if not rows:
             raise DeployError(
@@ -348,6 +348,29 @@ def _sandbox(compiled: CompiledPipeline, engine: dict[str, Any], workdir: Path) 
         raise DeployError(f"the rehearsal could not run the shipped graph: {exc}") from None
 
 
+def _fetch_idle(op: Any, dag: Any) -> Snapshot | None:
+    """The deployed graph (None if there is none); DeployError when it cannot be read or a run is executing."""
+    name = getattr(dag, "name", dag)
+    try:
+        old = snapshot(op.schema.tasks, name)
+        if old is not None:
+            _check_not_running(op, dag)
+    except DeployError:
+        raise
+    except Exception as exc:
+        raise DeployError(f"reading the deployed Task Graph {name} failed ({first_line(exc)}); nothing was changed") from exc
+    return old
+
+
+def _cause(exc: BaseException, step: str) -> tuple[str, int]:
+    """How a change ended (for the message) and the exit code: 128 + the signal for an interrupt, else 1."""
+    if isinstance(exc, Interrupted):
+        return f"was interrupted by {exc.name} while {step}", 128 + exc.signum
+    if isinstance(exc, KeyboardInterrupt):
+        return f"was interrupted (KeyboardInterrupt) while {step}", 130
+    return f"failed while {step} ({first_line(exc)})", 1
+
+
 def _check_not_running(op: Any, dag: Any) -> None:
     name = getattr(dag, "name", dag)
     running = [r for r in op.get_current_dag_runs(dag) if getattr(r, "state", "") == "EXECUTING"]
@@ -364,15 +387,10 @@ def _check_stage(session: Any, stage_location: str) -> None:
         session.sql(f"LS {stage_location}").collect()
     except Exception as exc:
         raise DeployError(
-            f"the stage {stage_location} (ini snowpipe_stage_location) cannot be listed: {_first_line(exc)}. "
+            f"the stage {stage_location} (ini snowpipe_stage_location) cannot be listed: {first_line(exc)}. "
             f"Create it (CREATE STAGE {stage_location.lstrip('@').split('/')[0]}) or point snowpipe_stage_location "
             "at a stage the connection's role can read and write; nothing was changed"
         ) from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 def _deploy(
@@ -396,14 +414,7 @@ def _deploy(
     tasks = op.schema.tasks
     if session is not None:
         _check_stage(session, copts.stage_location)
-    try:
-        old = snapshot(tasks, dag.name)
-        if old is not None:
-            _check_not_running(op, dag)
-    except DeployError:
-        raise
-    except Exception as exc:
-        raise DeployError(f"reading the deployed Task Graph {dag.name} failed ({_first_line(exc)}); nothing was changed") from exc
+    old = _fetch_idle(op, dag)
     folders = _upload_folders(compiled)
     before = _listing(session, folders) if session is not None else None
     step = "suspending the old root"
@@ -439,23 +450,19 @@ def _undone(
 ) -> DeployError:
     """Undo a failed or interrupted change (signals wait for it); the error that says what happened."""
     dag = compiled.dag
-    cause = (f"was interrupted by {exc.name} while {step}" if isinstance(exc, Interrupted) else
-             f"was interrupted (KeyboardInterrupt) while {step}" if isinstance(exc, KeyboardInterrupt) else
-             f"failed while {step} ({_first_line(exc)})")
+    cause, code = _cause(exc, step)
     with deferred() as late:
         what = "the previous graph was restored" if old is not None else "what was created was dropped"
         try:
             restore(op, dag.name, old)
         except BaseException as undo:
-            what = f"restoring the previous graph failed too ({_first_line(undo)}); {_leftovers(op, compiled, old)}"
+            what = f"restoring the previous graph failed too ({first_line(undo)}); {_leftovers(op, compiled, old)}"
         if session is not None and before is not None:
             removed = _remove_new_files(session, folders, before)
             if removed:
                 what += f"; removed the {len(removed)} file(s) it had uploaded"
     if late:
         what += f" ({', '.join(_signal_name(s) for s in late)} received during the undo was held until it finished)"
-    interrupted = isinstance(exc, (Interrupted, KeyboardInterrupt))
-    code = 128 + exc.signum if isinstance(exc, Interrupted) else (130 if interrupted else 1)
     return DeployError(f"deploying Task Graph {dag.name} {cause}; {what}", exit_code=code)
 
 
@@ -506,16 +513,21 @@ def _listing(session: Any, folders: list[str]) -> set[str]:
     return out
 
 
-def _remove_new_files(session: Any, folders: list[str], before: set[str]) -> list[str]:
-    """Remove what a failed deploy uploaded (files under ``folders`` that were not there ``before``)."""
+def _remove(session: Any, paths: list[str]) -> list[str]:
+    """REMOVE each stage path (a file, or a folder ending in ``/``); return those removed."""
     removed = []
-    for path in sorted(_listing(session, folders) - before):
+    for path in paths:
         try:
             session.sql(f"REMOVE '{path}'").collect()
             removed.append(path)
         except Exception:
             pass  # a leftover file costs storage, not correctness
     return removed
+
+
+def _remove_new_files(session: Any, folders: list[str], before: set[str]) -> list[str]:
+    """Remove what a failed deploy uploaded (files under ``folders`` that were not there ``before``)."""
+    return _remove(session, sorted(_listing(session, folders) - before))
 
 
 def _remove_superseded(op: Any, compiled: CompiledPipeline, old: Snapshot, session: Any) -> list[str]:
@@ -530,14 +542,7 @@ def _remove_superseded(op: Any, compiled: CompiledPipeline, old: Snapshot, sessi
     in_use = set().union(*(stage_files_of(t.definition) for t in current))
     jobs_in_use = set().union(*(job_stage_paths_of(t.definition) for t in current))
     jobs_in_use |= {f.rstrip("/") for f in _upload_folders(compiled)[1:]}
-    removed = []
-    for path in sorted(old_files - in_use) + sorted(p.rstrip("/") + "/" for p in old_jobs - jobs_in_use):
-        try:
-            session.sql(f"REMOVE '{path}'").collect()
-            removed.append(path)
-        except Exception:
-            pass  # a leftover file costs storage, not correctness
-    return removed
+    return _remove(session, sorted(old_files - in_use) + sorted(p.rstrip("/") + "/" for p in old_jobs - jobs_in_use))
 
 
 def _undeploy(op: Any, copts: CompileOptions, session: Any, write: Callable[[str], Any]) -> int:
@@ -545,14 +550,7 @@ def _undeploy(op: Any, copts: CompileOptions, session: Any, write: Callable[[str
     name = copts.dag_name
     where = f"{copts.database}.{copts.schema}"
     tasks = op.schema.tasks
-    try:
-        old = snapshot(tasks, name)
-        if old is not None:
-            _check_not_running(op, name)
-    except DeployError:
-        raise
-    except Exception as exc:
-        raise DeployError(f"reading the deployed Task Graph {name} failed ({_first_line(exc)}); nothing was changed") from exc
+    old = _fetch_idle(op, name)
     if old is None:
         write(f"nothing to undeploy: there is no Task Graph {name} in {where}")
         return 0
@@ -566,15 +564,13 @@ def _undeploy(op: Any, copts: CompileOptions, session: Any, write: Callable[[str
                 warnings.simplefilter("ignore", DeprecationWarning)
                 op.drop(name, drop_finalizer=True)
     except BaseException as exc:
-        cause = (f"was interrupted by {exc.name} while {step}" if isinstance(exc, Interrupted)
-                 else f"failed while {step} ({_first_line(exc)})")
+        cause, code = _cause(exc, step)
         with deferred():
             try:
                 restore(op, name, old)
                 what = "the graph was restored as it was"
             except BaseException as undo:
-                what = f"restoring it failed too ({_first_line(undo)}): check SHOW TASKS LIKE '{name}%' in {where}"
-        code = 128 + exc.signum if isinstance(exc, Interrupted) else 1
+                what = f"restoring it failed too ({first_line(undo)}): check SHOW TASKS LIKE '{name}%' in {where}"
         raise DeployError(f"undeploying Task Graph {name} {cause}; {what}", exit_code=code) from exc
     files = set().union(*(stage_files_of(t.definition) for t in old.tasks))
     folders = {p.rstrip("/") + "/" for t in old.tasks for p in job_stage_paths_of(t.definition)}
@@ -583,14 +579,8 @@ def _undeploy(op: Any, copts: CompileOptions, session: Any, write: Callable[[str
         in_use = set().union(*(stage_files_of(t.definition) for t in others))
     except Exception:
         others, in_use, files, folders = [], set(), set(), set()  # cannot tell what is in use: keep the files
-    removed = 0
-    for path in sorted(files - in_use) + sorted(folders):
-        try:
-            session.sql(f"REMOVE '{path}'").collect()
-            removed += 1
-        except Exception:
-            pass
-    write(f"undeployed Task Graph {name} from {where}: dropped {len(old.tasks)} task(s), removed {removed} stage "
+    removed = _remove(session, sorted(files - in_use) + sorted(folders))
+    write(f"undeployed Task Graph {name} from {where}: dropped {len(old.tasks)} task(s), removed {len(removed)} stage "
           "path(s) only it used")
     return 0
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_snowpipe.errors import SnowpipeError
+from pytest_snowpipe.errors import SnowpipeError, first_line
 
 EXECUTE_ML_JOB = "SYSTEM$EXECUTE_ML_JOB"
 
@@ -113,10 +113,9 @@ class MLJobTask:
             definition = ml_remote(self.remote.compute_pool, session=self.session, **options)(job_function(self.spec))
             sql: str = definition.to_sql()
         except Exception as exc:
-            first = str(exc).strip().splitlines()
             raise MLJobTaskError(
                 f"remote stage {self.spec.name!r}: registering its ML Job on compute pool {self.remote.compute_pool} "
-                f"with job stage {self.remote.stage_name} failed ({type(exc).__name__}: {first[0] if first else ''}); "
+                f"with job stage {self.remote.stage_name} failed ({first_line(exc)}); "
                 "check that the pool exists and the role may USE it (SHOW COMPUTE POOLS), and that the job stage "
                 "can be written"
             ) from exc
