@@ -415,7 +415,8 @@ def _deploy(
     if session is not None:
         _check_stage(session, copts.stage_location)
     old = _fetch_idle(op, dag)
-    folders = _upload_folders(compiled)
+    with pickle_by_value(graph):  # a job's payload folder is named by its code as shipped
+        folders = _upload_folders(compiled)
     before = _listing(session, folders) if session is not None else None
     step = "suspending the old root"
     try:

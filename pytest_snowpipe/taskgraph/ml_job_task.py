@@ -3,8 +3,10 @@
 dagv1 turns a definition that has ``to_sql()`` into the task's SQL when the graph is deployed
 (``DAGTask._to_low_level_task``). :class:`MLJobTask` is that definition. Compile needs no session;
 a deploy binds the deploying one (:func:`bound`), and ``to_sql`` then registers the job through
-snowflake-ml-python's own ``snowflake.ml.jobs.remote`` (payload uploaded to the job stage under a
-stable name, ``<DAG>_<TASK>``, so a redeploy overwrites it instead of piling up) and returns its
+snowflake-ml-python's own ``snowflake.ml.jobs.remote`` (a stable job name, ``<DAG>_<TASK>``; the
+payload goes to ``<job stage>/<content digest>/<DAG>_<TASK>``, so an unchanged job is overwritten
+with the same bytes, a changed one goes beside the deployed one, which a failed redeploy keeps
+intact for the graph it restores, and a good one removes) and returns its
 ``CALL SYSTEM$EXECUTE_ML_JOB(...)`` with ``ASYNC`` false: the task ends when the job does, and no
 procedure keeps a warehouse waiting on it.
 
@@ -60,6 +62,21 @@ class MLJobTask:
     session: Any = field(default=None, repr=False, compare=False)
     database: str | None = field(default=None, compare=False)  # the deploy's, for what the stage leaves unqualified
     schema: str | None = field(default=None, compare=False)
+    digest: str | None = field(default=None, compare=False)  # of the pickled job function: its payload folder
+
+    def content_digest(self) -> str:
+        """A digest of what the job runs (its function as pickled, by value where a deploy pickles so, and this
+        plugin's version): the payload folder, so that a changed job never overwrites the deployed one."""
+        if self.digest is None:
+            import hashlib
+
+            import cloudpickle
+
+            from pytest_snowpipe import __version__
+
+            data = cloudpickle.dumps(job_function(self.spec)) + __version__.encode()
+            self.digest = hashlib.sha256(data).hexdigest()[:16]
+        return self.digest
 
     @property
     def job_name(self) -> str:
@@ -83,8 +100,8 @@ class MLJobTask:
         return qualify_stage("@" + self.remote.stage_name.lstrip("@"), db, sch)
 
     def payload_folder(self, database: str | None = None, schema: str | None = None) -> str:
-        """Where registration uploads the job's payload (``snowflake.ml.jobs``: ``<job stage>/<job name>``)."""
-        return f"{self.job_stage(database, schema).rstrip('/')}/{self.job_name}"
+        """Where registration uploads the job's payload (``snowflake.ml.jobs``: ``<stage_name>/<job name>``)."""
+        return f"{self.job_stage(database, schema).rstrip('/')}/{self.content_digest()}/{self.job_name}"
 
     def job_options(self) -> dict[str, Any]:
         """``snowflake.ml.jobs.remote`` keyword arguments: the stage's options, the stable name, overwrite,
@@ -94,7 +111,7 @@ class MLJobTask:
         options["imports"] = [*options.get("imports", []), *self.imports]
         options["name"] = self.job_name
         options["overwrite"] = True
-        options["stage_name"] = self.job_stage()
+        options["stage_name"] = f"{self.job_stage().rstrip('/')}/{self.content_digest()}"
         if not self.remote.database and self.database and self.schema:
             options["database"], options["schema"] = self.database, self.schema
         return options
@@ -139,6 +156,7 @@ def bound(dag: Any, session: Any, database: str | None = None, schema: str | Non
     tasks = job_tasks(dag)
     for t in tasks:
         t.definition.session, t.definition.database, t.definition.schema = session, database, schema
+        t.definition.content_digest()  # here, where the deploy pickles the project's modules by value
     try:
         yield
     finally:

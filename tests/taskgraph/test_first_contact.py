@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -32,6 +33,10 @@ from tests.taskgraph.test_compile import pipeline
 @remote(compute_pool="POOL", stage_name="JOB_STAGE", target_instances=2, env_vars={"MODE": "fit"})
 def remote_model(features):
     return {"mean": float(features["X"].mean()), "rows": len(features)}
+
+
+def other_model(features):
+    return {"mean": float(features["X"].median()), "rows": len(features)}
 
 
 def broken_model(features):
@@ -170,15 +175,31 @@ def test_a_remote_stage_ships_as_an_ml_job_task_through_the_real_dag_operation(a
     job = parse_ml_job("MODEL", definition)
     assert definition.startswith("CALL SYSTEM$EXECUTE_ML_JOB('DB.SCH.DEMO_MODEL_', 'POOL', ")
     assert job is not None and job["options"]["ASYNC"] is False and job["options"]["TARGET_INSTANCES"] == 2
-    assert job["spec"]["STAGE_PATH"] == "@DB.SCH.JOB_STAGE/DEMO_MODEL" and job["spec"]["ENV_VARS"]["MODE"] == "fit"
-    assert job["entry"].endswith(".py") and job["main"] == "func"
+    assert re.fullmatch(r"@DB\.SCH\.JOB_STAGE/[0-9a-f]{16}/DEMO_MODEL", job["spec"]["STAGE_PATH"])
+    assert job["spec"]["ENV_VARS"]["MODE"] == "fit" and job["entry"].endswith(".py") and job["main"] == "func"
     assert "LANGUAGE PYTHON" not in definition  # no procedure waits on the job
     payload = {f.name for f in account.list_stage("@DB.SCH.JOB_STAGE")}
-    assert {f"DEMO_MODEL/app/{job['entry']}", "DEMO_MODEL/app/pytest_snowpipe.zip"} <= payload
+    folder = job["spec"]["STAGE_PATH"].split("/", 1)[1]
+    assert {f"{folder}/app/{job['entry']}", f"{folder}/app/pytest_snowpipe.zip"} <= payload
     account.clear_log()
     assert deploy(account, tmp_path)[0] == 0  # a redeploy overwrites the payload under the same name
-    assert {f.name for f in account.list_stage("@DB.SCH.JOB_STAGE")} == payload
+    assert {f.name for f in account.list_stage("@DB.SCH.JOB_STAGE")} == payload  # unchanged code, same folder
     assert parse_ml_job("MODEL", account.task("DEMO$MODEL", schema="SCH")["definition"])["id"] == "DB.SCH.DEMO_MODEL_"
+
+
+def test_a_failed_redeploy_of_a_changed_job_keeps_the_deployed_jobs_payload(account: OfflineAccount, tmp_path: Path) -> None:
+    assert deploy(account, tmp_path)[0] == 0
+    before, old = state(account), {f.name: f.md5 for f in account.list_stage("@DB.SCH.JOB_STAGE")}
+    account.fail_when(lambda c: c.summary == "POST tasks/DEMO$MODEL:resume")  # after the changed job was uploaded
+    code, out = deploy(account, tmp_path, remote_pipeline(other_model))
+    account.clear_failures()
+    assert code == 1 and "the previous graph was restored" in out
+    assert state(account) == before  # the restored task still names the old payload folder ...
+    assert {f.name: f.md5 for f in account.list_stage("@DB.SCH.JOB_STAGE")} == old  # ... whose bytes are untouched
+    assert deploy(account, tmp_path, remote_pipeline(other_model))[0] == 0  # a good redeploy: new folder, old one gone
+    now = parse_ml_job("MODEL", account.task("DEMO$MODEL", schema="SCH")["definition"])["spec"]["STAGE_PATH"]
+    assert {f.name.rsplit("/app/", 1)[0].rsplit("/system/", 1)[0] for f in account.list_stage("@DB.SCH.JOB_STAGE")} == \
+        {now.split("/", 1)[1]}
 
 
 def test_the_rehearsal_runs_the_shipped_job_and_its_failure_fails_the_deploy(account: OfflineAccount, tmp_path: Path) -> None:
@@ -221,7 +242,7 @@ def test_only_the_schema_set_ships_paths_qualified_with_the_sessions_database(ac
         metrics = acct.task("DEMO$METRICS", schema="SCH")["definition"]
         assert "IMPORTS=('@DB.SCH.ST/" in metrics
         job = parse_ml_job("MODEL", acct.task("DEMO$MODEL", schema="SCH")["definition"])
-        assert job["spec"]["STAGE_PATH"] == "@DB.SCH.JOB_STAGE/DEMO_MODEL" and job["id"].startswith("DB.SCH.")
+        assert job["spec"]["STAGE_PATH"].startswith("@DB.SCH.JOB_STAGE/") and job["id"].startswith("DB.SCH.")
 
 
 # ------------------------------------------------------------------ restore as snowflake.core reads a graph
