@@ -26,6 +26,9 @@ a. ``scoped_temporary``: ``CREATE SCOPED TEMPORARY TABLE/STAGE`` (cache_result, 
    ``seeded_sample``: ``SAMPLE (p) SEED (s)`` -> a filter on the same hash (repeatable).
    ``hash_agg``: ``HASH_AGG(*)`` -> an order-independent sum of DuckDB row hashes (table
    fingerprints without reading the table out).
+   ``canonical_row_hashes``: these row hashes see a float column in single precision (near 0
+   as 0), so a float from DuckDB's parallel aggregation, whose last bits vary run to run, hashes
+   the same on every run (resolved on the DuckDB SQL, where the column types are known).
 b. ``dollar_columns``: ``SELECT $1, $2 FROM VALUES ...`` -> ``"COLUMN1"``... (fakesnow aliases
    VALUES columns so).
 c. ``qualified_identifier``: ``IDENTIFIER(?)`` bound to ``"DB"."S"."NAME"`` -> a qualified
@@ -109,14 +112,39 @@ def scoped_temporary(expression: Expr) -> Expr:
     return expression
 
 
-def _content_hash(seed: Expr) -> Expr:
-    """``hash(*COLUMNS(*), seed)``: repeatable per row content and seed.
+# Marks the row hashes `canonical_row_hashes` resolves once the statement is DuckDB SQL (a last
+# argument, so an unresolved hash is still valid SQL: a DESCRIBE gives its type).
+_ROW_HASH_TAG = "snowpipe:canonical-row-hash"
+_FLOAT_TYPES = frozenset({"DOUBLE", "FLOAT", "REAL", "FLOAT8", "FLOAT4"})
+_FLOAT_ZERO = 1e-9  # |x| below this hashes as 0: x - AVG(x) is 0, 1e-17 or -0.0 by summation order
+
+
+def _content_hash(*args: Expr) -> Expr:
+    """``hash(<args>)`` of a row's content, its float values in a canonical form (see
+    `canonical_row_hashes`): repeatable per row content on every run and at any thread count.
 
     A row's content does not depend on the order a parallel scan, a join or a window hands the
-    rows over, so a seeded split of a derived frame picks the same rows on every run and at any
-    thread count (a hash of the row's position would not). Equal rows fall on the same side.
+    rows over, so a seeded split of a derived frame picks the same rows on every run (a hash of
+    the row's position would not). Equal rows fall on the same side.
     """
-    return exp.Anonymous(this="hash", expressions=[exp.Columns(this=exp.Star(), unpack=True), seed.copy()])
+    return exp.Anonymous(this="hash", expressions=[*(a.copy() for a in args), exp.Literal.string(_ROW_HASH_TAG)])
+
+
+def _all_columns() -> Expr:
+    return exp.Columns(this=exp.Star(), unpack=True)
+
+
+def _canonical_float(column: Expr) -> Expr:
+    """A DOUBLE as it is hashed: single precision (24-bit mantissa), values near 0 as 0.
+
+    DuckDB's parallel aggregation (SUM/AVG, their windows) adds partial results in the order
+    threads finish, so a float it computes differs in its last bits from run to run; rounded to
+    single precision the run-to-run difference (~1e-16 relative) changes the value only when it
+    lies within that distance of a rounding boundary (about 1e-8 of values).
+    """
+    near_zero = exp.LT(this=exp.Abs(this=column.copy()), expression=exp.Literal.number(_FLOAT_ZERO))
+    flushed = exp.If(this=near_zero, true=exp.Literal.number(0))
+    return exp.Cast(this=exp.Case(ifs=[flushed], default=column.copy()), to=exp.DataType.build("FLOAT"))
 
 
 def seeded_random(expression: Expr) -> Expr:
@@ -127,7 +155,7 @@ def seeded_random(expression: Expr) -> Expr:
     """
     if isinstance(expression, exp.Rand) and isinstance(seed := expression.this, exp.Literal):
         shifted = exp.Cast(
-            this=exp.BitwiseRightShift(this=_content_hash(seed), expression=exp.Literal.number(1)),
+            this=exp.BitwiseRightShift(this=_content_hash(_all_columns(), seed), expression=exp.Literal.number(1)),
             to=exp.DataType.build("BIGINT"),
         )
         return exp.Paren(this=exp.Sub(this=shifted, expression=exp.Literal.number(_RANDOM_SCALE)))
@@ -152,7 +180,7 @@ def seeded_sample(expression: Expr) -> Expr:
     alias = source.args.get("alias")
     source.set("alias", None)
     threshold = int(float(percent.name) * 10_000)  # out of 1_000_000
-    key = exp.Mod(this=_content_hash(seed), expression=exp.Literal.number(1_000_000))
+    key = exp.Mod(this=_content_hash(_all_columns(), seed), expression=exp.Literal.number(1_000_000))
     inner = exp.select("*", exp.alias_(key, "_FS_SAMPLE_KEY")).from_(source)
     outer = (
         exp.select(exp.Star(except_=[exp.column("_FS_SAMPLE_KEY")]))
@@ -177,8 +205,8 @@ def hash_agg(expression: Expr) -> Expr:
     distinct = isinstance(first, exp.Distinct)
     args = list(first.expressions) if distinct else [first, *expression.expressions]
     if len(args) == 1 and isinstance(args[0], exp.Star):
-        args = [exp.Columns(this=exp.Star(), unpack=True)]
-    row_hash: Expr = exp.Anonymous(this="hash", expressions=[a.copy() for a in args])
+        args = [_all_columns()]
+    row_hash = _content_hash(*args)
     # an anonymous SUM: fakesnow rewrites exp.Sum's argument to a DOUBLE (for VARIANT sums),
     # which would round the 64-bit hashes
     total = exp.Anonymous(this="sum", expressions=[exp.Distinct(expressions=[row_hash]) if distinct else row_hash])
@@ -192,6 +220,67 @@ def hash_agg(expression: Expr) -> Expr:
     if isinstance(expression.parent, exp.Select) and expression.arg_key == "expressions":
         out = exp.alias_(out, exp.to_identifier(expression.sql(dialect="snowflake").upper(), quoted=True))
     return out
+
+
+def _probe_types(select: exp.Select, columns: list[Expr], cursor: FakeSnowflakeCursor) -> list[tuple[str, str]] | None:
+    """(name, DuckDB type) of ``SELECT <columns> FROM <select's sources>``, or None if it cannot
+    be described on its own (a correlated reference, a bound parameter)."""
+    probe = exp.Select(expressions=columns, from_=select.args.get("from_"), joins=select.args.get("joins"))
+    probe = probe.copy()
+    ctes: list[Expr] = []  # the WITHs in scope, outermost first
+    scope: Expr | None = select
+    while scope is not None:
+        if isinstance(with_ := scope.args.get("with_"), exp.With):
+            ctes[:0] = [c.copy() for c in with_.expressions]
+        scope = scope.parent
+    if ctes:
+        probe.set("with_", exp.With(expressions=ctes))
+    if probe.find(exp.Placeholder):
+        return None
+    try:  # on the statement's own DuckDB cursor (its current schema), before the statement runs
+        rows = cursor._duck_conn.execute(f"DESCRIBE {probe.sql(dialect='duckdb')}").fetchall()
+    except Exception:
+        return None
+    return [(str(row[0]), str(row[1]).upper()) for row in rows]
+
+
+def canonical_row_hashes(expression: Expr, cursor: FakeSnowflakeCursor) -> Expr:
+    """Each tagged row hash (seeded RANDOM and SAMPLE, HASH_AGG) -> a hash of its columns, the
+    float ones in `_canonical_float` form, the tag dropped.
+
+    Run on the DuckDB SQL just before it executes: DuckDB's ``*COLUMNS(*)`` cannot apply a
+    function to the columns it unpacks, and only DuckDB knows which columns are floats, so the
+    columns of the hash's sources are described and written out. Innermost hashes first (a
+    split of a split). A hash whose sources cannot be described alone hashes its values as
+    they are (repeatable unless they are floats from a parallel aggregate).
+    """
+    tagged = [
+        e
+        for e in expression.find_all(exp.Anonymous, bfs=False)
+        if e.name == "hash" and e.expressions and e.expressions[-1] == exp.Literal.string(_ROW_HASH_TAG)
+    ]
+    for node in reversed(tagged):  # descendants before their ancestors
+        args = node.expressions[:-1]
+        select = node.find_ancestor(exp.Select)
+        resolved: list[Expr] = []
+        for arg in args:
+            if isinstance(arg, exp.Literal) or select is None:
+                resolved.append(arg)
+                continue
+            star = isinstance(arg, exp.Columns) and isinstance(arg.this, exp.Star)
+            types = _probe_types(select, [exp.Star() if star else arg.copy()], cursor)
+            if types is None or (star and len({n.lower() for n, _ in types}) != len(types)):
+                resolved.append(arg)
+            elif star:
+                resolved.extend(
+                    _canonical_float(col) if typ in _FLOAT_TYPES else col
+                    for name, typ in types
+                    for col in [exp.column(exp.to_identifier(name, quoted=True))]
+                )
+            else:
+                resolved.append(_canonical_float(arg) if types[0][1] in _FLOAT_TYPES else arg)
+        node.set("expressions", [a.copy() for a in resolved])
+    return expression
 
 
 def qualified_temporary_table(expression: Expr) -> Expr:
@@ -757,8 +846,9 @@ def install() -> None:
 
     @wraps(run)
     def _run(self: FakeSnowflakeCursor, transformed: Expr, params: Any = None) -> None:
+        # the row hashes are resolved here, on the DuckDB SQL about to run: its column types are known
         try:
-            run(self, transformed, params)
+            run(self, canonical_row_hashes(transformed, self), params)
         except snowflake.connector.errors.ProgrammingError as e:
             first = (e.raw_msg or e.msg or "").strip().splitlines()[0] if (e.raw_msg or e.msg) else ""
             if first.startswith(_DUCKDB_GAP_ERRORS):  # valid Snowflake SQL, not valid DuckDB SQL
