@@ -29,6 +29,8 @@ a. ``scoped_temporary``: ``CREATE SCOPED TEMPORARY TABLE/STAGE`` (cache_result, 
    ``canonical_row_hashes``: these row hashes see a float column in single precision (near 0
    as 0), so a float from DuckDB's parallel aggregation, whose last bits vary run to run, hashes
    the same on every run (resolved on the DuckDB SQL, where the column types are known).
+   ``numeric_aggregates``: ``SUM`` / ``AVG`` / ``MEDIAN`` (and windows) of integers and decimals
+   -> Snowflake's NUMBER types (fakesnow made them DOUBLE; a sum of integers was inexact).
 b. ``dollar_columns``: ``SELECT $1, $2 FROM VALUES ...`` -> ``"COLUMN1"``... (fakesnow aliases
    VALUES columns so).
 c. ``qualified_identifier``: ``IDENTIFIER(?)`` bound to ``"DB"."S"."NAME"`` -> a qualified
@@ -225,8 +227,10 @@ def hash_agg(expression: Expr) -> Expr:
 def _probe_types(select: exp.Select, columns: list[Expr], cursor: FakeSnowflakeCursor) -> list[tuple[str, str]] | None:
     """(name, DuckDB type) of ``SELECT <columns> FROM <select's sources>``, or None if it cannot
     be described on its own (a correlated reference, a bound parameter)."""
-    probe = exp.Select(expressions=columns, from_=select.args.get("from_"), joins=select.args.get("joins"))
-    probe = probe.copy()
+    from_, joins = select.args.get("from_"), select.args.get("joins")
+    probe = exp.Select(  # copies: the statement's own nodes keep their parents
+        expressions=columns, from_=from_.copy() if from_ else None, joins=[j.copy() for j in joins or ()]
+    )
     ctes: list[Expr] = []  # the WITHs in scope, outermost first
     scope: Expr | None = select
     while scope is not None:
@@ -280,6 +284,64 @@ def canonical_row_hashes(expression: Expr, cursor: FakeSnowflakeCursor) -> Expr:
             else:
                 resolved.append(_canonical_float(arg) if types[0][1] in _FLOAT_TYPES else arg)
         node.set("expressions", [a.copy() for a in resolved])
+    return expression
+
+
+_INTEGER_TYPES = frozenset(
+    {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"}
+)
+_DECIMAL = re.compile(r"^DECIMAL\((\d+),\s*(\d+)\)$")
+
+
+def _fixed_point(duck_type: str) -> tuple[int, int] | None:
+    """(precision, scale) of a DuckDB integer or DECIMAL type as Snowflake's NUMBER, else None."""
+    if duck_type in _INTEGER_TYPES:
+        return 38, 0
+    if match := _DECIMAL.match(duck_type):
+        return int(match.group(1)), int(match.group(2))
+    return None
+
+
+def _numeric_result(node: Expr, precision: int, scale: int) -> exp.DataType:
+    """Snowflake's result type of SUM / AVG / MEDIAN over NUMBER(precision, scale)."""
+    if isinstance(node, exp.Sum):
+        return exp.DataType.build(f"DECIMAL(38, {scale})")
+    if isinstance(node, exp.Avg):  # the division rule: the scale grows by 6, up to 12
+        return exp.DataType.build(f"DECIMAL(38, {max(scale, min(scale + 6, 12))})")
+    return exp.DataType.build(f"DECIMAL({min(38, precision + 3)}, {min(scale + 3, 37)})")  # MEDIAN
+
+
+def numeric_aggregates(expression: Expr, cursor: FakeSnowflakeCursor) -> Expr:
+    """``SUM`` / ``AVG`` / ``MEDIAN`` (and their windows) of a fixed-point column -> Snowflake's NUMBER.
+
+    fakesnow casts every such argument to DOUBLE (Snowflake sums VARCHAR, DuckDB does not), so
+    a sum of integers came back as a float, inexact above 2**53. Snowflake gives NUMBER(38, s)
+    for SUM (exact), NUMBER(38, s + 6 up to 12) for AVG and NUMBER(p + 3, s + 3) for MEDIAN.
+    The argument's type is known only in DuckDB: described once per SELECT, as for row hashes.
+    Float and text arguments keep fakesnow's cast.
+    """
+    nodes = [
+        e
+        for e in expression.find_all(exp.Sum, exp.Avg, exp.Median)
+        if isinstance(cast := e.this, exp.TryCast)
+        and cast.to.this == exp.DataType.Type.DOUBLE
+        and not isinstance(cast.this, (exp.Cast, exp.TryCast))
+    ]
+    by_select: dict[int, tuple[exp.Select, list[Expr]]] = {}
+    for node in nodes:
+        if isinstance(select := node.find_ancestor(exp.Select), exp.Select):
+            by_select.setdefault(id(select), (select, []))[1].append(node)
+    for select, aggs in by_select.values():
+        args = [exp.alias_(agg.this.this.copy(), f"_a{i}") for i, agg in enumerate(aggs)]
+        types = _probe_types(select, list(args), cursor)
+        if types is None or len(types) != len(aggs):
+            continue
+        for agg, (_, duck_type) in zip(aggs, types, strict=True):
+            if (fixed := _fixed_point(duck_type)) is None:
+                continue
+            agg.set("this", agg.this.this)
+            outer = agg.parent if isinstance(agg.parent, exp.Window) else agg
+            outer.replace(exp.Cast(this=outer.copy(), to=_numeric_result(agg, *fixed)))
     return expression
 
 
@@ -848,7 +910,7 @@ def install() -> None:
     def _run(self: FakeSnowflakeCursor, transformed: Expr, params: Any = None) -> None:
         # the row hashes are resolved here, on the DuckDB SQL about to run: its column types are known
         try:
-            run(self, canonical_row_hashes(transformed, self), params)
+            run(self, numeric_aggregates(canonical_row_hashes(transformed, self), self), params)
         except snowflake.connector.errors.ProgrammingError as e:
             first = (e.raw_msg or e.msg or "").strip().splitlines()[0] if (e.raw_msg or e.msg) else ""
             if first.startswith(_DUCKDB_GAP_ERRORS):  # valid Snowflake SQL, not valid DuckDB SQL

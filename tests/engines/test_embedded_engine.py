@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -372,6 +373,48 @@ def test_seed_features_match_pandas(session: Any) -> None:
     for c in ["M", "DOY", "DOW"]:
         assert got[c].astype("int64").tolist() == exp[c].astype("int64").tolist(), c
     assert np.allclose(got["R"].to_numpy(), exp["R"].to_numpy(), rtol=0, atol=1e-9)
+
+
+# -- numbers as Snowflake types them ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def numbers(session: Any) -> Any:
+    session.sql(
+        "create or replace table NUMBERS as select column1::int as I, column2::number(10,2) as D, column3::float as F,"
+        " column4::int as G from values (9007199254740992, 1.25, 0.5, 1), (1, 2.50, 1.5, 1), (9007199254740993, 3.75, 2.5, 2)"
+    ).collect()
+    return session
+
+
+@pytest.mark.parametrize(
+    ("expr", "datatype", "value"),
+    [
+        ("sum(I)", "LongType()", 2**54 + 2),  # exact: a DOUBLE gave 1.8014398509481984e16
+        ("sum(D)", "DecimalType(38, 2)", Decimal("7.50")),
+        ("sum(F)", "DoubleType()", 4.5),
+        ("avg(D)", "DecimalType(38, 8)", Decimal("2.50000000")),
+        ("avg(G)", "DecimalType(38, 6)", Decimal("1.333333")),
+        ("avg(F)", "DoubleType()", 1.5),
+        ("median(G)", "DecimalType(38, 3)", Decimal("1.000")),
+        ("median(D)", "DecimalType(13, 5)", Decimal("2.50000")),
+        ("median(F)", "DoubleType()", 1.5),
+        ("count(I)", "LongType()", 3),
+        ("max(D)", "DecimalType(10, 2)", Decimal("3.75")),
+    ],
+)
+def test_gap_numeric_aggregates_have_snowflakes_types(numbers: Any, expr: str, datatype: str, value: Any) -> None:
+    df = numbers.sql(f"select {expr} as X from NUMBERS")
+    assert str(df.schema.fields[0].datatype) == datatype
+    got = df.collect()[0][0]
+    assert got == value and type(got) is type(value)
+
+
+def test_gap_window_sums_are_exact_and_text_still_sums(numbers: Any) -> None:
+    rows = numbers.sql("select G, sum(I) over (partition by G) as S, avg(G) over () as A from NUMBERS order by G").collect()
+    assert [r["S"] for r in rows] == [2**53 + 1, 2**53 + 1, 2**53 + 1]
+    assert rows[0]["A"] == Decimal("1.333333")
+    assert numbers.sql("select sum(column1) from values ('1.5'), ('2')").collect()[0][0] == 3.5  # fakesnow's cast kept
 
 
 # -- f/g. what the double cannot run ---------------------------------------------------------------
