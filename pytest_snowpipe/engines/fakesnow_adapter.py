@@ -26,6 +26,11 @@ a. ``scoped_temporary``: ``CREATE SCOPED TEMPORARY TABLE/STAGE`` (cache_result, 
    ``seeded_sample``: ``SAMPLE (p) SEED (s)`` -> a filter on the same hash (repeatable).
    ``hash_agg``: ``HASH_AGG(*)`` -> an order-independent sum of DuckDB row hashes (table
    fingerprints without reading the table out).
+   ``canonical_row_hashes``: these row hashes see a float column in single precision (near 0
+   as 0), so a float from DuckDB's parallel aggregation, whose last bits vary run to run, hashes
+   the same on every run (resolved on the DuckDB SQL, where the column types are known).
+   ``numeric_aggregates``: ``SUM`` / ``AVG`` / ``MEDIAN`` (and windows) of integers and decimals
+   -> Snowflake's NUMBER types (fakesnow made them DOUBLE; a sum of integers was inexact).
 b. ``dollar_columns``: ``SELECT $1, $2 FROM VALUES ...`` -> ``"COLUMN1"``... (fakesnow aliases
    VALUES columns so).
 c. ``qualified_identifier``: ``IDENTIFIER(?)`` bound to ``"DB"."S"."NAME"`` -> a qualified
@@ -109,14 +114,39 @@ def scoped_temporary(expression: Expr) -> Expr:
     return expression
 
 
-def _content_hash(seed: Expr) -> Expr:
-    """``hash(*COLUMNS(*), seed)``: repeatable per row content and seed.
+# Marks the row hashes `canonical_row_hashes` resolves once the statement is DuckDB SQL (a last
+# argument, so an unresolved hash is still valid SQL: a DESCRIBE gives its type).
+_ROW_HASH_TAG = "snowpipe:canonical-row-hash"
+_FLOAT_TYPES = frozenset({"DOUBLE", "FLOAT", "REAL", "FLOAT8", "FLOAT4"})
+_FLOAT_ZERO = 1e-9  # |x| below this hashes as 0: x - AVG(x) is 0, 1e-17 or -0.0 by summation order
+
+
+def _content_hash(*args: Expr) -> Expr:
+    """``hash(<args>)`` of a row's content, its float values in a canonical form (see
+    `canonical_row_hashes`): repeatable per row content on every run and at any thread count.
 
     A row's content does not depend on the order a parallel scan, a join or a window hands the
-    rows over, so a seeded split of a derived frame picks the same rows on every run and at any
-    thread count (a hash of the row's position would not). Equal rows fall on the same side.
+    rows over, so a seeded split of a derived frame picks the same rows on every run (a hash of
+    the row's position would not). Equal rows fall on the same side.
     """
-    return exp.Anonymous(this="hash", expressions=[exp.Columns(this=exp.Star(), unpack=True), seed.copy()])
+    return exp.Anonymous(this="hash", expressions=[*(a.copy() for a in args), exp.Literal.string(_ROW_HASH_TAG)])
+
+
+def _all_columns() -> Expr:
+    return exp.Columns(this=exp.Star(), unpack=True)
+
+
+def _canonical_float(column: Expr) -> Expr:
+    """A DOUBLE as it is hashed: single precision (24-bit mantissa), values near 0 as 0.
+
+    DuckDB's parallel aggregation (SUM/AVG, their windows) adds partial results in the order
+    threads finish, so a float it computes differs in its last bits from run to run; rounded to
+    single precision the run-to-run difference (~1e-16 relative) changes the value only when it
+    lies within that distance of a rounding boundary (about 1e-8 of values).
+    """
+    near_zero = exp.LT(this=exp.Abs(this=column.copy()), expression=exp.Literal.number(_FLOAT_ZERO))
+    flushed = exp.If(this=near_zero, true=exp.Literal.number(0))
+    return exp.Cast(this=exp.Case(ifs=[flushed], default=column.copy()), to=exp.DataType.build("FLOAT"))
 
 
 def seeded_random(expression: Expr) -> Expr:
@@ -127,7 +157,7 @@ def seeded_random(expression: Expr) -> Expr:
     """
     if isinstance(expression, exp.Rand) and isinstance(seed := expression.this, exp.Literal):
         shifted = exp.Cast(
-            this=exp.BitwiseRightShift(this=_content_hash(seed), expression=exp.Literal.number(1)),
+            this=exp.BitwiseRightShift(this=_content_hash(_all_columns(), seed), expression=exp.Literal.number(1)),
             to=exp.DataType.build("BIGINT"),
         )
         return exp.Paren(this=exp.Sub(this=shifted, expression=exp.Literal.number(_RANDOM_SCALE)))
@@ -152,7 +182,7 @@ def seeded_sample(expression: Expr) -> Expr:
     alias = source.args.get("alias")
     source.set("alias", None)
     threshold = int(float(percent.name) * 10_000)  # out of 1_000_000
-    key = exp.Mod(this=_content_hash(seed), expression=exp.Literal.number(1_000_000))
+    key = exp.Mod(this=_content_hash(_all_columns(), seed), expression=exp.Literal.number(1_000_000))
     inner = exp.select("*", exp.alias_(key, "_FS_SAMPLE_KEY")).from_(source)
     outer = (
         exp.select(exp.Star(except_=[exp.column("_FS_SAMPLE_KEY")]))
@@ -177,8 +207,8 @@ def hash_agg(expression: Expr) -> Expr:
     distinct = isinstance(first, exp.Distinct)
     args = list(first.expressions) if distinct else [first, *expression.expressions]
     if len(args) == 1 and isinstance(args[0], exp.Star):
-        args = [exp.Columns(this=exp.Star(), unpack=True)]
-    row_hash: Expr = exp.Anonymous(this="hash", expressions=[a.copy() for a in args])
+        args = [_all_columns()]
+    row_hash = _content_hash(*args)
     # an anonymous SUM: fakesnow rewrites exp.Sum's argument to a DOUBLE (for VARIANT sums),
     # which would round the 64-bit hashes
     total = exp.Anonymous(this="sum", expressions=[exp.Distinct(expressions=[row_hash]) if distinct else row_hash])
@@ -192,6 +222,127 @@ def hash_agg(expression: Expr) -> Expr:
     if isinstance(expression.parent, exp.Select) and expression.arg_key == "expressions":
         out = exp.alias_(out, exp.to_identifier(expression.sql(dialect="snowflake").upper(), quoted=True))
     return out
+
+
+def _probe_types(select: exp.Select, columns: list[Expr], cursor: FakeSnowflakeCursor) -> list[tuple[str, str]] | None:
+    """(name, DuckDB type) of ``SELECT <columns> FROM <select's sources>``, or None if it cannot
+    be described on its own (a correlated reference, a bound parameter)."""
+    from_, joins = select.args.get("from_"), select.args.get("joins")
+    probe = exp.Select(  # copies: the statement's own nodes keep their parents
+        expressions=columns, from_=from_.copy() if from_ else None, joins=[j.copy() for j in joins or ()]
+    )
+    ctes: list[Expr] = []  # the WITHs in scope, outermost first
+    scope: Expr | None = select
+    while scope is not None:
+        if isinstance(with_ := scope.args.get("with_"), exp.With):
+            ctes[:0] = [c.copy() for c in with_.expressions]
+        scope = scope.parent
+    if ctes:
+        probe.set("with_", exp.With(expressions=ctes))
+    if probe.find(exp.Placeholder):
+        return None
+    try:  # on the statement's own DuckDB cursor (its current schema), before the statement runs
+        rows = cursor._duck_conn.execute(f"DESCRIBE {probe.sql(dialect='duckdb')}").fetchall()
+    except Exception:
+        return None
+    return [(str(row[0]), str(row[1]).upper()) for row in rows]
+
+
+def canonical_row_hashes(expression: Expr, cursor: FakeSnowflakeCursor) -> Expr:
+    """Each tagged row hash (seeded RANDOM and SAMPLE, HASH_AGG) -> a hash of its columns, the
+    float ones in `_canonical_float` form, the tag dropped.
+
+    Run on the DuckDB SQL just before it executes: DuckDB's ``*COLUMNS(*)`` cannot apply a
+    function to the columns it unpacks, and only DuckDB knows which columns are floats, so the
+    columns of the hash's sources are described and written out. Innermost hashes first (a
+    split of a split). A hash whose sources cannot be described alone hashes its values as
+    they are (repeatable unless they are floats from a parallel aggregate).
+    """
+    tagged = [
+        e
+        for e in expression.find_all(exp.Anonymous, bfs=False)
+        if e.name == "hash" and e.expressions and e.expressions[-1] == exp.Literal.string(_ROW_HASH_TAG)
+    ]
+    for node in reversed(tagged):  # descendants before their ancestors
+        args = node.expressions[:-1]
+        select = node.find_ancestor(exp.Select)
+        resolved: list[Expr] = []
+        for arg in args:
+            if isinstance(arg, exp.Literal) or select is None:
+                resolved.append(arg)
+                continue
+            star = isinstance(arg, exp.Columns) and isinstance(arg.this, exp.Star)
+            types = _probe_types(select, [exp.Star() if star else arg.copy()], cursor)
+            if types is None or (star and len({n.lower() for n, _ in types}) != len(types)):
+                resolved.append(arg)
+            elif star:
+                resolved.extend(
+                    _canonical_float(col) if typ in _FLOAT_TYPES else col
+                    for name, typ in types
+                    for col in [exp.column(exp.to_identifier(name, quoted=True))]
+                )
+            else:
+                resolved.append(_canonical_float(arg) if types[0][1] in _FLOAT_TYPES else arg)
+        node.set("expressions", [a.copy() for a in resolved])
+    return expression
+
+
+_INTEGER_TYPES = frozenset(
+    {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"}
+)
+_DECIMAL = re.compile(r"^DECIMAL\((\d+),\s*(\d+)\)$")
+
+
+def _fixed_point(duck_type: str) -> tuple[int, int] | None:
+    """(precision, scale) of a DuckDB integer or DECIMAL type as Snowflake's NUMBER, else None."""
+    if duck_type in _INTEGER_TYPES:
+        return 38, 0
+    if match := _DECIMAL.match(duck_type):
+        return int(match.group(1)), int(match.group(2))
+    return None
+
+
+def _numeric_result(node: Expr, precision: int, scale: int) -> exp.DataType:
+    """Snowflake's result type of SUM / AVG / MEDIAN over NUMBER(precision, scale)."""
+    if isinstance(node, exp.Sum):
+        return exp.DataType.build(f"DECIMAL(38, {scale})")
+    if isinstance(node, exp.Avg):  # the division rule: the scale grows by 6, up to 12
+        return exp.DataType.build(f"DECIMAL(38, {max(scale, min(scale + 6, 12))})")
+    return exp.DataType.build(f"DECIMAL({min(38, precision + 3)}, {min(scale + 3, 37)})")  # MEDIAN
+
+
+def numeric_aggregates(expression: Expr, cursor: FakeSnowflakeCursor) -> Expr:
+    """``SUM`` / ``AVG`` / ``MEDIAN`` (and their windows) of a fixed-point column -> Snowflake's NUMBER.
+
+    fakesnow casts every such argument to DOUBLE (Snowflake sums VARCHAR, DuckDB does not), so
+    a sum of integers came back as a float, inexact above 2**53. Snowflake gives NUMBER(38, s)
+    for SUM (exact), NUMBER(38, s + 6 up to 12) for AVG and NUMBER(p + 3, s + 3) for MEDIAN.
+    The argument's type is known only in DuckDB: described once per SELECT, as for row hashes.
+    Float and text arguments keep fakesnow's cast.
+    """
+    nodes = [
+        e
+        for e in expression.find_all(exp.Sum, exp.Avg, exp.Median)
+        if isinstance(cast := e.this, exp.TryCast)
+        and cast.to.this == exp.DataType.Type.DOUBLE
+        and not isinstance(cast.this, (exp.Cast, exp.TryCast))
+    ]
+    by_select: dict[int, tuple[exp.Select, list[Expr]]] = {}
+    for node in nodes:
+        if isinstance(select := node.find_ancestor(exp.Select), exp.Select):
+            by_select.setdefault(id(select), (select, []))[1].append(node)
+    for select, aggs in by_select.values():
+        args = [exp.alias_(agg.this.this.copy(), f"_a{i}") for i, agg in enumerate(aggs)]
+        types = _probe_types(select, list(args), cursor)
+        if types is None or len(types) != len(aggs):
+            continue
+        for agg, (_, duck_type) in zip(aggs, types, strict=True):
+            if (fixed := _fixed_point(duck_type)) is None:
+                continue
+            agg.set("this", agg.this.this)
+            outer = agg.parent if isinstance(agg.parent, exp.Window) else agg
+            outer.replace(exp.Cast(this=outer.copy(), to=_numeric_result(agg, *fixed)))
+    return expression
 
 
 def qualified_temporary_table(expression: Expr) -> Expr:
@@ -757,8 +908,9 @@ def install() -> None:
 
     @wraps(run)
     def _run(self: FakeSnowflakeCursor, transformed: Expr, params: Any = None) -> None:
+        # the row hashes are resolved here, on the DuckDB SQL about to run: its column types are known
         try:
-            run(self, transformed, params)
+            run(self, numeric_aggregates(canonical_row_hashes(transformed, self), self), params)
         except snowflake.connector.errors.ProgrammingError as e:
             first = (e.raw_msg or e.msg or "").strip().splitlines()[0] if (e.raw_msg or e.msg) else ""
             if first.startswith(_DUCKDB_GAP_ERRORS):  # valid Snowflake SQL, not valid DuckDB SQL
