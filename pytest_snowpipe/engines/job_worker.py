@@ -67,6 +67,9 @@ def main(argv: list[str]) -> int:
 
         from snowflake.snowpark import Session
 
+        from pytest_snowpipe.engines import bulk_load
+
+        bulk_load.install()
         Session.builder.configs(json.loads(params)).create()
     func, arguments = cloudpickle.loads(inp.read_bytes())
     stage = getattr(func, "__name__", "?")
