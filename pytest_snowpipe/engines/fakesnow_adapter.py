@@ -56,6 +56,7 @@ import snowflake.connector.errors
 import sqlglot
 from sqlglot import Expr, exp
 
+from pytest_snowpipe.engines import lazy_tables
 from pytest_snowpipe.engines.bulk_load import copy_quoted_columns
 
 if TYPE_CHECKING:
@@ -661,6 +662,7 @@ _DUCKDB_GAP_ERRORS = ("Parser Error", "Not implemented Error")
 
 def _rewrite(expression: Expr, cursor: FakeSnowflakeCursor, params: list[Any] | None) -> Expr:
     """Run the gap rewrites on one parsed statement, before fakesnow's own transforms."""
+    lazy_tables.materialize(expression, cursor)  # a cached frame's table, loaded when first named
     expression = scoped_temporary(expression)
     if _may_be_unsupported(expression):
         unsupported(expression.sql(dialect="snowflake") if not isinstance(expression, exp.Command) else _text(expression))
