@@ -410,9 +410,10 @@ def _prints_and_returns(x):
     return x * 2
 
 
-def test_the_worker_leaves_at_once_and_its_output_is_not_lost(capfd):
+def test_the_worker_leaves_at_once_and_its_output_is_not_lost(capfd, monkeypatch):
     """The worker exits with os._exit right after writing the result (no interpreter teardown):
     what the stage printed still reaches the parent's terminal."""
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)  # block-buffered output, as in CI logs
     stage = sp.remote(compute_pool="POOL", stage_name="JOB_STAGE")(_prints_and_returns)
     assert stage(21) == 42
     out, err = capfd.readouterr()
