@@ -98,6 +98,9 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_snowpipe.pipeline.gate import MARKER_HELP
 
     config.addinivalue_line("markers", MARKER_HELP)
+    from pytest_snowpipe.local import heap
+
+    heap.watch(config)  # what heap.settle froze goes back to the collector after pytest's last collections
     # DuckDB's note on fakesnow's result copy (the embedded engine's internals, not the user's code)
     config.addinivalue_line("filterwarnings", "ignore:Arrow output on a DB-API result:UserWarning")
     engines = sys.modules.get("pytest_snowpipe.engines.embedded")
@@ -150,6 +153,15 @@ def pytest_pycollect_makeitem(collector: pytest.Module | pytest.Class, name: str
             raise
         collector.config.stash[deep_chain_key] = message
         raise collector.CollectError(message) from None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection(session: pytest.Session) -> Generator[None, object, object]:
+    """Collection imports the suite's libraries: without full collections walking them again and again."""
+    from pytest_snowpipe.local import heap
+
+    with heap.quiet():
+        return (yield)
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -274,6 +286,9 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.Fix
             memo.abandon(fixturedef.argname)
         raise
     run.stage_done(fixturedef.argname, started, value=value)
+    from pytest_snowpipe.local import heap
+
+    heap.settle()  # the libraries and data the stage loaded: no full collection walks them again
     try:
         run.check_stage(fixturedef.argname, fixturedef.func, value)  # raises on violation: consumers don't run
     except BaseException:
@@ -504,8 +519,10 @@ def snowpipe_session(pytestconfig: pytest.Config) -> Iterator[Any]:
         session = _connect(settings.connection)
     else:
         from pytest_snowpipe.engines.embedded import create_embedded_session
+        from pytest_snowpipe.local import heap
 
-        session = create_embedded_session()
+        with heap.quiet():  # Snowpark, the connector, DuckDB, fakesnow: imported without full collections
+            session = create_embedded_session()
     try:
         yield session
     finally:

@@ -277,6 +277,9 @@ class EmbeddedEngine:
         t0 = time.perf_counter()
         from snowflake.snowpark import Session
 
+        from pytest_snowpipe.engines import bulk_load
+
+        bulk_load.install()  # pandas loads without the connector's gzip Parquet detour
         self.timings.setdefault("import_snowpark", time.perf_counter() - t0)
         t1 = time.perf_counter()
         session: Session = Session.builder.configs(params).create()
@@ -328,7 +331,11 @@ def shutdown() -> None:
 
 def is_embedded_session(session: Any) -> bool:
     """True for a Snowpark session whose server is an embedded engine (this process's or a parent's)."""
-    conn = getattr(getattr(session, "_conn", None), "_conn", None)
+    return is_embedded_connection(getattr(getattr(session, "_conn", None), "_conn", None))
+
+
+def is_embedded_connection(conn: Any) -> bool:
+    """True for a connector connection to an embedded engine (this process's or a parent's)."""
     return getattr(conn, "host", None) == "127.0.0.1" and str(getattr(conn, "account", "")).lower() == ACCOUNT
 
 

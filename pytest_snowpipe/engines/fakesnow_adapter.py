@@ -61,6 +61,9 @@ import snowflake.connector.errors
 import sqlglot
 from sqlglot import Expr, exp
 
+from pytest_snowpipe.engines import lazy_tables
+from pytest_snowpipe.engines.bulk_load import copy_quoted_columns
+
 if TYPE_CHECKING:
     import pyarrow as pa
     from fakesnow.cursor import FakeSnowflakeCursor
@@ -492,7 +495,9 @@ _SF_TYPES = {
     "TIMESTAMP_NS": "TIMESTAMP_NTZ(9)",
     "TIMESTAMP_MS": "TIMESTAMP_NTZ(9)",
     "TIMESTAMP_S": "TIMESTAMP_NTZ(9)",
-    "TIMESTAMP WITH TIME ZONE": "TIMESTAMP_TZ(9)",
+    # a tz-aware pandas column: create_dataframe's use_logical_type makes it TIMESTAMP_LTZ (Snowpark's docs)
+    "TIMESTAMP WITH TIME ZONE": "TIMESTAMP_LTZ(9)",
+    "TIMESTAMPTZ_NS": "TIMESTAMP_LTZ(9)",
     "BLOB": "BINARY",
     "NULL": "TEXT",  # a column with no value at all (pandas: object column of None); Snowflake says TEXT too
 }
@@ -770,6 +775,20 @@ def narrow_integers(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, names=table.column_names)
 
 
+def null_timestamps(before: pa.Table, sent: pa.Table) -> pa.Table:
+    """NULL timestamps stay NULL: fakesnow builds Snowflake's timestamp struct (epoch, fraction)
+    without a validity mask, so the connector read every NULL timestamp as 1970-01-01."""
+    import pyarrow as pa
+
+    columns = list(sent.columns)
+    for i, col in enumerate(before.columns):
+        if pa.types.is_timestamp(col.type) and col.null_count and pa.types.is_struct(columns[i].type):
+            struct = columns[i].combine_chunks() if isinstance(columns[i], pa.ChunkedArray) else columns[i]
+            mask = col.combine_chunks().is_null() if isinstance(col, pa.ChunkedArray) else col.is_null()
+            columns[i] = pa.StructArray.from_arrays(struct.flatten(), fields=list(struct.type), mask=mask)
+    return pa.Table.from_arrays(columns, schema=sent.schema)
+
+
 # --------------------------------------------------------------------------------------------
 # install: the hook points in fakesnow
 # --------------------------------------------------------------------------------------------
@@ -779,6 +798,7 @@ PRE: list[Callable[[Expr], Expr]] = [
     qualified_temporary_table,
     stage_target,
     copy_stage_literal,
+    copy_quoted_columns,
     dollar_columns,
     parenthesized_table,
     seeded_random,
@@ -793,6 +813,7 @@ _DUCKDB_GAP_ERRORS = ("Parser Error", "Not implemented Error")
 
 def _rewrite(expression: Expr, cursor: FakeSnowflakeCursor, params: list[Any] | None) -> Expr:
     """Run the gap rewrites on one parsed statement, before fakesnow's own transforms."""
+    lazy_tables.materialize(expression, cursor)  # a cached frame's table, loaded when first named
     expression = scoped_temporary(expression)
     if _may_be_unsupported(expression):
         unsupported(expression.sql(dialect="snowflake") if not isinstance(expression, exp.Command) else _text(expression))
@@ -921,7 +942,7 @@ def install() -> None:
         return dict(put_stage_data["stageInfo"])  # keep LOCAL_FS: the client shares our disk
 
     def _to_sf(table: pa.Table, rowtype: Any) -> pa.Table:
-        return to_sf(narrow_integers(table), rowtype)
+        return null_timestamps(table, to_sf(narrow_integers(table), rowtype))
 
     for name in ("_describe_only", "_describe_last_sql"):  # they query the same DuckDB connection
         original = getattr(FakeSnowflakeCursor, name)

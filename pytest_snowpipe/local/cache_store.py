@@ -254,6 +254,17 @@ class _Reader:
         except Exception as exc:
             raise CorruptEntry(self.folder / name, f"unreadable Parquet ({type(exc).__name__}: {exc})") from None
 
+    def snowpark(self, name: str, schema: Any) -> Any:
+        """A stored Snowpark frame on the run's session: on this process's embedded engine, a
+        table DuckDB fills from the verified Parquet when a statement first reads it
+        (`engines.lazy_tables`); elsewhere rebuilt from pandas."""
+        session = self.get_session()
+        if name.endswith(".parquet") and _on_this_engine(session):
+            from pytest_snowpipe.engines import lazy_tables
+
+            return lazy_tables.register(session, self.read(name), schema)
+        return rebuild_snowpark(session, self.frame(name), schema)
+
     def decode(self, node: Any) -> Any:
         if not isinstance(node, dict) or "t" not in node:
             raise CorruptEntry(self.folder / MANIFEST, "malformed layout")
@@ -268,13 +279,21 @@ class _Reader:
         if kind == "pandas":
             return self.frame(node["file"])
         if kind == "snowpark":
-            return rebuild_snowpark(self.get_session(), self.frame(node["file"]), self.unpickle(node["schema"]))
+            return self.snowpark(node["file"], self.unpickle(node["schema"]))
         if kind == "dict":
             return {str(k): self.decode(v) for k, v in node["items"]}
         if kind in ("list", "tuple"):
             items = [self.decode(v) for v in node["items"]]
             return items if kind == "list" else tuple(items)
         raise CorruptEntry(self.folder / MANIFEST, f"unknown layout {kind!r}")
+
+
+def _on_this_engine(session: Any) -> bool:
+    from pytest_snowpipe.engines.embedded import is_embedded_session, running_engine
+
+    current = running_engine()
+    conn = getattr(getattr(session, "_conn", None), "_conn", None)
+    return current is not None and is_embedded_session(session) and getattr(conn, "port", None) == current.port
 
 
 def rebuild_snowpark(session: Any, frame: Any, schema: Any) -> Any:

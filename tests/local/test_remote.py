@@ -400,3 +400,21 @@ def metrics(model, features, between):
     assert all("json" in warm.split(",") for warm in trip["warm"])  # both trips went to warm workers
     assert len(set(trip["pids"])) == 2 and trip["between"] == [trip["pids"][1]]  # the second, started after the first
     assert trip["waiting"] == []  # no stage left: none waiting
+
+
+def _prints_and_returns(x):
+    import sys
+
+    print(f"job says {x}")
+    print(f"job warns {x}", file=sys.stderr)
+    return x * 2
+
+
+def test_the_worker_leaves_at_once_and_its_output_is_not_lost(capfd, monkeypatch):
+    """The worker exits with os._exit right after writing the result (no interpreter teardown):
+    what the stage printed still reaches the parent's terminal."""
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)  # block-buffered output, as in CI logs
+    stage = sp.remote(compute_pool="POOL", stage_name="JOB_STAGE")(_prints_and_returns)
+    assert stage(21) == 42
+    out, err = capfd.readouterr()
+    assert "job says 21" in out and "job warns 21" in err

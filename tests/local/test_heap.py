@@ -1,0 +1,49 @@
+"""The run's long-lived objects are frozen out of the collector's way, and given back at its end."""
+from __future__ import annotations
+
+import gc
+import textwrap
+
+from conftest import GATE
+from pytest_snowpipe.local import heap
+
+
+def test_quiet_collects_nothing_inside_then_freezes() -> None:
+    heap.thaw()  # whatever this test process's own run froze
+    gc.unfreeze()
+    try:
+        with heap.quiet():
+            assert not gc.isenabled()
+            kept = [[i] for i in range(1000)]
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= len(kept)
+    finally:
+        heap.thaw()
+    assert gc.get_freeze_count() == 0
+
+
+def test_quiet_keeps_a_disabled_collector_disabled() -> None:
+    gc.disable()
+    try:
+        with heap.quiet():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        heap.thaw()
+
+
+def test_a_run_freezes_after_its_stages_and_thaws_at_its_end(pipeline_suite) -> None:
+    gate = GATE + textwrap.dedent(
+        """
+
+        def test_after_the_stages(raw, metrics):
+            import gc
+            assert gc.get_freeze_count() > 0
+            assert not any(o is raw for o in gc.get_objects())  # a stage's output: frozen, out of every walk
+        """
+    )
+    pytester = pipeline_suite(gate=gate)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--snowpipe-no-cache")
+    result.assert_outcomes(passed=2)
+    assert gc.get_freeze_count() == 0  # nothing of the inner run stays frozen in this process
