@@ -236,7 +236,7 @@ class LocalRegistry:
         versions = self.versions(model_name)
         current = self.default(model_name)
         default = current.version if current is not None else None
-        keepers = set(versions[len(versions) - keep:]) if keep else set()
+        keepers = set(versions[max(len(versions) - keep, 0):]) if keep else set()  # keep > count keeps all
         doomed = [v for v in versions if v not in keepers and v != default]
         folder = self._model_dir(model_name) / "versions"
         for version in doomed:
