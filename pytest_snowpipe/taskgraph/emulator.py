@@ -384,7 +384,7 @@ class _GraphRun:
         self.root = normalize_name(dag.name)
         self.config = config
         self.config_json: str | None = json.dumps(config) if config else None
-        self.run_group_id = str(uuid.uuid4())
+        self.run_group_id = f"emulator-{uuid.uuid4()}"  # a uuid4 may start with a digit: {run_id} must be a valid version name
         self.root_uuid = str(uuid.uuid4())
         self.started = datetime.now(UTC)
 
