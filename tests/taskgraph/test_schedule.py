@@ -203,10 +203,9 @@ def test_the_plan_shows_the_next_three_fire_times_in_the_schedule_time_zone(tmp_
     import re
     from datetime import datetime
 
-    from tests.taskgraph.test_compile import opts, pipeline
-
     from pytest_snowpipe.taskgraph.compile import compile_graph
     from pytest_snowpipe.taskgraph.plan import format_plan
+    from tests.taskgraph.test_compile import opts, pipeline
 
     plan = format_plan(compile_graph(pipeline(), opts(tmp_path, schedule=parse_schedule("cron 30 6 * * 5L Europe/Paris"))))
     (line,) = [x for x in plan.splitlines() if "next runs:" in x]
