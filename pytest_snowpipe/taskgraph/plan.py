@@ -26,6 +26,14 @@ def _package_lines(compiled: Any) -> list[str]:
     return out
 
 
+def _shown_config(config: Any) -> dict[str, Any]:
+    """The graph's config as the plan prints it: secret-named keys ``<redacted>``, secrets cut out."""
+    from pytest_snowpipe.redact import Redactor
+
+    config = dict(config or {})
+    return Redactor.for_run(config, None).config(config)
+
+
 def _fire_lines(schedule: Any) -> list[str]:
     """A cron schedule's next three fire times in its own time zone (what the account will do)."""
     from pytest_snowpipe.taskgraph.schedule import next_fire_times
@@ -53,7 +61,7 @@ def format_plan(compiled: Any) -> str:
         f"  packages:   {len(dag.packages or [])} (pinned to the installed versions Snowflake's channel has)",
         *_package_lines(compiled),
         f"  notify:     {opts.notification_integration or '(no notification integration: ini snowpipe_notification_integration)'}",
-        f"  config:     {', '.join(f'{k}={v!r}' for k, v in (dag.config or {}).items()) or '(none)'}",
+        f"  config:     {', '.join(f'{k}={v!r}' for k, v in _shown_config(dag.config).items()) or '(none)'}",
         f"  tasks:      {len(dag.tasks) + 1} (root counted)",
         "",
         f"  {'task':<32} {'kind':<14} predecessors / condition",
