@@ -400,3 +400,38 @@ def metrics(model, features, between):
     assert all("json" in warm.split(",") for warm in trip["warm"])  # both trips went to warm workers
     assert len(set(trip["pids"])) == 2 and trip["between"] == [trip["pids"][1]]  # the second, started after the first
     assert trip["waiting"] == []  # no stage left: none waiting
+
+
+def test_remote_without_parentheses_is_a_usage_error_naming_the_fix(pytester: pytest.Pytester):
+    pytester.makeconftest(
+        '''
+import pytest
+import pytest_snowpipe as sp
+
+@pytest.fixture(scope="session")
+def split():
+    return [1, 2]
+
+@pytest.fixture(scope="session")
+@sp.remote
+def model(split):
+    return 1
+'''
+    )
+    pytester.makepyfile(
+        '''
+import pytest
+
+@pytest.mark.snowpipe_gate()
+def test_gate(model):
+    assert model
+'''
+    )
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*stage 'model'*sp.remote on stage 'model' is written without parentheses*"
+         '@sp.remote(compute_pool="POOL", stage_name="JOB_STAGE"*']
+    )
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+    assert "missing 1 required positional argument" not in result.stderr.str() + result.stdout.str()
