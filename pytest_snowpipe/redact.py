@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -189,4 +190,9 @@ def redactor_for(settings: Any, environ: Mapping[str, str] | None = None) -> Red
             connection = load_connection(settings.connection)
         except ConnectionConfigError:
             connection = {}
-    return Redactor.for_run(settings.config, settings.webhook_env, environ, connection)
+    redactor = Redactor.for_run(settings.config, settings.webhook_env, environ, connection)
+    engines = sys.modules.get("pytest_snowpipe.engines.embedded")  # loaded: the run's engine credential too
+    engine = engines.running_engine() if engines is not None else None
+    if engine is not None:
+        redactor = Redactor([*redactor.secrets, str(engine.connection_params()["password"])])
+    return redactor
