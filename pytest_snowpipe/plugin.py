@@ -30,6 +30,7 @@ run_store_key: pytest.StashKey[Any] = pytest.StashKey()  # xdist controller: the
 ci_key: pytest.StashKey[CiState] = pytest.StashKey()  # champions, comparisons, failures: what the CI report adds to the run
 engine_owner_key: pytest.StashKey[bool] = pytest.StashKey()  # this run may close the embedded engine (it was not running before)
 deep_chain_key: pytest.StashKey[str] = pytest.StashKey()  # a fixture chain too deep for pytest to collect
+redactor_key: pytest.StashKey[Any] = pytest.StashKey()  # the run's Redactor, made at the first report to scrub
 run_info_key: pytest.StashKey[RunInfo] = pytest.StashKey()  # snowpipe_run: one identity per pytest run (xdist: the controller's)
 RUN_INFO_INPUT = "snowpipe_run_info"
 
@@ -370,6 +371,33 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         skipped = call.excinfo.errisinstance(pytest.skip.Exception)
         rec.verdict = SKIPPED if skipped else ERROR
         rec.message = "" if skipped else run.setup_failure(rec, call.excinfo.value)
+
+
+@pytest.hookimpl(wrapper=True, specname="pytest_runtest_makereport")
+def pytest_runtest_makereport_redacted(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """No secret in what pytest prints or writes of a test: tracebacks, -l locals, JUnit."""
+    report = yield
+    _scrub(item.config, report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, Any, Any]:
+    report = yield
+    _scrub(collector.config, report)
+    return report
+
+
+def _scrub(config: pytest.Config, report: Any) -> None:
+    settings = config.stash.get(settings_key, None)
+    if settings is None or (report.longrepr is None and not report.sections):
+        return
+    from pytest_snowpipe.redact import redactor_for, scrub_report
+
+    redactor = config.stash.get(redactor_key, None)
+    if redactor is None:
+        redactor = config.stash[redactor_key] = redactor_for(settings)
+    scrub_report(report, redactor)
 
 
 def _connect(connection: str) -> Any:

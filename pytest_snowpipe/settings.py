@@ -93,6 +93,11 @@ def read_settings(
     env = os.environ if environ is None else environ
     base = parse_lines(getini("snowpipe_config"), origin="ini snowpipe_config")
     config = apply_overrides(base, getoption("snowpipe_config") or [])
+    from pytest_snowpipe.redact import short_secret_problems
+
+    short = short_secret_problems(config)
+    if short:
+        raise ConfigError("; ".join(short))
     registry = Path(str(getini("snowpipe_registry") or DEFAULT_REGISTRY)).expanduser()
     if not registry.is_absolute():
         registry = rootpath / registry
@@ -109,6 +114,12 @@ def read_settings(
         or None
     )
     deploy = _read_deploy(getoption, getini, connection, rootpath)
+    if deploy is not None:
+        from pytest_snowpipe.redact import deploy_secret_problems
+
+        shipped = deploy_secret_problems(config)  # a Task Graph config is readable by anyone who can DESCRIBE it
+        if shipped:
+            raise ConfigError("; ".join(shipped))
     remote = _read_remote(getoption("snowpipe_remote"), connection)
     return Settings(
         remote=remote,

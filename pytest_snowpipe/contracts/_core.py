@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import inspect
+import keyword
 import math
 import re
 import sys
@@ -99,16 +100,26 @@ class ContractResult:
             f"{self.rows:,} rows ({self.backend})"
         )
         rows = [("column", "rule", "failing_rows", "examples / detail")]
-        for v in self.violations:
+        for v in self.violations[:MAX_SHOWN_VIOLATIONS]:  # a 10,000-column contract must not print megabytes
             ex = ", ".join(repr(e) for e in v.examples)
             info = "; ".join(x for x in (f"[{ex}]" if ex else "", v.detail) if x)
-            rows.append((v.column, v.rule, f"{v.failing_rows:,}", info))
+            rows.append((_cut(v.column), v.rule, f"{v.failing_rows:,}", _cut(info)))
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
         lines = [
             "  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3]
             for r in rows
         ]
-        return "\n".join([head, *(line.rstrip() for line in lines)])
+        more = len(self.violations) - MAX_SHOWN_VIOLATIONS
+        tail = [f"... and {more:,} more rule(s) failed (all of them: ContractResult.violations)"] if more > 0 else []
+        return "\n".join([head, *(line.rstrip() for line in lines), *tail])
+
+
+MAX_SHOWN_VIOLATIONS = 50  # rows of a violation message; the result keeps every violation
+MAX_SHOWN_CHARS = 200  # characters of one cell (a column name, the examples)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 3] + "..."
 
 
 class ContractViolation(AssertionError):
@@ -460,11 +471,13 @@ class Contract:
     def to_code(self) -> str:
         """Python source re-creating this contract (uses names Contract, column,
         datetime and pd)."""
-        body = [
-            f"    {n}={s.to_code()},"
-            + ("  # + custom checks (not printable)" if s.checks or s.sql_check else "")
-            for n, s in self.columns.items()
-        ]
+        note = "  # + custom checks (not printable)"
+        if all(_keyword_name(n) for n in self.columns):
+            body = [f"    {n}={s.to_code()}," + (note if s.checks or s.sql_check else "") for n, s in self.columns.items()]
+        else:  # a name that is no Python keyword argument ("my col", "class", "1st", "strict"): the mapping form
+            body = ["    {"] + [
+                f"        {n!r}: {s.to_code()}," + (note if s.checks or s.sql_check else "") for n, s in self.columns.items()
+            ] + ["    },"]
         if not self.strict:
             body.append("    strict=False,")
         if self.min_rows:
@@ -523,6 +536,11 @@ class Contract:
         from pytest_snowpipe.contracts._infer import infer_contract
 
         return infer_contract(df, max_categories=max_categories)
+
+
+def _keyword_name(name: str) -> bool:
+    """Whether ``name`` can be written as ``Contract(name=...)``."""
+    return name.isidentifier() and not keyword.iskeyword(name) and name not in ("strict", "min_rows", "max_rows")
 
 
 def _is_snowpark(df: Any) -> bool:

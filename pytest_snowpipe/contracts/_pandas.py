@@ -76,6 +76,8 @@ def validate_pandas(contract: Contract, df: pd.DataFrame) -> ContractResult:
     """Check every rule of `contract` on `df`."""
     n = len(df)
     violations: list[Violation] = []
+    if not all(isinstance(c, str) for c in df.columns):  # integer labels (a numpy array's frame): by their text,
+        df = df.set_axis([str(c) for c in df.columns], axis=1)  # as Contract.infer names them
     names = df.columns
     if names.has_duplicates:
         for dup in pd.unique(names[names.duplicated()]):

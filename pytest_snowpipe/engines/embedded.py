@@ -22,13 +22,15 @@ fakesnow's is slow: an array-bound INSERT runs as one statement, and a large res
 an inline first part plus chunks the connector downloads.
 
 Another process (e.g. a remote stage's fresh subprocess) reaches the same data by creating a
-session from `EmbeddedEngine.connection_params()`; all logins share the engine's DuckDB.
+session from `EmbeddedEngine.connection_params()`; all logins share the engine's DuckDB. Those
+parameters carry a credential minted when the engine starts: any other login is refused.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import secrets
 import shutil
 import socket
 import tempfile
@@ -58,7 +60,22 @@ class EngineError(RuntimeError):
 THREAD_SAFE_SESSION = "PYTHON_SNOWPARK_ENABLE_THREAD_SAFE_SESSION"
 
 
-def _app(store: Any) -> Any:
+ENGINE_USER = "snowpipe"  # the one user the engine lets in, with the run's password (minted at start)
+
+
+def _refused(user: str) -> dict[str, Any]:
+    """Snowflake's answer to a wrong login (the connector raises it as a DatabaseError, errno 390100)."""
+    return {
+        "data": None, "code": "390100", "success": False,
+        "message": (
+            f"Incorrect username or password was specified (user {user[:64]!r}). This is the embedded engine of a "
+            "pytest-snowpipe run: it takes only the sessions of its own run and their child processes, which get "
+            "the run's credential from EmbeddedEngine.connection_params() (minted when the engine started)"
+        ),
+    }
+
+
+def _app(store: Any, credential: tuple[str, str]) -> Any:
     """fakesnow's routes, with a login that also returns a master token and a telemetry sink,
     and `wire`'s query route (array-bound INSERTs as one statement, large results in chunks
     kept in ``store``).
@@ -76,6 +93,20 @@ def _app(store: Any) -> Any:
     from starlette.routing import Route
 
     async def login(request: Request) -> Response:
+        import gzip
+        import hmac
+
+        raw = await request.body()  # starlette keeps it: fakesnow's handler reads it again
+        if request.headers.get("Content-Encoding") == "gzip":
+            raw = gzip.decompress(raw)
+        try:
+            given = json.loads(raw).get("data") or {}
+            user, password = str(given.get("LOGIN_NAME") or ""), str(given.get("PASSWORD") or "")
+        except (ValueError, AttributeError):
+            user, password = "", ""
+        ok_user = hmac.compare_digest(user.encode(), credential[0].encode())
+        if not (hmac.compare_digest(password.encode(), credential[1].encode()) and ok_user):
+            return JSONResponse(_refused(user))
         response = await fs_server.login_request(request)
         body = json.loads(bytes(response.body))
         if body.get("success") and (data := body.get("data")):
@@ -127,6 +158,7 @@ class EmbeddedEngine:
         self._saved: tuple[FakeSnow, str, Any] | None = None
         self._chunks: ChunkStore | None = None
         self._sessions: list[Session] = []
+        self._password: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -189,7 +221,11 @@ class EmbeddedEngine:
         sock.bind(("127.0.0.1", 0))
         self._sock = sock  # asyncio serves on this very socket: close it only after the server
         self._port = sock.getsockname()[1]
-        config = uvicorn.Config(_app(self._chunks), log_level="warning", lifespan="off", access_log=False)
+        # a per-run credential: any local process can reach 127.0.0.1 (the port is in /proc/net/tcp), only
+        # this run's sessions and the child processes it hands connection_params() to can log in
+        self._password = secrets.token_urlsafe(32)
+        app = _app(self._chunks, (ENGINE_USER, self._password))
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="snowpipe-embedded-engine", daemon=True
@@ -236,6 +272,7 @@ class EmbeddedEngine:
         if self._bucket is not None:
             shutil.rmtree(self._bucket, ignore_errors=True)
             self._bucket = None
+        self._password = None
         with _RUNNING_LOCK:
             if _running is self:
                 _running = None
@@ -253,15 +290,17 @@ class EmbeddedEngine:
     def connection_params(self) -> dict[str, Any]:
         """JSON-serialisable `Session.builder.configs(...)` parameters for this engine.
 
-        Any process on this machine can open a session to the same data with them, e.g. a
-        remote stage's subprocess: ``Session.builder.configs(params).create()``.
+        They hold the run's credential: hand them only to the run's own processes (a remote stage's
+        subprocess, the rehearsal's sandbox), by environment or an inherited pipe, never on a command
+        line: ``Session.builder.configs(params).create()``.
         """
+        port = self.port  # starts the engine, which mints the password
         return {
-            "user": "fake",
-            "password": "snow",
+            "user": ENGINE_USER,
+            "password": self._password,
             "account": "fakesnow",
             "host": "127.0.0.1",
-            "port": self.port,
+            "port": port,
             "protocol": "http",
             "database": self.database,
             "schema": self.schema,

@@ -162,7 +162,8 @@ def fill_template(text: str, values: Mapping[str, Any], gate: str, option: str) 
     """``text`` with its ``{key}`` / ``{key:format}`` fields filled from ``values`` (config and run).
 
     The same ``str.format_map`` templating ``sp.source(table=...)`` uses; an unknown key is a
-    GateSpecError naming the option and the keys there are.
+    GateSpecError naming the option and the keys there are, and so is any other template error
+    (a bad format spec, attribute or index): str.format raises each as a different exception.
     """
     try:
         return text.format_map(_Missing(values))
@@ -171,5 +172,19 @@ def fill_template(text: str, values: Mapping[str, Any], gate: str, option: str) 
             f"gate {gate!r}: {option}={text!r} names {exc}, which is neither a snowpipe_config key nor a "
             f"run field; known: {', '.join(sorted(values)) or 'none'}"
         ) from None
-    except (IndexError, ValueError) as exc:
+    except (IndexError, ValueError, AttributeError, TypeError) as exc:
         raise GateSpecError(f"gate {gate!r}: {option}={text!r} is not a valid template ({exc})") from None
+
+
+def check_version_template(template: str, config: Mapping[str, Any], gate: str) -> None:
+    """Fill ``version_name`` with a sample of every run field now, so a template that cannot give a valid
+    version name stops the run at collection (dry run included), before any stage has run."""
+    from pytest_snowpipe.pipeline.run_info import sample_runs
+
+    for run in sample_runs(config):
+        name = fill_template(template, {**dict(config), **run.template_values()}, gate, "version_name")
+        if not MODEL_NAME.match(name):
+            raise GateSpecError(
+                f"gate {gate!r}: version_name={template!r} gives {name!r} for a {run.target} run "
+                f"(run_id {run.run_id!r}), not a valid version name; {MODEL_NAME_RULE}"
+            )

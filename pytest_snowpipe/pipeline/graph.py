@@ -24,6 +24,7 @@ from pytest_snowpipe.pipeline.gate import (
     GateSpecError,
     action_label,
     check_model_name,
+    check_version_template,
     fill_template,
     parse_gate_marker,
 )
@@ -576,10 +577,7 @@ def _resolve_templates(gate: str, spec: GateSpec, config: Mapping[str, Any] | No
         )
         check_model_name(gate, spec.model_name or "")
     if spec.version_name:
-        import datetime as _dt
-
-        probe = {**values, "run_id": "r", "run_scheduled": _dt.datetime(2000, 1, 1, tzinfo=_dt.UTC), "run_target": "local"}
-        fill_template(spec.version_name, probe, gate, "version_name")
+        check_version_template(spec.version_name, values, gate)
     return spec
 
 

@@ -15,7 +15,7 @@ import inspect
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -175,12 +175,20 @@ class RemoteSpec:
 _ERROR_ATTR = "__snowpipe_remote_error__"
 
 
+@overload
+def remote(compute_pool: F) -> F: ...  # @sp.remote without parentheses: a usage error, see _bare
+
+
+@overload
+def remote(compute_pool: str, stage_name: str, target_instances: int = 1, **options: Any) -> Callable[[F], F]: ...
+
+
 def remote(
-    compute_pool: str,
-    stage_name: str,
+    compute_pool: Any,
+    stage_name: Any = None,
     target_instances: int = 1,
     **options: Any,
-) -> Callable[[F], F]:
+) -> Any:
     """Mark a stage as an ML Job; locally it runs in a fresh process (see module docstring).
 
     Takes every option of the installed ``snowflake.ml.jobs.remote`` (``database``, ``schema``,
@@ -195,6 +203,10 @@ def remote(
     An unknown option is a RemoteOptionError (a TypeError) naming it and the valid ones; under
     pytest it is reported when the pipeline is built (a usage error, not a conftest traceback).
     """
+    if callable(compute_pool):
+        return _bare(compute_pool)
+    if stage_name is None:
+        raise TypeError("sp.remote() missing 1 required argument: 'stage_name' (the ML Job's stage)")
     error: RemoteOptionError | None = None
     try:
         extra = check_options(options)
@@ -243,6 +255,23 @@ def remote(
         return run_remotely  # type: ignore[return-value]
 
     return decorate
+
+
+def _bare(func: F) -> F:
+    """``@sp.remote`` written without parentheses: the stage is marked with a usage error naming the fix
+    (reported when the graph is built), instead of Python's "missing 'stage_name'" at import."""
+    name = getattr(func, "__name__", repr(func))
+    error = RemoteOptionError(
+        f"sp.remote on stage {name!r} is written without parentheses; it takes the ML Job's compute pool and "
+        'stage: @sp.remote(compute_pool="POOL", stage_name="JOB_STAGE", target_instances=1)'
+    )
+
+    @functools.wraps(func)
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise error
+
+    setattr(refuse, _ERROR_ATTR, error)
+    return refuse  # type: ignore[return-value]
 
 
 def remote_error(func: Callable[..., Any]) -> RemoteOptionError | None:

@@ -51,6 +51,19 @@ def new_local_run(config: Mapping[str, Any], now: _dt.datetime | None = None) ->
     return RunInfo(f"local-{start:%Y%m%d_%H%M%S}-{secrets.token_hex(3)}", start, "local", config)
 
 
+def sample_runs(config: Mapping[str, Any]) -> list[RunInfo]:
+    """One run of each target with the run id in the form that target gives it (a pytest run's, the
+    emulator's ``emulator-<uuid4>``), at the widest times: what a template is checked against."""
+    import uuid
+
+    late = _dt.datetime(2099, 12, 31, 23, 59, 59, tzinfo=_dt.UTC)
+    return [
+        new_local_run(config, _dt.datetime(2000, 1, 1, tzinfo=_dt.UTC)),
+        RunInfo(f"emulator-{uuid.UUID(int=0)}", late, "emulator", config),
+        RunInfo(f"emulator-{uuid.uuid4()}", late, "emulator", config),
+    ]
+
+
 def _as_datetime(value: Any) -> _dt.datetime:
     if isinstance(value, _dt.datetime):
         return value if value.tzinfo is not None else value.replace(tzinfo=_dt.UTC)

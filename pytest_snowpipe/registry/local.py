@@ -14,6 +14,7 @@ A corrupt ``default.json`` is an error, and nothing is overwritten.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
@@ -236,7 +237,7 @@ class LocalRegistry:
         versions = self.versions(model_name)
         current = self.default(model_name)
         default = current.version if current is not None else None
-        keepers = set(versions[len(versions) - keep:]) if keep else set()
+        keepers = set(versions[max(len(versions) - keep, 0):]) if keep else set()  # keep > count keeps all
         doomed = [v for v in versions if v not in keepers and v != default]
         folder = self._model_dir(model_name) / "versions"
         for version in doomed:
@@ -296,6 +297,20 @@ class LocalRegistry:
             "checksums": {MODEL_FILE: hashlib.sha256(blob).hexdigest()},
         }
         self.sweep_stale(model_name)
+        try:
+            version = self._write_version(model_dir, blob, meta, version)
+        except OSError as exc:  # a full disk (ENOSPC), a quota, a read-only mount: name the folder
+            reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+            raise RegistryError(
+                f"model {model_name!r}: could not write a new version under {model_dir} ({reason}); the previous "
+                "default is unchanged. Free space there, or point ini snowpipe_registry at another folder"
+            ) from None
+        return self.get(model_name, version)
+
+    def _write_version(self, model_dir: Path, blob: bytes, meta: dict[str, Any], version: str | None) -> str:
+        """Stage the version's files, rename the folder into place, then point the default at it."""
+        model_name = meta["model_name"]
+        pointer = model_dir / DEFAULT_FILE
         staging = Path(tempfile.mkdtemp(dir=model_dir / "versions", prefix=".staging-"))
         try:
             (staging / MODEL_FILE).write_bytes(blob)
@@ -315,7 +330,7 @@ class LocalRegistry:
             pointer,
             json.dumps({"version": version, "promoted_at": meta["created_at"]}, indent=2).encode(),
         )
-        return self.get(model_name, version)
+        return version
 
     def _claim_version(self, versions: Path, staging: Path, meta: dict[str, Any]) -> str:
         """Rename the staged folder to the next free vNNNN; retry if another promote won."""

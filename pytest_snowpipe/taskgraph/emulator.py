@@ -40,7 +40,6 @@ Semantics (decisions marked *decided* are ours where Snowflake's docs leave it o
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import re
 import sys
@@ -56,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_snowpipe.errors import SnowpipeError
 from pytest_snowpipe.taskgraph.artifacts import RETURN_VALUE_LIMIT_BYTES
+from pytest_snowpipe.taskgraph.sandbox_worker import TaskTextStream
 
 if TYPE_CHECKING:  # pragma: no cover
     from snowflake.core.task.context import TaskContext
@@ -207,12 +207,12 @@ class _Bounded:
         self.cut += max(0, len(text) - max(room, 0))
 
 
-class _TaskStream(io.TextIOBase):
+class _TaskStream(TaskTextStream):
     """``sys.stdout``/``sys.stderr`` while a graph is emulated: what a task thread prints goes to
     that task's bounded buffer (its record), what other threads print to the real stream."""
 
     def __init__(self, real: Any, local: threading.local) -> None:
-        self.real = real
+        super().__init__(real)
         self.local = local
 
     def write(self, text: str) -> int:
@@ -225,9 +225,6 @@ class _TaskStream(io.TextIOBase):
     def flush(self) -> None:
         if getattr(self.local, "buffer", None) is None:
             self.real.flush()
-
-    def writable(self) -> bool:
-        return True
 
 
 _OUTPUT = threading.local()  # .buffer: the running task's _Bounded, in its worker thread
@@ -384,7 +381,7 @@ class _GraphRun:
         self.root = normalize_name(dag.name)
         self.config = config
         self.config_json: str | None = json.dumps(config) if config else None
-        self.run_group_id = str(uuid.uuid4())
+        self.run_group_id = f"emulator-{uuid.uuid4()}"  # a uuid4 may start with a digit: {run_id} must be a valid version name
         self.root_uuid = str(uuid.uuid4())
         self.started = datetime.now(UTC)
 

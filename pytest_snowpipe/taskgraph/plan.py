@@ -26,6 +26,25 @@ def _package_lines(compiled: Any) -> list[str]:
     return out
 
 
+def _shown_config(config: Any) -> dict[str, Any]:
+    """The graph's config as the plan prints it: secret-named keys ``<redacted>``, secrets cut out."""
+    from pytest_snowpipe.redact import Redactor
+
+    config = dict(config or {})
+    return Redactor.for_run(config, None).config(config)
+
+
+def _fire_lines(schedule: Any) -> list[str]:
+    """A cron schedule's next three fire times in its own time zone (what the account will do)."""
+    from pytest_snowpipe.taskgraph.schedule import next_fire_times
+
+    expr, tz = getattr(schedule, "expr", None), getattr(schedule, "timezone", None)
+    if expr is None or tz is None:
+        return []
+    times = next_fire_times(expr, tz, 3)
+    return [f"  next runs:  {', '.join(t.strftime('%Y-%m-%d %H:%M %Z') for t in times)} ({tz})"]
+
+
 def format_plan(compiled: Any) -> str:
     """Every task with its kind, predecessors and branch condition; then the graph as Mermaid."""
     from pytest_snowpipe.taskgraph.schedule import describe_schedule
@@ -36,13 +55,14 @@ def format_plan(compiled: Any) -> str:
     lines = [
         f"Task Graph {dag.name} -> {where}",
         f"  schedule:   {describe_schedule(dag.schedule)}",
+        *_fire_lines(dag.schedule),
         f"  warehouse:  {dag.warehouse or '(serverless / connection default)'}",
         f"  stage:      {dag.stage_location}",
         f"  packages:   {len(dag.packages or [])} (pinned to the installed versions Snowflake's channel has; checked "
         f"against {getattr(compiled, 'channel', 'the bundled snapshot')})",
         *_package_lines(compiled),
         f"  notify:     {opts.notification_integration or '(no notification integration: ini snowpipe_notification_integration)'}",
-        f"  config:     {', '.join(f'{k}={v!r}' for k, v in (dag.config or {}).items()) or '(none)'}",
+        f"  config:     {', '.join(f'{k}={v!r}' for k, v in _shown_config(dag.config).items()) or '(none)'}",
         f"  tasks:      {len(dag.tasks) + 1} (root counted)",
         "",
         f"  {'task':<32} {'kind':<14} predecessors / condition",

@@ -19,6 +19,7 @@ embedded engine over this interpreter's own Snowpark session.
 """
 from __future__ import annotations
 
+import codecs
 import importlib
 import importlib.machinery
 import io
@@ -79,11 +80,67 @@ class ImportGuard:
         )
 
 
-class _Stream(io.TextIOBase):
-    """stdout/stderr: a task thread's writes go to its buffer, other threads' to the real stream."""
+class _BinaryOut(io.BufferedIOBase):
+    """``sys.stdout.buffer`` of a task stream: bytes are decoded (incrementally, so a character split
+    across writes survives) and written as text."""
+
+    def __init__(self, text: TaskTextStream) -> None:
+        self._text = text
+        self._decoder = codecs.getincrementaldecoder(text.encoding)("replace")
+
+    def write(self, data: Any) -> int:
+        raw = bytes(data)
+        self._text.write(self._decoder.decode(raw))
+        return len(raw)
+
+    def flush(self) -> None:
+        self._text.flush()
+
+    def writable(self) -> bool:
+        return True
+
+
+class TaskTextStream(io.TextIOBase):
+    """What a task's ``sys.stdout``/``sys.stderr`` is: a real text stream (``buffer``, ``encoding``,
+    ``errors``, ``isatty``, ``name``...) as a procedure's are in Snowflake, whose text a subclass routes."""
 
     def __init__(self, real: Any) -> None:
         self.real = real
+        self._buffer = _BinaryOut(self)
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.real, "encoding", None) or "utf-8"
+
+    @property
+    def errors(self) -> str:  # type: ignore[override]
+        return getattr(self.real, "errors", None) or "strict"
+
+    @property
+    def buffer(self) -> io.BufferedIOBase:
+        return self._buffer
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.real, "name", "<task output>"))
+
+    @property
+    def mode(self) -> str:
+        return "w"
+
+    @property
+    def line_buffering(self) -> bool:
+        return False
+
+    def isatty(self) -> bool:
+        return False  # a task's output is a log, never a terminal
+
+    def writable(self) -> bool:
+        return True
+
+
+class _Stream(TaskTextStream):
+    """stdout/stderr: a task thread's writes go to its buffer, other threads' to the real stream."""
 
     def write(self, text: str) -> int:
         buffer = getattr(_LOCAL, "buffer", None)
@@ -98,9 +155,6 @@ class _Stream(io.TextIOBase):
     def flush(self) -> None:
         if getattr(_LOCAL, "buffer", None) is None:
             self.real.flush()
-
-    def writable(self) -> bool:
-        return True
 
 
 class _Rows:

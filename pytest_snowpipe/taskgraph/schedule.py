@@ -23,14 +23,14 @@ Rules (decided here; Snowflake's SQL is ``SCHEDULE = '<N> SECONDS|MINUTES|HOURS'
 * Maximum interval: 8 days (11520 minutes, 691200 seconds), Snowflake's documented ceiling
   for a task schedule: ``9d`` and ``11521m`` are errors.
 * Cron: Snowflake's minimum cron interval is one minute, which any 5-field cron satisfies.
-  Each field is checked for shape and range (minute 0-59, hour 0-23, day-of-month 1-31 or
-  ``L``, month 1-12 or JAN-DEC, day-of-week 0-6 or SUN-SAT, optionally ``<n>L``), with
-  ``*``, lists ``a,b``, ranges ``a-b`` and steps ``*/n`` / ``a-b/n`` / ``a/n``.
+  The expression is parsed and evaluated by cronsim (``L`` in day-of-month, ``<n>L`` in
+  day-of-week, names, lists, ranges, steps): a malformed field, cronsim's extras that Snowflake
+  lacks (``#``, ``W``, day of week 7), and a schedule that can never fire (``0 0 31 6 *``) are errors.
 """
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from pytest_snowpipe.errors import SnowpipeError
@@ -56,16 +56,12 @@ _UNITS: dict[str, str] = {
 _INTERVAL_RE = re.compile(r"^([+-]?\d+(?:\.\d*)?|[+-]?\.\d+)\s*([a-z]*)$", re.IGNORECASE | re.ASCII)
 _CRON_PREFIX_RE = re.compile(r"^(?:using\s+)?cron\s+(.*)$", re.IGNORECASE | re.DOTALL)
 
-_MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
-_DAYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
-# field name, low, high, names (mapped to low + index), whether a bare "L" / "<n>L" is allowed
-_CRON_FIELDS: list[tuple[str, int, int, list[str], str]] = [
-    ("minute", 0, 59, [], ""),
-    ("hour", 0, 23, [], ""),
-    ("day of month", 1, 31, [], "L"),
-    ("month", 1, 12, _MONTHS, ""),
-    ("day of week", 0, 6, _DAYS, "nL"),
-]
+# Snowflake's cron (CREATE TASK docs; snowflake.core ``Cron``): five fields, ``*``, lists, ranges, steps,
+# names, ``L`` in day-of-month and ``<n>L`` in day-of-week, day-of-week 0-6. cronsim parses and evaluates
+# it; what cronsim accepts beyond that dialect (``#``, ``W``, ``LW``, day-of-week 7) is refused here.
+_CRON_FIELDS = ("minute", "hour", "day of month", "month", "day of week")
+_NOT_SNOWFLAKE = re.compile(r"[#W?]", re.IGNORECASE)
+_DOW_SEVEN = re.compile(r"(?<![0-9])7(?![0-9])")
 
 
 class ScheduleError(SnowpipeError, ValueError):
@@ -116,50 +112,59 @@ def _parse_cron(text: str, body: str) -> Cron:
     parts = body.split()
     if len(parts) != 6:
         raise _fail(text, f"has {len(parts)} cron parts; a cron schedule needs 5 fields and a time zone")
-    for value, (field, low, high, names, special) in zip(parts[:5], _CRON_FIELDS, strict=False):
-        problem = _cron_field_problem(value, low, high, names, special)
-        if problem:
-            raise _fail(text, f"has an invalid cron {field} field {value!r}: {problem}")
     tz = parts[5]
     if not _is_time_zone(tz):
         raise _fail(text, f"has an unknown time zone {tz!r} (use an IANA name such as UTC or America/Los_Angeles)")
+    expr = " ".join(parts[:5])
+    for value, field in zip(parts[:5], _CRON_FIELDS, strict=True):
+        if _NOT_SNOWFLAKE.search(value) or (field == "day of week" and _DOW_SEVEN.search(value)):
+            raise _fail(text, f"has an invalid cron {field} field {value!r}: Snowflake's cron has no "
+                              "'#', 'W', '?' or day of week 7 (use 0-6 or SUN-SAT, 'L' or '<n>L')")
+    _check_fires(text, expr, tz)
     from snowflake.core.task import Cron
 
-    return Cron(" ".join(parts[:5]), tz)
+    return Cron(expr, tz)
 
 
-def _is_number(token: str) -> bool:
-    """A whole number written in ASCII digits (``"٣".isdigit()`` is true, Snowflake refuses it)."""
-    return token.isascii() and token.isdigit()
+def _check_fires(text: str, expr: str, tz: str) -> None:
+    """Parse ``expr`` with cronsim: a malformed field, or a schedule that can never fire, is a ScheduleError."""
+    from cronsim import CronSimError
+
+    try:
+        next_fire_times(expr, tz, 1)
+    except CronSimError as exc:
+        parts = expr.split()
+        field = str(exc).removeprefix("Bad ").replace("-", " ")
+        if field in _CRON_FIELDS:
+            value = parts[_CRON_FIELDS.index(field)]
+            if field == "day of month" and _parses(" ".join([*parts[:3], "*", "*"])):
+                raise _fail(text, f"can never fire: no month {parts[3]!r} has day of month {value!r}") from None
+            raise _fail(text, f"has an invalid cron {field} field {value!r}") from None
+        raise _fail(text, f"is not a cron expression ({exc})") from None
+    except StopIteration:
+        raise _fail(text, "can never fire") from None
 
 
-def _cron_value(token: str, low: int, high: int, names: list[str]) -> bool:
-    if _is_number(token):
-        return low <= int(token) <= high
-    return token.upper() in names
+def _parses(expr: str) -> bool:
+    from cronsim import CronSimError
+
+    try:
+        next_fire_times(expr, "UTC", 1)
+    except (CronSimError, StopIteration):
+        return False
+    return True
 
 
-def _cron_field_problem(value: str, low: int, high: int, names: list[str], special: str) -> str | None:
-    """Return why one cron field is malformed, or None if its shape and range are fine."""
-    for item in value.split(","):
-        if not item:
-            return "empty list item"
-        upper = item.upper()
-        if special == "L" and upper == "L":
-            continue
-        if special == "nL" and (upper == "L" or (upper.endswith("L") and _cron_value(upper[:-1], low, high, names))):
-            continue
-        base, sep, step = item.partition("/")
-        if sep and not (_is_number(step) and int(step) >= 1):
-            return f"step {step!r} is not a positive whole number"
-        if base == "*":
-            continue
-        start, dash, end = base.partition("-")
-        if not _cron_value(start, low, high, names):
-            return f"{start!r} is outside {low}-{high}" + (f" / {names[0]}-{names[-1]}" if names else "")
-        if dash and not _cron_value(end, low, high, names):
-            return f"{end!r} is outside {low}-{high}" + (f" / {names[0]}-{names[-1]}" if names else "")
-    return None
+def next_fire_times(expr: str, tz: str, count: int = 3, after: datetime | None = None) -> list[datetime]:
+    """The next ``count`` times a cron ``expr`` fires, in its time zone ``tz`` (cronsim evaluates it)."""
+    import zoneinfo
+
+    from cronsim import CronSim
+
+    zone = zoneinfo.ZoneInfo(tz)
+    start = (after or datetime.now(UTC)).astimezone(zone)
+    times = CronSim(expr.upper(), start)
+    return [next(times) for _ in range(count)]
 
 
 def _is_time_zone(tz: str) -> bool:
@@ -189,4 +194,4 @@ def describe_schedule(sched: timedelta | Cron | None) -> str:
     return str(sched)
 
 
-__all__ = ["MAX_INTERVAL", "MIN_INTERVAL", "ScheduleError", "describe_schedule", "parse_schedule"]
+__all__ = ["MAX_INTERVAL", "MIN_INTERVAL", "ScheduleError", "describe_schedule", "next_fire_times", "parse_schedule"]

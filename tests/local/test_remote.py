@@ -418,3 +418,38 @@ def test_the_worker_leaves_at_once_and_its_output_is_not_lost(capfd, monkeypatch
     assert stage(21) == 42
     out, err = capfd.readouterr()
     assert "job says 21" in out and "job warns 21" in err
+
+
+def test_remote_without_parentheses_is_a_usage_error_naming_the_fix(pytester: pytest.Pytester):
+    pytester.makeconftest(
+        '''
+import pytest
+import pytest_snowpipe as sp
+
+@pytest.fixture(scope="session")
+def split():
+    return [1, 2]
+
+@pytest.fixture(scope="session")
+@sp.remote
+def model(split):
+    return 1
+'''
+    )
+    pytester.makepyfile(
+        '''
+import pytest
+
+@pytest.mark.snowpipe_gate()
+def test_gate(model):
+    assert model
+'''
+    )
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*stage 'model'*sp.remote on stage 'model' is written without parentheses*"
+         '@sp.remote(compute_pool="POOL", stage_name="JOB_STAGE"*']
+    )
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+    assert "missing 1 required positional argument" not in result.stderr.str() + result.stdout.str()

@@ -165,3 +165,74 @@ def test_a_promote_hashes_each_source_once_for_fingerprints_and_lineage():
     assert promote_fingerprints(actx)["data"] == {"raw": "fp-raw"}
     assert lineage(actx)["raw"]["fingerprint"] == "fp-raw"
     assert asked == ["raw"]
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("v{model_name[99]}", "is not a valid template (string index out of range)"),
+        ("v{run_scheduled.nope}", "is not a valid template ("),
+        ("v{threshold[0]}", "is not a valid template ("),
+        ("v{0}", "is not a valid template ("),
+        ("v{", "is not a valid template ("),
+    ],
+)
+def test_every_template_error_is_a_gate_spec_error(template, message):
+    import datetime as dt
+
+    from pytest_snowpipe.pipeline.gate import GateSpecError, fill_template
+
+    values = {"model_name": "m", "threshold": 0.5, "run_scheduled": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}
+    with pytest.raises(GateSpecError, match=re.escape(message)):
+        fill_template(template, values, "test_quality", "version_name")
+
+
+VERSION_INI = "[pytest]\nsnowpipe_config =\n    model_name = mortgage_model\n    label = seed\n    threshold = 0.8\n"
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("v{run_scheduled:%Q}", "version_name='v{run_scheduled:%Q}' gives 'v%Q'"),
+        ("{label}-{threshold}", "version_name='{label}-{threshold}' gives 'seed-0.8'"),
+        ("v{run_scheduled.nope}", "version_name='v{run_scheduled.nope}' is not a valid template"),
+        ("v{model_name[99]}", "version_name='v{model_name[99]}' is not a valid template"),
+        ("{threshold}", "gives '0.8'"),
+    ],
+)
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_version_template_that_cannot_name_a_version_stops_collection(pytester: pytest.Pytester, template, message, dry_run):
+    pytester.makeini(VERSION_INI)
+    pytester.makeconftest(textwrap.dedent(CONFTEST).replace("def raw():", "def raw():\n    print('RAW RAN')"))
+    pytester.makepyfile(test_gate=f'''
+import pytest
+
+@pytest.mark.snowpipe_gate(on_pass="promote", version_name={template!r})
+def test_quality(metrics):
+    assert metrics
+''')
+    args = ["--snowpipe-deploy", "--snowpipe-dry-run"] if dry_run else []
+    result = pytester.runpytest(*args, "-s")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert "RAW RAN" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("template", ["{run_id}", "v{run_scheduled:%Y%m%d_%H%M%S}", "{label}_{run_target}"])
+def test_templates_that_give_valid_names_for_every_target_pass(template):
+    from pytest_snowpipe.pipeline.gate import check_version_template
+
+    check_version_template(template, {"label": "seed"}, "test_quality")
+
+
+def test_the_emulator_run_id_is_a_valid_version_name():
+    """Its run id was a bare uuid4: 10 in 16 start with a digit, an invalid version name."""
+    from snowflake.core.task.dagv1 import DAG
+
+    from pytest_snowpipe.pipeline.gate import MODEL_NAME
+    from pytest_snowpipe.taskgraph.emulator import _GraphRun
+
+    ids = [_GraphRun(DAG("G"), {}).run_group_id for _ in range(64)]
+    assert len(set(ids)) == 64
+    assert all(MODEL_NAME.match(i) for i in ids), [i for i in ids if not MODEL_NAME.match(i)]

@@ -105,3 +105,13 @@ def test_snowpipe_registry_in_a_task_is_the_snowflake_registry_on_an_account(mon
     assert isinstance(runtime.registry_for("SESSION", None), SnowflakeRegistry) and made["s"] == "SESSION"
     monkeypatch.setattr(runtime, "is_embedded_session", lambda s: True)
     assert isinstance(runtime.registry_for("S", "/tmp/x"), LocalRegistry)
+
+
+@pytest.mark.parametrize("extra", [0, 1, 2])
+def test_local_prune_with_keep_at_or_above_the_count_deletes_nothing(tmp_path, extra):
+    reg = LocalRegistry(tmp_path)
+    for i in range(3):
+        reg.promote("m", {"i": i})
+    assert reg.prune("m", keep=3 + extra) == []
+    assert reg.versions("m") == ["v0001", "v0002", "v0003"]
+    assert reg.prune("m", keep=2) == ["v0001"]  # one under the count: the oldest goes

@@ -36,7 +36,7 @@ def test_crash_mid_promote_keeps_previous_default(tmp_path, monkeypatch):
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(RegistryError, match=r"could not write a new version under .*\(disk full\)"):
         reg.promote("m", {"w": 2})
     monkeypatch.undo()
     assert pointer.read_bytes() == before
@@ -95,3 +95,24 @@ def test_registry_error_in_a_run_fails_the_gate(pipeline_suite):
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*RegistryError: model registry folder *blocked/registry is not writable*"])
+
+
+@pytest.mark.parametrize("named", [False, True])
+def test_a_full_disk_is_a_registry_error_naming_the_folder_and_keeps_the_default(tmp_path, monkeypatch, named):
+    import errno
+
+    reg = LocalRegistry(tmp_path / "reg")
+    reg.promote("m", {"w": 1})
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)  # the kernel's answer when the disk fills up
+    with pytest.raises(RegistryError) as info:
+        reg.promote("m", {"w": 2}, version="v_named" if named else None)
+    message = str(info.value)
+    assert str(tmp_path / "reg" / "m") in message and "the disk is full" in message
+    assert "the previous default is unchanged" in message and "snowpipe_registry" in message
+    monkeypatch.undo()
+    assert reg.versions("m") == ["v0001"] and reg.default("m").version == "v0001"
+    assert [p.name for p in (tmp_path / "reg" / "m" / "versions").iterdir()] == ["v0001"]  # no staging left

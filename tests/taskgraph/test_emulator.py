@@ -575,3 +575,21 @@ def test_stored_procedure_call_definition_and_runtime_info(session: Session) -> 
     record = emulate(dag, session=session)
     assert record.state == SUCCEEDED, record.format()
     assert record.tasks["spc"].return_value == "via sproc call"  # dagv1 wrapped it: return -> return value
+
+
+def test_a_task_in_process_has_text_streams_with_a_buffer(session: Session) -> None:
+    """The rehearsal without the sandbox: sys.stdout is the emulator's, and must be a stream too."""
+    import sys
+
+    def writes(session: Session) -> str:
+        sys.stdout.buffer.write("raw \u00e9\n".encode())
+        print(sys.stdout.encoding.lower(), sys.stdout.isatty(), file=sys.stderr)
+        return "ok"
+
+    dag = make_dag("streams")
+    with dag:
+        DAGTask("writes", writes)
+    record = emulate(dag, session=session)
+    run = record.tasks["writes"]
+    assert run.state == SUCCEEDED, run.error
+    assert run.output.splitlines() == ["raw é", f"{(sys.stdout.encoding or 'utf-8').lower()} False"]

@@ -26,6 +26,15 @@ CORE = ("snowflake.core", "xgboost")  # what most procedures below declare
 NARROW = ("cloudpickle",)  # a procedure that declares little
 DYING = ("pyarrow",)  # its own interpreter: a procedure that kills it must not take the others along
 
+# what a procedure may do with its streams in Snowflake (and does under pytest's capture)
+STREAMS = (
+    "def run(session):\n    import sys\n"
+    "    sys.stdout.buffer.write('bytes \u00e9\\n'.encode()); sys.stdout.buffer.flush()\n"
+    "    sys.stdout.buffer.write(b'\\xc3'); sys.stdout.buffer.write(b'\\xa9\\n')  # one character in two writes\n"
+    "    print(sys.stdout.encoding.lower(), sys.stdout.isatty(), sys.stderr.errors, sys.stdout.writable(), file=sys.stderr)\n"
+    "    session.call('system$set_return_value', 'streams ok')\n"
+)
+
 PROCEDURES = {
     "DECLARED": (CORE, "def run(session):\n    import xgboost\n"
                        "    session.call('system$set_return_value', xgboost.__version__)\n"),
@@ -39,6 +48,9 @@ PROCEDURES = {
     "UNDECLARED": (NARROW, "def run(session):\n    import json, cloudpickle\n    import xgboost\n"),
     "ZIPPED": (CORE, None),
     "DIES": (DYING, "def run(session):\n    import os\n    os._exit(3)\n"),
+    "REFUSED": (CORE, "def run(session):\n    from snowflake.core.task.context import TaskContext\n"
+                      "    TaskContext(session).get_predecessor_return_value('nope')\n"),
+    "STREAMS": (CORE, STREAMS),
 }
 
 
@@ -107,6 +119,20 @@ def test_output_and_errors_of_a_procedure_are_recorded(rehearsed: Any) -> None:
     run = rehearsed[0].tasks["PRINTS_AND_RAISES"]
     assert run.state == FAILED and run.error == "ValueError: bad row 7"
     assert run.output == "about to fail\n"
+
+
+def test_a_refused_system_call_keeps_the_emulator_message(rehearsed: Any) -> None:
+    run = rehearsed[0].tasks["REFUSED"]
+    assert run.state == FAILED
+    assert run.error.startswith("task REFUSED: 'SANDBOXED$NOPE' is not a predecessor of SANDBOXED$REFUSED")
+    assert "TaskFailure" not in run.error
+
+
+def test_stdout_and_stderr_are_text_streams_with_a_buffer(rehearsed: Any) -> None:
+    run = rehearsed[0].tasks["STREAMS"]
+    assert run.state == SUCCEEDED, run.error
+    assert run.return_value == "streams ok"
+    assert run.output.splitlines() == ["bytes é", "é", "utf-8 False backslashreplace True"]  # stderr keeps its own error handler
 
 
 def test_a_handler_in_an_imports_zip_runs(rehearsed: Any) -> None:

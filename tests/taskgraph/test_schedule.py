@@ -86,9 +86,19 @@ def test_cron_forms(text: str, expr: str, tz: str) -> None:
         ("cron 0 6 * FOO * UTC", "invalid cron month field 'FOO'"),
         ("cron 0 6 * * 7 UTC", "invalid cron day of week field '7'"),
         ("cron 0 6 * * MON-XYZ UTC", "invalid cron day of week field"),
-        ("cron */0 6 * * * UTC", "step '0' is not a positive whole number"),
+        ("cron */0 6 * * * UTC", "invalid cron minute field '*/0'"),
         ("cron a 6 * * * UTC", "invalid cron minute field 'a'"),
-        ("cron 0,,1 6 * * * UTC", "empty list item"),
+        ("cron 0,,1 6 * * * UTC", "invalid cron minute field '0,,1'"),
+        ("cron 0 6 * * 9L UTC", "invalid cron day of week field '9L'"),
+        ("cron 0 6 * * 5#2 UTC", "invalid cron day of week field '5#2': Snowflake's cron has no '#'"),
+        ("cron 0 6 15W * * UTC", "invalid cron day of month field '15W'"),
+        ("cron 0 6 LW * * UTC", "invalid cron day of month field 'LW'"),
+        ("cron 0 6 ? * * UTC", "invalid cron day of month field '?'"),
+        ("cron 0 6 * * 1-7 UTC", "invalid cron day of week field '1-7'"),
+        ("cron 0 0 31 6 * UTC", "can never fire: no month '6' has day of month '31'"),
+        ("cron 0 0 30 2 * UTC", "can never fire: no month '2' has day of month '30'"),
+        ("cron 0 0 30,31 FEB * UTC", "can never fire"),
+        ("cron 0 0 31 4,6,9,11 * UTC", "can never fire"),
         ("cron 0 6 * * * Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
         ("cron 0 6 * * * ../etc", "unknown time zone"),
         ("cron 0 6 * * * America", "unknown time zone 'America'"),
@@ -143,3 +153,66 @@ def test_describe(text: str, described: str) -> None:
 
 def test_describe_none() -> None:
     assert "no schedule" in describe_schedule(None)
+
+
+@pytest.mark.parametrize(
+    ("expr", "tz", "expected"),
+    [
+        # Snowflake's L forms: the last day of the month, the last Friday ("5L")
+        ("0 0 L * *", "UTC", ["2026-12-31 00:00", "2027-01-31 00:00", "2027-02-28 00:00"]),
+        ("30 6 * * 5L", "UTC", ["2026-12-25 06:30", "2027-01-29 06:30", "2027-02-26 06:30"]),
+        ("0 0 29 2 *", "UTC", ["2028-02-29 00:00", "2032-02-29 00:00", "2036-02-29 00:00"]),  # fires, rarely
+        ("0 6 * * *", "America/Los_Angeles", ["2026-12-06 06:00", "2026-12-07 06:00", "2026-12-08 06:00"]),
+    ],
+)
+def test_next_fire_times_in_the_schedule_time_zone(expr, tz, expected):
+    from datetime import UTC, datetime
+
+    from pytest_snowpipe.taskgraph.schedule import next_fire_times
+
+    parse_schedule(f"cron {expr} {tz}")  # accepted
+    times = next_fire_times(expr, tz, 3, after=datetime(2026, 12, 6, 12, 0, tzinfo=UTC))
+    assert [t.strftime("%Y-%m-%d %H:%M") for t in times] == expected
+    assert all(str(t.tzinfo) == tz for t in times)
+
+
+def test_a_cron_that_never_fires_is_a_usage_error_before_anything_runs(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest("""
+import pytest
+
+@pytest.fixture(scope="session")
+def metrics():
+    print("METRICS RAN")
+    return {"score": 1}
+""")
+    pytester.makepyfile(test_gate="""
+import pytest
+
+@pytest.mark.snowpipe_gate(on_fail="alert")
+def test_quality(metrics):
+    assert metrics["score"] > 0
+""")
+    result = pytester.runpytest("--snowpipe-deploy", "--snowpipe-dry-run", "--schedule", "cron 0 6 30 2 * UTC", "-s")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "'cron 0 6 30 2 * UTC' can never fire: no month '2' has day of month '30'" in result.stderr.str()
+    assert "METRICS RAN" not in result.stdout.str()
+
+
+def test_the_plan_shows_the_next_three_fire_times_in_the_schedule_time_zone(tmp_path) -> None:
+    import calendar
+    import re
+    from datetime import datetime
+
+    from pytest_snowpipe.taskgraph.compile import compile_graph
+    from pytest_snowpipe.taskgraph.plan import format_plan
+    from tests.taskgraph.test_compile import opts, pipeline
+
+    plan = format_plan(compile_graph(pipeline(), opts(tmp_path, schedule=parse_schedule("cron 30 6 * * 5L Europe/Paris"))))
+    (line,) = [x for x in plan.splitlines() if "next runs:" in x]
+    stamps = re.findall(r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}) (CET|CEST)", line)
+    assert len(stamps) == 3 and line.endswith("(Europe/Paris)")
+    for stamp, _zone in stamps:
+        day = datetime.strptime(stamp, "%Y-%m-%d %H:%M")
+        assert (day.hour, day.minute, day.weekday()) == (6, 30, calendar.FRIDAY)
+        assert day.day + 7 > calendar.monthrange(day.year, day.month)[1]  # the last Friday of its month
+    assert "next runs:" not in format_plan(compile_graph(pipeline(), opts(tmp_path, schedule=parse_schedule("30m"))))

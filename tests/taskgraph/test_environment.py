@@ -1,0 +1,21 @@
+"""``taskgraph/environment.py``: the files a task's declared packages give it (issue 27, mutants)."""
+from __future__ import annotations
+
+import pytest
+from packaging.requirements import Requirement
+
+from pytest_snowpipe.taskgraph.environment import _closure
+
+
+@pytest.mark.parametrize(
+    "roots",
+    [
+        ["snowflake-snowpark-python[pandas]", "snowflake-snowpark-python"],  # the plain one is met first
+        ["snowflake-snowpark-python", "snowflake-snowpark-python[pandas]"],
+    ],
+)
+def test_extras_asked_for_after_the_distribution_was_seen_are_kept(roots):
+    assert "pandas" not in _closure([Requirement("snowflake-snowpark-python")])[0]  # pandas comes with the extra
+    seen, missing = _closure([Requirement(r) for r in roots])
+    assert "pandas" in seen and "snowflake-snowpark-python" in seen
+    assert missing == []
