@@ -258,6 +258,7 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.Fix
     run = request.config.stash.get(run_key, None)
     if run is None or fixturedef.argname not in run.graph:
         return (yield)
+    __tracebackhide__ = True  # a stage's own error shows the stage's frames, a violation its table
     memo = request.config.stash.get(memo_key, None)
     started = run.stage_started()
     try:
@@ -329,6 +330,18 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
     note_champion(run, state, pyfuncitem.nodeid)
     with recording(state.gate(pyfuncitem.nodeid).comparisons):
         return (yield)
+
+
+@pytest.hookimpl(wrapper=True, specname="pytest_runtest_makereport")
+def pytest_runtest_makereport_failure_first(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """A deliberate failure's summary line shows its message (see reports/failures.py)."""
+    if call.excinfo is None:
+        return (yield)
+    from pytest_snowpipe.reports.failures import message_first
+
+    report = yield
+    message_first(item, report, call.excinfo)
+    return report
 
 
 @pytest.hookimpl(tryfirst=True)

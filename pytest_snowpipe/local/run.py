@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_snowpipe.errors import hide_deliberate
 from pytest_snowpipe.local.actions import ActionContext, ActionOutcome, run_action
 from pytest_snowpipe.pipeline.frames import describe
 from pytest_snowpipe.pipeline.graph import Gate, PipelineGraph
@@ -16,6 +17,7 @@ from pytest_snowpipe.pipeline.run_info import RunInfo
 from pytest_snowpipe.registry.local import LocalRegistry
 
 PASS, FAIL, ERROR, SKIPPED = "PASS", "FAIL", "ERROR", "SKIPPED"
+__tracebackhide__ = hide_deliberate  # a stage's violation shows its table, not this module (errors.py)
 
 
 @dataclass

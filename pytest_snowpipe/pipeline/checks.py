@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pytest_snowpipe.errors import SnowpipeError
+from pytest_snowpipe.errors import SnowpipeError, hide_deliberate
 from pytest_snowpipe.pipeline.frames import is_pandas_frame, is_snowpark_frame
 
 F = TypeVar("F", bound=Callable[..., Any])
+__tracebackhide__ = hide_deliberate  # a violation shows its table, not this module (errors.py)
 CONTRACTS_ATTR = "__snowpipe_contracts__"
 
 
