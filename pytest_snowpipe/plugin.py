@@ -129,6 +129,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if settings.report_dir is not None:
         _ci_state(config)  # starts the report's clock
     config.pluginmanager.register(_CiHooks(config), "snowpipe-ci-report")
+    from pytest_snowpipe.reports.progress import ProgressHooks
+
+    config.pluginmanager.register(
+        ProgressHooks(config, lambda: config.stash.get(run_key, None), lambda: config.stash.get(memo_key, None)),
+        "snowpipe-progress",
+    )
 
 
 @pytest.hookimpl(wrapper=True)

@@ -31,6 +31,7 @@ class StageRecord:
     shape: str = ""
     error: str = ""
     source: str = "computed"  # "computed" | "cached" (loaded from the stage cache, not run)
+    compute_s: float | None = None  # cached: how long computing it took when it was stored
 
 
 @dataclass
