@@ -30,7 +30,8 @@ run_store_key: pytest.StashKey[Any] = pytest.StashKey()  # xdist controller: the
 ci_key: pytest.StashKey[CiState] = pytest.StashKey()  # champions, comparisons, failures: what the CI report adds to the run
 engine_owner_key: pytest.StashKey[bool] = pytest.StashKey()  # this run may close the embedded engine (it was not running before)
 deep_chain_key: pytest.StashKey[str] = pytest.StashKey()  # a fixture chain too deep for pytest to collect
-run_info_key: pytest.StashKey[RunInfo] = pytest.StashKey()  # snowpipe_run: one identity per pytest run (xdist: the controller's)
+run_info_key: pytest.StashKey[RunInfo] = pytest.StashKey()
+deploy_code_key: pytest.StashKey[int] = pytest.StashKey()  # --snowpipe-deploy: the deploy command's exit code  # snowpipe_run: one identity per pytest run (xdist: the controller's)
 RUN_INFO_INPUT = "snowpipe_run_info"
 
 
@@ -228,8 +229,7 @@ def pytest_runtestloop(session: pytest.Session) -> object:
         _ci_state(config).task_graph_runs.append(record.to_json(failed))
 
     code = run_deploy(graph, settings, write, config, on_record=keep_record)
-    if code != 0:
-        raise pytest.exit.Exception(f"pytest-snowpipe: the deploy command ended with exit code {code}", returncode=code)
+    config.stash[deploy_code_key] = code  # the session's exit status (pytest_sessionfinish): no Exit banner
     return True
 
 
@@ -391,6 +391,9 @@ def _ci_state(config: pytest.Config) -> CiState:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Write the CI report (every case: pass, fail, stage error, Ctrl-C, pytest.exit, collection errors)."""
+    code = session.config.stash.get(deploy_code_key, 0)
+    if code and exitstatus == 0:  # the deploy command's verdict is the run's (pytest reads it back after this hook)
+        session.exitstatus = exitstatus = code
     settings = session.config.stash.get(settings_key, None)
     is_worker = hasattr(session.config, "workerinput")  # xdist: the controller summarises every worker's part
     if settings is None or (settings.report_dir is None and not is_worker):
