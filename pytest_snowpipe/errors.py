@@ -26,3 +26,21 @@ def first_line(exc: BaseException) -> str:
     """``Type: first line of the message``: enough to name a failure in one of our messages, no traceback."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def deliberate(exc: BaseException) -> bool:
+    """An error the plugin raises on purpose (a gate check, a contract, a usage error), not a bug."""
+    if isinstance(exc, SnowpipeError):
+        return True
+    return isinstance(exc, AssertionError) and type(exc).__module__.startswith("pytest_snowpipe.")
+
+
+def hide_deliberate(excinfo: object) -> bool:
+    """``__tracebackhide__`` of the modules a user's failure passes through (pytest calls it).
+
+    pytest hides a frame whose module sets ``__tracebackhide__``, as it cuts its own: a failed
+    gate check or contract then shows the user's line and the message, not the plugin's source.
+    An unexpected exception (a bug of the plugin) keeps every frame; ``--full-trace`` shows all.
+    """
+    value = getattr(excinfo, "value", None)
+    return isinstance(value, BaseException) and deliberate(value)

@@ -32,6 +32,7 @@ engine_owner_key: pytest.StashKey[bool] = pytest.StashKey()  # this run may clos
 deep_chain_key: pytest.StashKey[str] = pytest.StashKey()  # a fixture chain too deep for pytest to collect
 redactor_key: pytest.StashKey[Any] = pytest.StashKey()  # the run's Redactor, made at the first report to scrub
 run_info_key: pytest.StashKey[RunInfo] = pytest.StashKey()  # snowpipe_run: one identity per pytest run (xdist: the controller's)
+deploy_code_key: pytest.StashKey[int] = pytest.StashKey()  # --snowpipe-deploy: the deploy command's exit code
 RUN_INFO_INPUT = "snowpipe_run_info"
 
 
@@ -139,6 +140,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if settings.report_dir is not None:
         _ci_state(config)  # starts the report's clock
     config.pluginmanager.register(_CiHooks(config), "snowpipe-ci-report")
+    from pytest_snowpipe.reports.progress import ProgressHooks
+
+    config.pluginmanager.register(
+        ProgressHooks(config, lambda: config.stash.get(run_key, None), lambda: config.stash.get(memo_key, None)),
+        "snowpipe-progress",
+    )
 
 
 @pytest.hookimpl(wrapper=True)
@@ -241,8 +248,7 @@ def pytest_runtestloop(session: pytest.Session) -> object:
         _ci_state(config).task_graph_runs.append(record.to_json(failed))
 
     code = run_deploy(graph, settings, write, config, on_record=keep_record)
-    if code != 0:
-        raise pytest.exit.Exception(f"pytest-snowpipe: the deploy command ended with exit code {code}", returncode=code)
+    config.stash[deploy_code_key] = code  # the session's exit status (pytest_sessionfinish): no Exit banner
     return True
 
 
@@ -277,6 +283,7 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.Fix
     run = request.config.stash.get(run_key, None)
     if run is None or fixturedef.argname not in run.graph:
         return (yield)
+    __tracebackhide__ = True  # a stage's own error shows the stage's frames, a violation its table
     memo = request.config.stash.get(memo_key, None)
     started = run.stage_started()
     try:
@@ -353,6 +360,18 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
         return (yield)
 
 
+@pytest.hookimpl(wrapper=True, specname="pytest_runtest_makereport")
+def pytest_runtest_makereport_failure_first(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """A deliberate failure's summary line shows its message (see reports/failures.py)."""
+    if call.excinfo is None:
+        return (yield)
+    from pytest_snowpipe.reports.failures import message_first
+
+    report = yield
+    message_first(item, report, call.excinfo)
+    return report
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
     run = item.config.stash.get(run_key, None)
@@ -421,6 +440,9 @@ def _ci_state(config: pytest.Config) -> CiState:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Write the CI report (every case: pass, fail, stage error, Ctrl-C, pytest.exit, collection errors)."""
+    code = session.config.stash.get(deploy_code_key, 0)
+    if code and exitstatus == 0:  # the deploy command's verdict is the run's (pytest reads it back after this hook)
+        session.exitstatus = exitstatus = code
     settings = session.config.stash.get(settings_key, None)
     is_worker = hasattr(session.config, "workerinput")  # xdist: the controller summarises every worker's part
     if settings is None or (settings.report_dir is None and not is_worker):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from pytest_snowpipe.errors import SnowpipeError
+from pytest_snowpipe.errors import SnowpipeError, hide_deliberate
 
 if TYPE_CHECKING:  # pragma: no cover
     from hypothesis.strategies import SearchStrategy
@@ -32,6 +32,8 @@ __all__ = [
     "Violation",
     "column",
 ]
+
+__tracebackhide__ = hide_deliberate  # a violation shows its table, not this module (errors.py)
 
 #: Every rule name a `Violation` can carry; `check` / `check[i]` are custom checks.
 RULES: tuple[str, ...] = (

@@ -12,14 +12,27 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pytest_snowpipe.engines.job_worker import PARENT_ENV
+from pytest_snowpipe.engines.job_worker import PARENT_ENV, timing_path
 from pytest_snowpipe.errors import RemoteError
 
 TEMP_PREFIX = "snowpipe-remote-"  # + the pid of the pytest process that owns the folder
+_PHASES: dict[str, dict[str, float]] = {}  # stage -> where its last trip's time went (see trip_phases)
+
+
+def trip_phases(stage: str) -> dict[str, float] | None:
+    """Where the last trip of ``stage`` spent its time, once (the live progress shows it).
+
+    ``entered`` (``time.perf_counter()`` when the trip began, after its inputs were read into
+    pandas), then in seconds ``pickle``, ``worker start`` (interpreter start, imports and
+    unpickling; ``warm`` is 1 when a waiting worker took it), ``work`` (the stage function),
+    ``result pickle``, ``worker exit`` and ``result load`` (unpickling here).
+    """
+    return _PHASES.pop(stage, None)
 
 
 def sweep_orphaned_folders() -> None:
@@ -256,6 +269,7 @@ def run_in_fresh_process(func: Callable[..., Any], stage: str, arguments: dict[s
     """Run ``func(**arguments)`` in a spawned interpreter, the way an ML Job would."""
     import cloudpickle
 
+    entered = time.perf_counter()
     for name, value in arguments.items():
         _refuse_session(stage, name, value)
 
@@ -276,13 +290,16 @@ def run_in_fresh_process(func: Callable[..., Any], stage: str, arguments: dict[s
         if session_params is not None:
             env[SESSION_ENV] = session_params
         trip_env = {k: v for k, v in env.items() if os.environ.get(k) != v}  # what this trip adds
+        pickled, handed = time.perf_counter(), time.time()
         code = _warm_run(inp, out, trip_env)
+        warm = code is not None
         if code is None:
             code = subprocess.run(
                 [sys.executable, "-m", "pytest_snowpipe.engines.job_worker", str(inp), str(out)],
                 env=env,
                 check=False,
             ).returncode
+        returned = time.time()
         _TRIPS_LEFT[0] -= 1
         _start_warm()  # ready for the next remote stage, if any (started after this trip: never competing with it)
         if not out.exists():
@@ -291,9 +308,31 @@ def run_in_fresh_process(func: Callable[..., Any], stage: str, arguments: dict[s
                 "without a result (killed, or out of memory?)"
             )
         ok, result, remote_tb = cloudpickle.loads(out.read_bytes())
+        _PHASES[stage] = _phases(entered, pickled, handed, returned, warm, timing_path(out))
     if ok:
         return result
     if isinstance(result, BaseException):
         result.add_note(f"raised in remote stage {stage!r} (fresh process):\n{remote_tb}")
         raise result
     raise RemoteError(f"remote stage {stage!r} failed in its process:\n{remote_tb}")
+
+
+def _phases(entered: float, pickled: float, handed: float, returned: float, warm: bool, timing: Path) -> dict[str, float]:
+    """The trip's phases from this side's clock and the worker's (wall clock: two processes)."""
+    import json
+
+    now = time.time()
+    phases = {"entered": entered, "pickle": pickled - entered, "warm": float(warm), "result load": now - returned}
+    try:
+        worker = json.loads(timing.read_text())
+        start, end, written = (float(worker[k]) for k in ("work_start", "work_end", "result_written"))
+    except (OSError, ValueError, KeyError, TypeError):
+        phases["trip"] = returned - handed  # the worker did not say (it failed): one figure for the trip
+        return phases
+    phases.update({
+        "worker start": max(0.0, start - handed),  # interpreter, imports, unpickling the inputs
+        "work": end - start,
+        "result pickle": max(0.0, written - end),
+        "worker exit": max(0.0, returned - written),  # the interpreter's shutdown
+    })
+    return phases

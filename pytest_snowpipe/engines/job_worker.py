@@ -10,6 +10,11 @@ PARENT_ENV = "SNOWPIPE_PARENT_PID"  # set by job_process: the pytest process tha
 READY_ENV = "SNOWPIPE_WARM_READY"  # a file a warm worker creates once its libraries are imported
 
 
+def timing_path(result: Path) -> Path:
+    """Where the worker writes when the stage function started and ended (wall clock, JSON)."""
+    return result.with_name(result.stem + ".timing.json")
+
+
 _TRIP: dict[str, Path | None] = {}  # "folder": the trip's temp folder, once known (a warm worker learns it late)
 
 
@@ -74,6 +79,10 @@ def main(argv: list[str]) -> int:
         Session.builder.configs(json.loads(params)).create()
     func, arguments = cloudpickle.loads(inp.read_bytes())
     stage = getattr(func, "__name__", "?")
+    import json
+    import time
+
+    started = time.time()
     try:
         result = func(**arguments)
     except BaseException as exc:  # report every failure to the parent, which re-raises it
@@ -84,6 +93,7 @@ def main(argv: list[str]) -> int:
             blob = cloudpickle.dumps((False, None, tb))
         out.write_bytes(blob)
         return 1
+    ended = time.time()
     try:
         blob = cloudpickle.dumps((True, result, ""))
     except Exception as exc:
@@ -95,6 +105,8 @@ def main(argv: list[str]) -> int:
         out.write_bytes(cloudpickle.dumps((False, None, msg)))
         return 1
     out.write_bytes(blob)
+    timing = {"work_start": started, "work_end": ended, "result_written": time.time()}
+    timing_path(out).write_text(json.dumps(timing))  # the parent's live progress shows where the time went
     return 0
 
 

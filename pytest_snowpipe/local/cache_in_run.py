@@ -171,6 +171,7 @@ class Memo:
             rec = self.run.stages[stage.name]
             rec.status, rec.source = "ok", "cached"
             rec.kind, rec.shape = entry.description
+            rec.compute_s = entry.compute_s
             self.run.checks.extend((stage.name, t, f"{v} [cached]") for t, v in entry.checks)
         for name, entry in self.hits.items():
             _touch(entry.path)  # used by this run: the last the LRU evicts while the run stores
@@ -210,6 +211,7 @@ class Memo:
             self.hits[name] = entry
             self.run.checks.extend((name, t, f"{v} [cached]") for t, v in entry.checks)
         rec.source = "cached"
+        rec.compute_s = entry.compute_s
         _set_fixture_result(fixturedef, request, value)
         return value
 
@@ -226,6 +228,7 @@ class Memo:
 
     def _compute(self, name: str, lock: Any) -> None:
         self.run.stages[name].source = "computed"
+        self.run.stages[name].compute_s = None
         if self.hits.pop(name, None) is not None:  # a hit that could not be loaded: its checks run again
             self.run.checks[:] = [c for c in self.run.checks if not (c[0] == name and c[2].endswith(" [cached]"))]
         if name in self.pruned:  # its inputs are needed after all: pytest requests them now

@@ -96,6 +96,12 @@ class Entry:
         return [(str(t), str(v)) for t, v in self.manifest.get("checks", [])]
 
     @property
+    def compute_s(self) -> float | None:
+        """How long the stage took when this output was computed (None in older entries)."""
+        value = self.manifest.get("compute_s")
+        return float(value) if isinstance(value, (int, float)) else None
+
+    @property
     def size(self) -> int:
         return sum(int(f.get("size", 0)) for f in self.manifest.get("files", {}).values())
 

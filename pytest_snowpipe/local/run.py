@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_snowpipe.errors import hide_deliberate
 from pytest_snowpipe.local.actions import ActionContext, ActionOutcome, run_action
 from pytest_snowpipe.pipeline.frames import describe
 from pytest_snowpipe.pipeline.graph import Gate, PipelineGraph
@@ -16,6 +17,7 @@ from pytest_snowpipe.pipeline.run_info import RunInfo
 from pytest_snowpipe.registry.local import LocalRegistry
 
 PASS, FAIL, ERROR, SKIPPED = "PASS", "FAIL", "ERROR", "SKIPPED"
+__tracebackhide__ = hide_deliberate  # a stage's violation shows its table, not this module (errors.py)
 
 
 @dataclass
@@ -29,6 +31,7 @@ class StageRecord:
     shape: str = ""
     error: str = ""
     source: str = "computed"  # "computed" | "cached" (loaded from the stage cache, not run)
+    compute_s: float | None = None  # cached: how long computing it took when it was stored
 
 
 @dataclass

@@ -11,10 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pytest_snowpipe.errors import SnowpipeError
+from pytest_snowpipe.errors import SnowpipeError, hide_deliberate
 from pytest_snowpipe.pipeline.frames import is_pandas_frame, is_snowpark_frame
+from pytest_snowpipe.pipeline.order import refuse_fixture
 
 F = TypeVar("F", bound=Callable[..., Any])
+__tracebackhide__ = hide_deliberate  # a violation shows its table, not this module (errors.py)
 CONTRACTS_ATTR = "__snowpipe_contracts__"
 
 
@@ -57,6 +59,7 @@ def expect(contract: Any, *, key: str | None = None) -> Callable[[F], F]:
         raise TypeError(f"sp.expect takes a sp.Contract, got {type(contract).__name__}; build one with sp.Contract(...)")
 
     def decorate(func: F) -> F:
+        refuse_fixture(func, "sp.expect(...)")
         found = list(getattr(func, CONTRACTS_ATTR, ()))
         found.append(Expectation(contract, key))
         setattr(func, CONTRACTS_ATTR, tuple(found))

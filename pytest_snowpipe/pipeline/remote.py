@@ -234,6 +234,10 @@ def remote(
     )
 
     def decorate(func: F) -> F:
+        __tracebackhide__ = True  # a usage error points at the user's decorator line
+        from pytest_snowpipe.pipeline.order import refuse_fixture
+
+        refuse_fixture(func, "sp.remote(...)")
         name = getattr(func, "__name__", repr(func))
         if error is None:
             spec.validate(name)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pytest_snowpipe.errors import SnowpipeError
+from pytest_snowpipe.pipeline.order import refuse_fixture
 
 F = TypeVar("F", bound=Callable[..., Any])
 SOURCE_ATTR = "__snowpipe_source__"
@@ -95,6 +96,8 @@ def source(
         raise TypeError("sp.source() needs files=, table= or fingerprint=")
 
     def decorate(func: F) -> F:
+        __tracebackhide__ = True  # a usage error points at the user's decorator line
+        refuse_fixture(func, "sp.source(...)")
         current = source_spec(func)
         setattr(func, SOURCE_ATTR, spec if current is None else current.merged(spec))
         return func

@@ -21,7 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pytest_snowpipe.errors import RegistryError, SnowpipeError
+from pytest_snowpipe.errors import RegistryError, SnowpipeError, hide_deliberate
+
+__tracebackhide__ = hide_deliberate  # a failed check shows the gate's line, not this module (errors.py)
 
 
 class ChampionError(SnowpipeError):

@@ -380,8 +380,13 @@ def finish_session(
         return
     parts = ([run_part(run, state)] if run is not None else []) + state.worker_parts
     redactor = redactor_for(settings)
+    merged = merge_parts(parts)
+    if settings.deploy is not None and state.task_graph_runs:  # stages and gates ran as tasks
+        from pytest_snowpipe.reports.rehearsal import apply_task_graph_run
+
+        merged = apply_task_graph_run(merged, state.task_graph_runs[-1])
     report = build_report(
-        merge_parts(parts), settings=settings, exitstatus=int(exitstatus), state=state,
+        merged, settings=settings, exitstatus=int(exitstatus), state=state,
         tests=outcome_counts(session), redactor=redactor,
     )
     add_sections(report, config, redactor, state)

@@ -40,6 +40,7 @@ Semantics (decisions marked *decided* are ours where Snowflake's docs leave it o
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import re
 import sys
@@ -561,6 +562,22 @@ def _gate(node: _Node) -> tuple[str | None, str | None, str | None]:
     return None, None, None
 
 
+# Live progress (reports/progress.py sets it around a rehearsal): told ``(task name, None)`` when a
+# task starts and ``(task name, TaskRun)`` when it settles; called from the thread running emulate().
+task_events: contextvars.ContextVar[Callable[[str, TaskRun | None], None] | None] = contextvars.ContextVar(
+    "snowpipe_task_events", default=None
+)
+
+
+def _tell(name: str, run: TaskRun | None = None) -> None:
+    listener = task_events.get()
+    if listener is not None:
+        try:
+            listener(name, run)
+        except Exception:  # progress lines must never change a run's outcome
+            pass
+
+
 def emulate(
     dag: DAG,
     *,
@@ -614,6 +631,7 @@ def emulate(
             node.run = run
             if run.state == FAILED:
                 failures.append(run)
+        _tell(run.name, run)
 
     t0 = time.perf_counter()
     with _captured_task_output(), ThreadPoolExecutor(
@@ -632,6 +650,7 @@ def emulate(
                     progressed = True
                     state, reason, error = _gate(node)
                     if state is None:
+                        _tell(node.task.name)
                         running[pool.submit(_execute, node, session, graph, runners.get(node.task.name), executor)] = node
                     else:
                         settle(node, TaskRun(node.task.name, state, error=error, reason=reason, full_name=node.full))
@@ -643,6 +662,7 @@ def emulate(
             node = nodes[id(task)]
             state, reason, error = _gate(node)
             if state is None:
+                _tell(task.name)
                 settle(node, pool.submit(_execute, node, session, graph, runners.get(task.name), executor).result())
             else:
                 settle(node, TaskRun(task.name, state, error=error, reason=reason, full_name=node.full))
