@@ -24,6 +24,7 @@ from typing import Any
 
 from pytest_snowpipe.errors import SnowpipeError
 from pytest_snowpipe.pipeline.graph import Gate, PipelineGraph, Stage
+from pytest_snowpipe.redact import is_shipped_secret_name
 from pytest_snowpipe.taskgraph.schedule import MAX_INTERVAL, MIN_INTERVAL
 
 MAX_TASKS = 1000
@@ -291,11 +292,6 @@ def _cycle(graph: PipelineGraph) -> list[str]:
     return cycle_members(names, lambda n: preds[n])
 
 
-# Config keys that name a secret outright. Stricter than the report's redaction (which may over-redact):
-# a refusal here blocks a deploy, so "model_key" or "partition_key" must pass.
-SECRET_CONFIG_KEY = re.compile(r"(?i)(password|passwd|token|secret|webhook|credential|api_?key|private_?key)")
-
-
 def validate(graph: PipelineGraph, opts: CompileOptions) -> list[str]:
     """Every reason the graph cannot ship, before anything is created."""
     problems: list[str] = []
@@ -304,7 +300,7 @@ def validate(graph: PipelineGraph, opts: CompileOptions) -> list[str]:
     if not IDENTIFIER.match(dag or ""):
         problems.append(f"task graph name {dag!r} is not an unquoted Snowflake identifier ({IDENTIFIER.pattern})")
     for key, value in dict(opts.config).items():
-        if isinstance(key, str) and SECRET_CONFIG_KEY.search(key):
+        if isinstance(key, str) and is_shipped_secret_name(key):  # one rule with the settings' (model_key passes)
             problems.append(
                 f"config key {key!r} looks like a secret; a Task Graph config is shown to anyone who can "
                 "DESCRIBE the task and is written into the plan: keep secrets out of snowpipe_config (read "
