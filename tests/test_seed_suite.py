@@ -30,8 +30,8 @@ def test_the_plan_has_the_seeds_tasks_options_and_config(seed: pytest.Pytester):
     for task in ("PREPARE_DATA", "TRAIN_MODEL", "METRICS", "CHECK_MODEL_QUALITY", "CHECK_MODEL_QUALITY_PROMOTE",
                  "CHECK_MODEL_QUALITY_ALERT", "SNOWPIPE_FINALIZER"):
         assert re.search(rf"^\s+{task}\s", out, re.M), task
-    assert ("ML Job on compute pool DEMO_POOL, job stage @SNOWBANK.DEV.JOB_STAGE, 2 instance(s), "
-            "database='SNOWBANK', schema='DEV'") in out
+    assert re.search(r"ML Job \w+_TRAIN_MODEL on compute pool DEMO_POOL, job stage @SNOWBANK\.DEV\.JOB_STAGE, "
+                     r"2 instance\(s\), database='SNOWBANK', schema='DEV'.*: CALL SYSTEM\$EXECUTE_ML_JOB \(ASYNC false\)", out)
     assert "teardown of prepare_data" in out
 
 

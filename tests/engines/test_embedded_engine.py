@@ -542,7 +542,7 @@ def test_wire_array_bound_insert_of_10k_rows_is_one_statement(session: Any) -> N
     elapsed = time.perf_counter() - start  # of which the connector's own binding of 40k values: ~0.3 s
     assert cur.rowcount == 10_000
     assert [tuple(r) for r in session.table("BATCH_10K").sort("A").collect()] == rows
-    assert elapsed < 1.0, elapsed  # row by row: about a minute
+    assert elapsed < 10.0, elapsed  # one statement: ~0.5 s on an idle machine; row by row: about a minute
 
 
 def test_wire_create_dataframe_of_many_values(session: Any) -> None:
