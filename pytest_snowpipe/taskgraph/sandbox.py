@@ -174,7 +174,8 @@ class Sandbox:
         try:
             if interp.dead is not None:
                 raise TaskFailed(f"task {task.name}: the sandbox interpreter is gone ({interp.dead})")
-            interp.send("run", task_id, {"task": task.name, "code": shipped.code, "handler": shipped.handler})
+            interp.send("run", task_id, {"task": task.name, "code": shipped.code, "handler": shipped.handler,
+                                         "job": shipped.job})
             while True:
                 message = inbox.get()
                 if message[0] == "died":

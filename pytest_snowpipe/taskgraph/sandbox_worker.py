@@ -22,6 +22,7 @@ from __future__ import annotations
 import codecs
 import importlib
 import importlib.machinery
+import importlib.util
 import io
 import os
 import queue
@@ -34,6 +35,7 @@ from typing import Any
 
 OUTPUT_LIMIT = 64 * 1024  # characters of one task's output sent to the parent (which keeps less)
 
+_JOB_LOCK = threading.Lock()  # an ML Job's launcher reads os.environ when imported: one at a time
 _LOCAL = threading.local()  # .task: the running task's name; .buffer: its output; .guarding
 
 
@@ -214,11 +216,52 @@ class Worker:
         exec(compile(job["code"], f"<procedure of task {job['task']}>", "exec"), namespace)
         return namespace[job["handler"]]
 
+    @staticmethod
+    def run_ml_job(job: dict[str, Any], session: Any) -> None:
+        """``SYSTEM$EXECUTE_ML_JOB`` on one node: snowflake-ml-python's own launcher, as uploaded to the job
+        stage, runs the entry script's main function from the local mount, with the job's environment.
+
+        The launcher reads its environment when imported (mount, payload folder, result path) and puts the
+        payload and its zips on ``sys.path``; the main function gets the task's session (the job's own
+        session would not reach the emulated graph's TaskContext), which the launcher may not close."""
+        spec, mount = job["job"]["spec"], job["job"]["mount"]
+        env = {k: str(v).replace("/mnt/job_stage", mount) for k, v in (spec.get("ENV_VARS") or {}).items()}
+        env.update(MLRS_STAGE_MOUNT_PATH=mount, MLRS_RESULT_PATH=os.path.join(mount, "mljob_result"))
+        env.pop("MLRS_SUBMITTED_TARGET_INSTANCES", None)  # one node here: the launcher waits for no other
+        with _JOB_LOCK:
+            saved = {k: os.environ.get(k) for k in env}
+            os.environ.update(env)
+            try:
+                loader = importlib.util.spec_from_file_location(
+                    f"mljob_launcher_{job['task'].lower()}", os.path.join(mount, "system", "mljob_launcher.py"))
+                assert loader is not None and loader.loader is not None
+                launcher = importlib.util.module_from_spec(loader)
+                loader.loader.exec_module(launcher)
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+
+        class Unclosable:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(session, name)
+
+            def close(self) -> None:  # the launcher closes the job's session; the task's stays open
+                pass
+
+        entry = os.path.join(mount, "app", job["job"]["entry"])
+        launcher.main(entry, session=Unclosable(), payload_args=(session,), script_main_func=job["job"]["main"])
+
     def run_task(self, task_id: int, job: dict[str, Any]) -> None:
         _LOCAL.task, _LOCAL.buffer = job["task"], [[], 0]
         error = tb = None
         try:
-            self.handler(job)(self.task_session(task_id))
+            if job.get("job"):
+                self.run_ml_job(job, self.task_session(task_id))
+            else:
+                self.handler(job)(self.task_session(task_id))
         except TaskFailure as exc:
             error, tb = str(exc), traceback.format_exc()
         except BaseException as exc:  # everything a procedure raises is its failure

@@ -8,9 +8,10 @@ stored-procedure definition (handler code with its pickled function, ``HANDLER``
 ``PACKAGES``, ``IMPORTS``, ``RUNTIME_VERSION``) and every stage file those definitions import.
 
 A remote stage's task is ``CALL SYSTEM$EXECUTE_ML_JOB('<id>', '<pool>', '<spec>', '<job>')``, as
-snowflake-ml-python registered it: its four literals are parsed, and the job's entry script (the
-cloudpickled function in ``app/<name>.py``), its ``app/*.zip`` imports and ``requirements.txt`` are read
-back from the job stage, so the rehearsal runs the payload that Snowflake's job would mount.
+snowflake-ml-python registered it: its four literals are parsed, and the job's folder on the job stage
+(``app/``: the entry script with the cloudpickled function, its zips, ``requirements.txt``; ``system/``:
+the launcher) is copied to a local mount, so the rehearsal runs snowflake-ml-python's own launcher on
+the payload that Snowflake's job would mount.
 """
 from __future__ import annotations
 
@@ -121,24 +122,29 @@ def parse_ml_job(name: str, definition: str) -> dict[str, Any] | None:
             "entry": entry.split("/app/", 1)[1], "main": main}
 
 
-def _job_task(name: str, job: dict[str, Any], account: Any, packages: tuple[str, ...], db: str, sch: str) -> ShippedTask:
-    """The job's payload as the rehearsal runs it: the entry script, its zips and requirements, from the stage."""
+def _job_task(
+    name: str, job: dict[str, Any], account: Any, packages: tuple[str, ...], db: str, sch: str, into: Path
+) -> ShippedTask:
+    """The job's payload as the rehearsal runs it: its folder on the job stage copied to a local mount
+    (``app/``: the entry script, its zips and requirements; ``system/``: snowflake-ml-python's launcher)."""
     folder = str(job["spec"]["STAGE_PATH"]).rstrip("/")
     stage_part, _, prefix = folder.lstrip("@").partition("/")
     stage = "@" + _stage_fqn(stage_part, db, sch)
-    app = f"{prefix}/app"
-    try:
-        code = account.get_file(stage, f"{app}/{job['entry']}").decode()
-    except (OSError, KeyError) as exc:
-        raise ShipError(f"task {name}: its ML Job's entry script {folder}/app/{job['entry']} was not uploaded ({exc})") from None
-    files = [f.name for f in account.list_stage(stage)]
-    zips = tuple(f"{stage}/{f}" for f in files if f.startswith(f"{app}/") and f.endswith(".zip"))
+    mount = into / "job_mounts" / name
+    files = [f.name for f in account.list_stage(stage) if f.name.startswith(f"{prefix}/")]
+    for rel in files:
+        target = mount / rel[len(prefix) + 1:]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(account.get_file(stage, rel))
+    entry, launcher = mount / "app" / job["entry"], mount / "system" / "mljob_launcher.py"
+    if not entry.is_file() or not launcher.is_file():
+        raise ShipError(f"task {name}: its ML Job's payload in {folder} lacks {'app/' + job['entry'] if not entry.is_file() else 'system/mljob_launcher.py'}")
     requirements: tuple[str, ...] = ()
-    if f"{app}/requirements.txt" in files:
-        text = account.get_file(stage, f"{app}/requirements.txt").decode()
+    if (mount / "app" / "requirements.txt").is_file():
+        text = (mount / "app" / "requirements.txt").read_text()
         requirements = tuple(line.strip() for line in text.splitlines() if line.strip())
-    return ShippedTask(name=name, handler=job["main"], code=code, packages=(*packages, *requirements), imports=zips,
-                       runtime_version="", job=job)
+    return ShippedTask(name=name, handler=job["main"], code=entry.read_text(), packages=(*packages, *requirements),
+                       imports=(), runtime_version="", job={**job, "mount": str(mount)})
 
 
 def _stage_fqn(location: str, database: str, schema: str) -> str:
@@ -189,14 +195,14 @@ def ship(dag: Any, stage_location: str, into: Path, database: str | None = None,
                 definition = account.task(full, db, sch).get("definition") or ""
                 job = parse_ml_job(name, definition)
                 shipped = parse_definition(name, definition) if job is None else _job_task(
-                    name, job, account, tuple(jobs[name].packages) if name in jobs else (), db, sch
+                    name, job, account, tuple(jobs[name].packages) if name in jobs else (), db, sch, into
                 )
                 if shipped is not None:
                     tasks[shipped.name] = shipped
             files: dict[str, Path] = {}
             for path in sorted({p for t in tasks.values() for p in t.imports}):
                 stage_part, _, rel = path.lstrip("@").partition("/")
-                target = into / (Path(rel).name if not rel.endswith("/app/pytest_snowpipe.zip") else "job_pytest_snowpipe.zip")
+                target = into / Path(rel).name
                 target.write_bytes(account.get_file("@" + _stage_fqn(stage_part, db, sch), rel))
                 files[path] = target
             calls = [c.summary for c in account.calls]

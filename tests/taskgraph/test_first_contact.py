@@ -203,9 +203,14 @@ def test_a_failed_redeploy_of_a_changed_job_keeps_the_deployed_jobs_payload(acco
 
 
 def test_the_rehearsal_runs_the_shipped_job_and_its_failure_fails_the_deploy(account: OfflineAccount, tmp_path: Path) -> None:
-    good, out = deploy(account, tmp_path, sandbox=True)
-    assert good == 0, out
-    assert "MODEL" in out and "ran in the shipped environment" in out
+    records: list[Any] = []
+    out_lines: list[str] = []
+    good = execute(remote_pipeline(), options(tmp_path), target="local", write=out_lines.append,
+                   on_record=lambda record, failed: records.append(record))
+    assert good == 0, "\n".join(out_lines)
+    model = records[0].tasks["MODEL"]
+    assert model.state == "SUCCEEDED" and json.loads(model.return_value)["value"]["rows"] == 10
+    assert "ML job started" in model.output and "ML job finished" in model.output  # snowflake-ml-python's launcher ran it
     account.clear_log()
     spec_failing = remote_pipeline(broken_model)
     code, out = deploy(account, tmp_path, spec_failing, sandbox=True)
