@@ -73,18 +73,20 @@ def _spellings(name: str) -> set[str]:
     return {low, low.replace("_", "-").replace(".", "-"), low.replace("-", "_")}
 
 
-def query(names: Iterable[str] | None) -> tuple[str, list[str]]:
-    """The one query (qmark parameters) reading the offered versions of ``names`` (all when None)."""
-    sql = "select package_name, version from information_schema.packages where language = 'python'"
+def query(names: Iterable[str] | None, database: str | None = None) -> tuple[str, list[str]]:
+    """The one query (qmark parameters) reading the offered versions of ``names`` (all when None); with
+    ``database``, its information schema (a session without a current database has none)."""
+    view = f"{database}.information_schema.packages" if database else "information_schema.packages"
+    sql = f"select package_name, version from {view} where language = 'python'"
     params = sorted({spelling for n in names or () for spelling in _spellings(n)})
     if names is not None:
         sql += f" and package_name in ({', '.join('?' * len(params))})" if params else " and false"
     return sql + " order by package_name", params
 
 
-def from_account(session: Any, names: Iterable[str] | None = None) -> Channel:
+def from_account(session: Any, names: Iterable[str] | None = None, database: str | None = None) -> Channel:
     """The account's channel for ``names`` (every Python package when None), in one query."""
-    sql, params = query(names)
+    sql, params = query(names, database)
     try:
         rows = session.sql(sql, params=params or None).collect()
     except Exception as exc:

@@ -242,7 +242,7 @@ def _located(copts: CompileOptions, session: Any) -> CompileOptions:
 def _against_account(copts: CompileOptions, graph: PipelineGraph, session: Any) -> CompileOptions:
     """``copts`` located in the account and pinned against its channel (one query, nothing changed)."""
     copts = _located(copts, session)
-    return dataclasses.replace(copts, channel=from_account(session, package_names(graph, copts)))
+    return dataclasses.replace(copts, channel=from_account(session, package_names(graph, copts), copts.database))
 
 
 def _check_pools(session: Any, compiled: CompiledPipeline) -> None:

@@ -119,7 +119,7 @@ def test_first_deploy_call_sequence_bodies_packages_and_imports(account: Offline
     assert "deployed Task Graph DEMO to DB.SCH (9 tasks)" in out
     assert sequence(account.rest_calls()) == FIRST_DEPLOY_REST
     sql = [c.sql for c in account.sql_calls()]
-    assert sql[0].startswith("select package_name, version from information_schema.packages where language = 'python' "
+    assert sql[0].startswith("select package_name, version from DB.information_schema.packages where language = 'python' "
                              "and package_name in (")  # one query: the account's channel, before anything else
     assert "'xgboost'" not in sql[0] and "'snowflake-snowpark-python'" in sql[0]  # only what the tasks need
     assert account.calls[0].sql == sql[0]

@@ -111,7 +111,7 @@ def test_a_channel_one_release_behind_pins_the_nearest_lower_version_and_warns(a
     assert (f"warning: package pandas: the rehearsal runs {pandas}, Snowflake gets 2.2.3 (the account's "
             f"information_schema.packages has no {pandas})") in out
     assert f"the rehearsal runs {pyarrow}, Snowflake gets 19.0.1" in out
-    queries = [c.sql for c in account.sql_calls() if c.sql.startswith("select package_name, version from information_schema")]
+    queries = [c.sql for c in account.sql_calls() if c.sql.startswith("select package_name, version from DB.information_schema")]
     assert len(queries) == 1 and account.calls[0].sql == queries[0]  # one query, before anything else
 
 
