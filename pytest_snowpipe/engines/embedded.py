@@ -29,11 +29,12 @@ parameters carry a credential minted when the engine starts: any other login is 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
+import os
 import secrets
 import shutil
 import socket
-import tempfile
 import threading
 import time
 import warnings
@@ -186,6 +187,7 @@ class EmbeddedEngine:
         from fakesnow.instance import FakeSnow
 
         from pytest_snowpipe.engines import wire
+        from pytest_snowpipe.engines.tempdirs import make_owned, sweep_orphans
 
         # the server's per-statement INFO lines and sqlglot's "falling back to a Command" notes are
         # the double's business, not the user's: errors still reach the client as query errors
@@ -207,7 +209,11 @@ class EmbeddedEngine:
         t1 = time.perf_counter()
         # fresh, private state for this engine; restored in close()
         self._saved = (fs_server.shared_fs, fs_stage.LOCAL_BUCKET_PATH, fs_server.to_ipc)  # type: ignore[attr-defined]
-        self._bucket = tempfile.mkdtemp(prefix="snowpipe_stages_")
+        sweep_orphans()  # folders of runs killed before their cleanup (kill -9, SIGTERM)
+        if os.path.basename(self._saved[1]).startswith("fakesnow_bucket_"):
+            with contextlib.suppress(OSError):  # fakesnow makes one at import; this engine brings its own
+                os.rmdir(self._saved[1])  # only if empty (makedirs recreates it on a later upload)
+        self._bucket = str(make_owned("snowpipe_stages_"))
         fs_stage.LOCAL_BUCKET_PATH = self._bucket
         fs_server.shared_fs = FakeSnow()
         fs_server.to_ipc = wire.chunked_to_ipc(fs_server.to_ipc)  # type: ignore[attr-defined,assignment]
