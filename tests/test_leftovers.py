@@ -36,10 +36,16 @@ def test_every_prefix_is_swept_when_its_owner_is_dead_and_kept_while_it_lives(tm
     assert all(f.exists() for f in kept + foreign)
 
 
-def test_the_engine_stage_folder_carries_the_pid(embedded_session):
+def test_the_engine_stage_folder_and_the_offline_account_carry_the_pid(embedded_session):
     from pytest_snowpipe.engines.embedded import engine
+    from pytest_snowpipe.taskgraph.offline_account import OfflineAccount
 
     assert Path(engine()._bucket or "").name.startswith(f"snowpipe_stages_{os.getpid()}-")
+    account = OfflineAccount()
+    try:
+        assert account._dir.name.startswith(f"offline-account-{os.getpid()}-")
+    finally:
+        account.close()
 
 
 @pytest.mark.parametrize("args", [(), ("--snowpipe-deploy", "--snowpipe-target", "local")])
