@@ -29,11 +29,12 @@ parameters carry a credential minted when the engine starts: any other login is 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
+import os
 import secrets
 import shutil
 import socket
-import tempfile
 import threading
 import time
 import warnings
@@ -75,7 +76,20 @@ def _refused(user: str) -> dict[str, Any]:
     }
 
 
-def _app(store: Any, credential: tuple[str, str]) -> Any:
+def _signed_uploads(gcs_stage_info: Any, upload_key: str) -> Any:
+    """fakesnow's PUT stage info with the upload url signed: ``/fs_bucket/<key>/<path>`` (the connector
+    PUTs a file to the url it is given, with no session token), so no other process can write a stage file."""
+
+    def signed(request: Any, expr: Any, put_stage_data: Any) -> dict[str, Any]:
+        info: dict[str, Any] = gcs_stage_info(request, expr, put_stage_data)
+        if "presignedUrl" in info:  # with the adapter, LOCAL_FS: the client copies the file itself
+            info["presignedUrl"] = info["presignedUrl"].replace("/fs_bucket/", f"/fs_bucket/{upload_key}/", 1)
+        return info
+
+    return signed
+
+
+def _app(store: Any, credential: tuple[str, str], upload_key: str) -> Any:
     """fakesnow's routes, with a login that also returns a master token and a telemetry sink,
     and `wire`'s query route (array-bound INSERTs as one statement, large results in chunks
     kept in ``store``).
@@ -117,12 +131,24 @@ def _app(store: Any, credential: tuple[str, str]) -> Any:
             data.setdefault("parameters", []).append({"name": THREAD_SAFE_SESSION, "value": True})
         return JSONResponse(body, status_code=response.status_code)
 
+    async def bucket_upload(request: Request) -> Response:
+        import hmac
+
+        from starlette.concurrency import run_in_threadpool
+
+        key, _, path = request.path_params["path"].partition("/")
+        if not (path and hmac.compare_digest(key.encode(), upload_key.encode())):
+            return Response("not a signed upload url of this run's engine", status_code=403)
+        target = await run_in_threadpool(fs_server._write_bucket_file, path, await request.body())
+        return Response(status_code=200 if target else 400)
+
     async def telemetry(request: Request) -> Response:
         return JSONResponse({"success": True, "data": None})
 
     from pytest_snowpipe.engines import wire
 
-    ours = [Route("/session/v1/login-request", login, methods=["POST"]), *wire.routes(store)]
+    ours = [Route("/session/v1/login-request", login, methods=["POST"]), *wire.routes(store),
+            Route("/fs_bucket/{path:path}", bucket_upload, methods=["PUT"])]
     replaced = {r.path for r in ours}
     routes = [r for r in fs_server.routes if getattr(r, "path", None) not in replaced]
     routes.extend(ours)
@@ -155,7 +181,7 @@ class EmbeddedEngine:
         self._port: int | None = None
         self._sock: socket.socket | None = None
         self._bucket: str | None = None
-        self._saved: tuple[FakeSnow, str, Any] | None = None
+        self._saved: tuple[FakeSnow, str, Any, Any] | None = None
         self._chunks: ChunkStore | None = None
         self._sessions: list[Session] = []
         self._password: str | None = None
@@ -186,6 +212,7 @@ class EmbeddedEngine:
         from fakesnow.instance import FakeSnow
 
         from pytest_snowpipe.engines import wire
+        from pytest_snowpipe.engines.tempdirs import make_owned, sweep_orphans
 
         # the server's per-statement INFO lines and sqlglot's "falling back to a Command" notes are
         # the double's business, not the user's: errors still reach the client as query errors
@@ -206,8 +233,12 @@ class EmbeddedEngine:
             _running = self
         t1 = time.perf_counter()
         # fresh, private state for this engine; restored in close()
-        self._saved = (fs_server.shared_fs, fs_stage.LOCAL_BUCKET_PATH, fs_server.to_ipc)  # type: ignore[attr-defined]
-        self._bucket = tempfile.mkdtemp(prefix="snowpipe_stages_")
+        self._saved = (fs_server.shared_fs, fs_stage.LOCAL_BUCKET_PATH, fs_server.to_ipc, fs_server.gcs_stage_info)  # type: ignore[attr-defined]
+        sweep_orphans()  # folders of runs killed before their cleanup (kill -9, SIGTERM)
+        if os.path.basename(self._saved[1]).startswith("fakesnow_bucket_"):
+            with contextlib.suppress(OSError):  # fakesnow makes one at import; this engine brings its own
+                os.rmdir(self._saved[1])  # only if empty (makedirs recreates it on a later upload)
+        self._bucket = str(make_owned("snowpipe_stages_"))
         fs_stage.LOCAL_BUCKET_PATH = self._bucket
         fs_server.shared_fs = FakeSnow()
         fs_server.to_ipc = wire.chunked_to_ipc(fs_server.to_ipc)  # type: ignore[attr-defined,assignment]
@@ -224,7 +255,9 @@ class EmbeddedEngine:
         # a per-run credential: any local process can reach 127.0.0.1 (the port is in /proc/net/tcp), only
         # this run's sessions and the child processes it hands connection_params() to can log in
         self._password = secrets.token_urlsafe(32)
-        app = _app(self._chunks, (ENGINE_USER, self._password))
+        upload_key = secrets.token_urlsafe(24)
+        fs_server.gcs_stage_info = _signed_uploads(fs_server.gcs_stage_info, upload_key)
+        app = _app(self._chunks, (ENGINE_USER, self._password), upload_key)
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -264,7 +297,7 @@ class EmbeddedEngine:
 
             fs_server.sessions.clear()
             fs_server.shared_fs.duck_conn.close()
-            fs_server.shared_fs, fs_stage.LOCAL_BUCKET_PATH, fs_server.to_ipc = self._saved  # type: ignore[attr-defined]
+            fs_server.shared_fs, fs_stage.LOCAL_BUCKET_PATH, fs_server.to_ipc, fs_server.gcs_stage_info = self._saved  # type: ignore[attr-defined]
             self._saved = None
         if self._chunks is not None:
             self._chunks.clear()

@@ -11,13 +11,13 @@ import os
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pytest_snowpipe.engines.job_worker import PARENT_ENV, timing_path
+from pytest_snowpipe.engines.tempdirs import owned_temporary_directory
 from pytest_snowpipe.errors import RemoteError
 
 TEMP_PREFIX = "snowpipe-remote-"  # + the pid of the pytest process that owns the folder
@@ -36,29 +36,10 @@ def trip_phases(stage: str) -> dict[str, float] | None:
 
 
 def sweep_orphaned_folders() -> None:
-    """Remove trip folders left by a pytest process that no longer exists (killed with -9)."""
-    import shutil
+    """Remove temp folders left by a pytest process that no longer exists (killed with -9)."""
+    from pytest_snowpipe.engines.tempdirs import sweep_orphans
 
-    try:
-        found = list(Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*-*"))
-    except OSError:
-        return
-    for folder in found:
-        owner = folder.name[len(TEMP_PREFIX):].split("-", 1)[0]
-        if owner.isdigit() and folder.is_dir() and not _alive(int(owner)):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    if os.name != "posix":  # os.kill(pid, 0) would send CTRL_C_EVENT on Windows
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: it exists, owned by someone else
-        return True
-    return True
+    sweep_orphans()
 
 
 def project_modules(func: Callable[..., Any]) -> list[Any]:
@@ -207,7 +188,8 @@ def _start_warm() -> None:
     env[PARENT_ENV] = str(os.getpid())
     env[PRELOAD_ENV] = ",".join(_PRELOAD)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest_snowpipe.engines.job_worker", "--warm"], stdin=subprocess.PIPE, env=env
+        [sys.executable, "-m", "pytest_snowpipe.engines.job_worker", "--warm"], stdin=subprocess.PIPE, env=env,
+        start_new_session=True,  # its own process group: what the stage starts dies with it
     )
     _WARM[:] = [proc]
     if not getattr(prestart, "_registered", False):
@@ -220,10 +202,23 @@ def _start_warm() -> None:
 def stop_warm() -> None:
     """End a worker that no trip used (the run is over)."""
     for proc in _WARM:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        end_group(proc)
     _WARM.clear()
+
+
+def end_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a worker's process group (it leads its own session): the worker and whatever the stage
+    started, which would otherwise outlive the trip as orphans."""
+    import signal
+
+    if os.name == "posix":
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
 
 
 def _warm_run(inp: Path, out: Path, env: dict[str, str]) -> int | None:
@@ -239,9 +234,12 @@ def _warm_run(inp: Path, out: Path, env: dict[str, str]) -> int | None:
         proc.stdin.write(message.encode())
         proc.stdin.close()
     except OSError:  # it died while waiting: the caller starts a fresh one
-        proc.wait()
+        end_group(proc)
         return None
-    return proc.wait()
+    try:
+        return proc.wait()
+    finally:
+        end_group(proc)
 
 
 SESSION_ENV = "SNOWPIPE_ENGINE_SESSION"  # JSON connection parameters of the parent's embedded engine
@@ -280,7 +278,7 @@ def run_in_fresh_process(func: Callable[..., Any], stage: str, arguments: dict[s
             raise _unpicklable_part(stage, arguments, exc) from None
 
     sweep_orphaned_folders()
-    with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp:
+    with owned_temporary_directory(TEMP_PREFIX) as tmp:
         inp, out = Path(tmp) / "payload.pkl", Path(tmp) / "result.pkl"
         inp.write_bytes(payload)
         env = dict(os.environ)
@@ -294,11 +292,14 @@ def run_in_fresh_process(func: Callable[..., Any], stage: str, arguments: dict[s
         code = _warm_run(inp, out, trip_env)
         warm = code is not None
         if code is None:
-            code = subprocess.run(
+            worker = subprocess.Popen(
                 [sys.executable, "-m", "pytest_snowpipe.engines.job_worker", str(inp), str(out)],
-                env=env,
-                check=False,
-            ).returncode
+                env=env, start_new_session=True,  # its own process group: what the stage starts dies with it
+            )
+            try:
+                code = worker.wait()
+            finally:  # also on Ctrl-C: the worker and every process the stage started
+                end_group(worker)
         returned = time.time()
         _TRIPS_LEFT[0] -= 1
         _start_warm()  # ready for the next remote stage, if any (started after this trip: never competing with it)

@@ -23,7 +23,8 @@ def die_with_parent(parent: int, folder: Path | None) -> None:
 
     pytest killed with ``kill -9`` cannot stop its workers: on Linux the kernel sends this
     process SIGTERM when its parent dies (``PR_SET_PDEATHSIG``); everywhere a daemon thread
-    also notices the parent change (``os.getppid``). Both clean up and exit at once.
+    also notices the parent change (``os.getppid``). Both clean up and exit at once, taking the
+    worker's process group along (it leads its own): the processes the stage itself started.
     """
     import shutil
     import signal
@@ -38,6 +39,8 @@ def die_with_parent(parent: int, folder: Path | None) -> None:
         trip = _TRIP.get("folder")
         if trip is not None:
             shutil.rmtree(trip, ignore_errors=True)
+        if hasattr(os, "killpg") and os.getpgid(0) == os.getpid():  # the leader of its own group (never pytest's)
+            os.killpg(os.getpid(), signal.SIGKILL)  # what the stage started goes too, then this process
         os._exit(1)
 
     if sys.platform.startswith("linux"):

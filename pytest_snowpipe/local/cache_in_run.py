@@ -93,7 +93,9 @@ def run_store_for_workers(settings: Settings) -> Path | None:
     import tempfile
     import uuid
 
-    return Path(tempfile.gettempdir()) / f"pytest-snowpipe-run-{uuid.uuid4().hex}"
+    from pytest_snowpipe.engines.tempdirs import owned_prefix
+
+    return Path(tempfile.gettempdir()) / f"{owned_prefix('pytest-snowpipe-run-')}{uuid.uuid4().hex}"  # swept once we die
 
 
 def _warn(message: str) -> None:

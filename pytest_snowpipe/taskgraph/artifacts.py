@@ -91,7 +91,6 @@ def _get(session: Any, path: str) -> bytes:
     else ``get_stream`` downloads to ``<tempdir>/<file name>``, a path every process shares, so two
     runs (or xdist workers) fetching a same-named file overwrote each other's download: GET into
     a folder of our own instead."""
-    import tempfile
     from pathlib import Path
 
     from snowflake.snowpark._internal.utils import is_in_stored_procedure
@@ -103,7 +102,9 @@ def _get(session: Any, path: str) -> bytes:
                 return bytes(stream.read())
             finally:
                 stream.close()
-        with tempfile.TemporaryDirectory(prefix="snowpipe-get-") as folder:
+        from pytest_snowpipe.engines.tempdirs import owned_temporary_directory
+
+        with owned_temporary_directory("snowpipe-get-") as folder:
             session.file.get(path, folder)
             local = Path(folder) / path.rstrip("/").rsplit("/", 1)[-1]  # GET lays files flat, by name
             if not local.is_file():

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_snowpipe.engines.tempdirs import owned_temporary_directory
 from pytest_snowpipe.errors import SnowpipeError, first_line
 from pytest_snowpipe.pipeline.graph import PipelineGraph
 from pytest_snowpipe.taskgraph.channel import ChannelError, from_account, from_snapshot, write_snapshot
@@ -302,7 +302,7 @@ def _run_local(
     from pytest_snowpipe.taskgraph.emulator import SUCCEEDED, emulate
 
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="snowpipe-rehearsal-") as tmp:
+    with owned_temporary_directory("snowpipe-rehearsal-") as tmp:  # its owner's pid: swept if pytest dies
         copts = dataclasses.replace(copts, registry_path=tmp, check_pickle=not rehearsal and copts.check_pickle)
         compiled = compile_graph(graph, copts)
         session = create_embedded_session()

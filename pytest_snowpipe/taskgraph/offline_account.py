@@ -21,7 +21,6 @@ import gzip
 import json
 import re
 import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -164,7 +163,9 @@ class OfflineAccount:
         self._lock = threading.RLock()
         self._schemas: set[tuple[str, str]] = {tuple(split_fqn(s)) for s in schemas}  # type: ignore[misc]
         self._tasks: dict[tuple[str, str, str], _Task] = {}
-        self._dir = Path(tempfile.mkdtemp(prefix="offline-account-"))
+        from pytest_snowpipe.engines.tempdirs import make_owned
+
+        self._dir = make_owned("offline-account-")  # carries our pid: swept if we are killed
         self._stages: dict[tuple[str, str, str], Path] = {}
         for st in stages:
             self.create_stage(st)

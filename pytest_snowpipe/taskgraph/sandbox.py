@@ -131,12 +131,15 @@ class Sandbox:
     def _spawn(self, packages: tuple[str, ...], import_paths: list[str], env: Environment, names: dict[str, str]) -> _Interpreter:
         ours, theirs = socket.socketpair()
         log = Path(tempfile.mkstemp(prefix="sandbox-", suffix=".log", dir=self.workdir)[1])
+        scratch = self.workdir / "tmp"  # what the procedures and the connector make in the temp folder goes
+        scratch.mkdir(exist_ok=True)  # with the rehearsal's folder, not into the machine's /tmp
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", "-X", f"snowflake_import_directory={self.shipped.import_dir}",
                  str(WORKER), str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 cwd=os.getcwd(),  # files a task writes land where they would in-process; imports never see it (-I)
+                env={**os.environ, "TMPDIR": str(scratch)},
             )
         theirs.close()
         conn = Connection(os.dup(ours.fileno()))

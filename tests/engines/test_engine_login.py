@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -64,3 +65,21 @@ def test_the_credential_is_long_and_random_and_the_server_binds_loopback_only(en
     assert first["host"] == "127.0.0.1" and len(first["password"]) >= 32
     assert engine._sock is not None and engine._sock.getsockname()[0] == "127.0.0.1"
     assert first["password"] == engine.connection_params()["password"]  # one per start, stable while it runs
+
+
+def test_a_stage_upload_needs_the_signed_url_the_engine_hands_its_sessions(engine, embedded_session):
+    import io
+    import urllib.error
+    import urllib.request
+
+    embedded_session.sql("create stage if not exists UPLOAD_PROBE").collect()
+    embedded_session.file.put_stream(io.BytesIO(b"mine"), "@UPLOAD_PROBE/own.txt", auto_compress=False)
+    bucket = Path(engine._bucket or "")
+    (own,) = [p for p in bucket.rglob("own.txt")]
+    relative = own.relative_to(bucket).as_posix()
+    for path in (relative, relative.replace("own.txt", "mallory.txt"), f"guess/{relative}"):
+        request = urllib.request.Request(f"http://127.0.0.1:{engine.port}/fs_bucket/{path}", data=b"evil", method="PUT")
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=10)
+        assert info.value.code == 403
+    assert own.read_bytes() == b"mine" and not list(bucket.rglob("mallory.txt"))
