@@ -234,21 +234,14 @@ def _warm_run(inp: Path, out: Path, env: dict[str, str]) -> int | None:
 SESSION_ENV = "SNOWPIPE_ENGINE_SESSION"  # JSON connection parameters of the parent's embedded engine
 
 
-def _names_active_session(payload: Path) -> bool:
-    import mmap
-
-    with payload.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        return data.find(b"get_active_session") != -1
-
-
-def _engine_session_params(payload: Path) -> str | None:
+def _engine_session_params(payload: bytes) -> str | None:
     """The parent's embedded engine, for a stage whose shipped code asks for the active session.
 
     An ML Job has a session of its own (``get_active_session()``); the fresh process gets one on
     the same engine as pytest, so the stage reads the same tables. Opening it costs about a
     second, so only code that names ``get_active_session`` (in the pickled payload) gets one.
     """
-    if not _names_active_session(payload):
+    if b"get_active_session" not in payload:
         return None
     engines = sys.modules.get("pytest_snowpipe.engines.embedded")
     engine = engines.running_engine() if engines is not None else None
@@ -266,20 +259,20 @@ def run_in_fresh_process(func: Callable[..., Any], stage: str, arguments: dict[s
     for name, value in arguments.items():
         _refuse_session(stage, name, value)
 
+    with modules_pickled_by_value(project_modules(func)):
+        try:  # one pass over the data; only a failure pays for finding the culprit
+            payload = cloudpickle.dumps((func, arguments))
+        except Exception as exc:
+            raise _unpicklable_part(stage, arguments, exc) from None
+
     sweep_orphaned_folders()
     with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp:
         inp, out = Path(tmp) / "payload.pkl", Path(tmp) / "result.pkl"
-        # pickled straight into the file: the payload's bytes are never all in memory beside the
-        # data they copy (a million-row frame: a few hundred MB of the run's peak)
-        with modules_pickled_by_value(project_modules(func)), inp.open("wb") as handle:
-            try:  # one pass over the data; only a failure pays for finding the culprit
-                cloudpickle.dump((func, arguments), handle)
-            except Exception as exc:
-                raise _unpicklable_part(stage, arguments, exc) from None
+        inp.write_bytes(payload)
         env = dict(os.environ)
         env.update(env_vars)
         env[PARENT_ENV] = str(os.getpid())  # the worker exits (and cleans up) when this process dies
-        session_params = _engine_session_params(inp)
+        session_params = _engine_session_params(payload)
         if session_params is not None:
             env[SESSION_ENV] = session_params
         trip_env = {k: v for k, v in env.items() if os.environ.get(k) != v}  # what this trip adds
@@ -297,8 +290,7 @@ def run_in_fresh_process(func: Callable[..., Any], stage: str, arguments: dict[s
                 f"remote stage {stage!r}: its process exited with code {code} "
                 "without a result (killed, or out of memory?)"
             )
-        with out.open("rb") as handle:
-            ok, result, remote_tb = cloudpickle.load(handle)
+        ok, result, remote_tb = cloudpickle.loads(out.read_bytes())
     if ok:
         return result
     if isinstance(result, BaseException):

@@ -72,8 +72,7 @@ def main(argv: list[str]) -> int:
 
         bulk_load.install()
         Session.builder.configs(json.loads(params)).create()
-    with inp.open("rb") as handle:  # unpickled as read: the payload's bytes never all in memory
-        func, arguments = cloudpickle.load(handle)
+    func, arguments = cloudpickle.loads(inp.read_bytes())
     stage = getattr(func, "__name__", "?")
     try:
         result = func(**arguments)
@@ -86,18 +85,16 @@ def main(argv: list[str]) -> int:
         out.write_bytes(blob)
         return 1
     try:
-        with out.open("wb") as handle:  # pickled as written (a large result is not copied into bytes first)
-            cloudpickle.dump((True, result, ""), handle)
-    except OSError:
-        raise
+        blob = cloudpickle.dumps((True, result, ""))
     except Exception as exc:
         msg = (
             f"remote stage {stage!r}: its return value ({type(result).__name__}) cannot make the "
             f"trip back from the compute pool: {type(exc).__name__}: {exc}. Return data or a model "
             "object that pickles."
         )
-        out.write_bytes(cloudpickle.dumps((False, None, msg)))  # replaces the partial file
+        out.write_bytes(cloudpickle.dumps((False, None, msg)))
         return 1
+    out.write_bytes(blob)
     return 0
 
 
