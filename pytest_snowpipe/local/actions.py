@@ -102,7 +102,14 @@ NOT_REPRODUCIBLE = "not reproducible: same code and inputs, different output"
 def output_fingerprints(ctx: ActionContext) -> dict[str, str]:
     """The content fingerprint of each stage's output upstream of the gate, in pipeline order: what a
     rerun with the same code and source data must give again."""
-    return {s.name: ctx.data_fingerprint(s.name) for s in ctx.graph.stages if s.name in ctx.gate.upstream and s.name in ctx.stages}
+    out: dict[str, str] = {}
+    for s in ctx.graph.stages:
+        if s.name in ctx.gate.upstream and s.name in ctx.stages:
+            try:
+                out[s.name] = ctx.data_fingerprint(s.name)
+            except Exception:  # an output that cannot be hashed (a lock, a connection): nothing to compare
+                continue
+    return out
 
 
 def unreproduced(ctx: ActionContext, default: ModelVersion, fingerprints: Mapping[str, Any]) -> str | None:
