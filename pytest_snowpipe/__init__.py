@@ -29,6 +29,9 @@ _EXPORTS: dict[str, str] = {
     "assert_metric": "pytest_snowpipe.registry.champion",
     "assert_no_regression": "pytest_snowpipe.registry.champion",
     "MetricMissing": "pytest_snowpipe.registry.champion",
+    "assert_beats_champion": "pytest_snowpipe.registry.champion",
+    "paired_bootstrap": "pytest_snowpipe.registry.bootstrap",
+    "BootstrapError": "pytest_snowpipe.registry.bootstrap",
 }
 
 __all__ = [  # noqa: RUF022 - grouped by topic, like _EXPORTS
@@ -49,6 +52,9 @@ __all__ = [  # noqa: RUF022 - grouped by topic, like _EXPORTS
     "assert_metric",
     "assert_no_regression",
     "MetricMissing",
+    "assert_beats_champion",
+    "paired_bootstrap",
+    "BootstrapError",
     "__version__",
 ]
 
@@ -66,8 +72,11 @@ if TYPE_CHECKING:  # pragma: no cover - the names the lazy __getattr__ resolves,
     from pytest_snowpipe.pipeline.remote import RemoteSpec as RemoteSpec
     from pytest_snowpipe.pipeline.remote import remote as remote
     from pytest_snowpipe.pipeline.sources import source as source
+    from pytest_snowpipe.registry.bootstrap import BootstrapError as BootstrapError
+    from pytest_snowpipe.registry.bootstrap import paired_bootstrap as paired_bootstrap
     from pytest_snowpipe.registry.champion import Champion as Champion
     from pytest_snowpipe.registry.champion import MetricMissing as MetricMissing
+    from pytest_snowpipe.registry.champion import assert_beats_champion as assert_beats_champion
     from pytest_snowpipe.registry.champion import assert_metric as assert_metric
     from pytest_snowpipe.registry.champion import assert_no_regression as assert_no_regression
 

@@ -538,9 +538,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
             write_worker_summary(merge_parts(parts), terminalreporter.write_sep, terminalreporter.write_line)
         return
+    from pytest_snowpipe.reports.evidence import bootstrap_notes
     from pytest_snowpipe.reports.terminal import write_summary
 
-    write_summary(run, terminalreporter.write_sep, terminalreporter.write_line)
+    notes = bootstrap_notes(config.stash[ci_key]) if ci_key in config.stash else None
+    write_summary(run, terminalreporter.write_sep, terminalreporter.write_line, notes)
 
 
 @pytest.fixture(scope="session")

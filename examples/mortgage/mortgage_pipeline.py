@@ -126,7 +126,9 @@ def train(split: dict[str, Any]) -> Any:
     """Fit an XGBoost classifier (runs as an ML Job; receives pandas frames)."""
     from xgboost import XGBClassifier
 
-    train_df = split["train"]
+    # a query's rows come in no set order (on Snowflake too), and XGBoost's sums follow the row
+    # order: sorted, the same rows train the same model on every run
+    train_df = split["train"].sort_values("LOAN_ID", kind="stable", ignore_index=True)
     model = XGBClassifier(n_estimators=60, max_depth=4, learning_rate=0.2, n_jobs=2, random_state=0)
     model.fit(train_df[feature_columns(train_df)], train_df[TARGET])
     return model

@@ -251,6 +251,11 @@ def _probe_types(select: exp.Select, columns: list[Expr], cursor: FakeSnowflakeC
     return [(str(row[0]), str(row[1]).upper()) for row in rows]
 
 
+def _values_only(expression: Expr) -> bool:
+    """An INSERT of bound VALUES (write_pandas, executemany: thousands of nodes): no query to rewrite."""
+    return isinstance(expression, exp.Insert) and isinstance(expression.expression, exp.Values)
+
+
 def canonical_row_hashes(expression: Expr, cursor: FakeSnowflakeCursor) -> Expr:
     """Each tagged row hash (seeded RANDOM and SAMPLE, HASH_AGG) -> a hash of its columns, the
     float ones in `_canonical_float` form, the tag dropped.
@@ -261,6 +266,8 @@ def canonical_row_hashes(expression: Expr, cursor: FakeSnowflakeCursor) -> Expr:
     split of a split). A hash whose sources cannot be described alone hashes its values as
     they are (repeatable unless they are floats from a parallel aggregate).
     """
+    if _values_only(expression):
+        return expression
     tagged = [
         e
         for e in expression.find_all(exp.Anonymous, bfs=False)
@@ -323,6 +330,8 @@ def numeric_aggregates(expression: Expr, cursor: FakeSnowflakeCursor) -> Expr:
     The argument's type is known only in DuckDB: described once per SELECT, as for row hashes.
     Float and text arguments keep fakesnow's cast.
     """
+    if _values_only(expression):
+        return expression
     nodes = [
         e
         for e in expression.find_all(exp.Sum, exp.Avg, exp.Median)

@@ -21,7 +21,7 @@ from pytest_snowpipe.pipeline.frames import fingerprint
 from pytest_snowpipe.pipeline.gate import ActionRef, action_label
 from pytest_snowpipe.pipeline.graph import Gate, PipelineGraph
 from pytest_snowpipe.redact import Redactor
-from pytest_snowpipe.registry.local import LocalRegistry, ModelVersion
+from pytest_snowpipe.registry.local import LocalRegistry, ModelVersion, jsonable
 
 DEFAULT_WEBHOOK_ENV = "SNOWPIPE_ALERT_WEBHOOK"
 
@@ -94,6 +94,40 @@ def promote_fingerprints(ctx: ActionContext) -> dict[str, Any]:
         "gate_code": ctx.gate.key,
         "data": data,
     }
+
+
+NOT_REPRODUCIBLE = "not reproducible: same code and inputs, different output"
+
+
+def output_fingerprints(ctx: ActionContext) -> dict[str, str]:
+    """The content fingerprint of each stage's output upstream of the gate, in pipeline order: what a
+    rerun with the same code and source data must give again."""
+    out: dict[str, str] = {}
+    for s in ctx.graph.stages:
+        if s.name in ctx.gate.upstream and s.name in ctx.stages:
+            try:
+                out[s.name] = ctx.data_fingerprint(s.name)
+            except Exception:  # an output that cannot be hashed (a lock, a connection): nothing to compare
+                continue
+    return out
+
+
+def unreproduced(ctx: ActionContext, default: ModelVersion, fingerprints: Mapping[str, Any]) -> str | None:
+    """Why this run, with the default version's code and source data, did not give its metrics.
+
+    The first stage (in pipeline order) whose output fingerprint differs from the one the
+    default version recorded is named: its code and inputs were the same, so it is the one
+    that is not reproducible (randomness without a seed, the clock, an unseeded library).
+    None when code or data differ (a legitimate new version).
+    """
+    if jsonable(dict(fingerprints)) != default.fingerprints or jsonable(dict(ctx.metrics)) == default.metrics:
+        return None  # other code or data; or the same metrics (a default refused as damaged)
+    stored = default.extra.get("outputs")
+    before: Mapping[str, Any] = stored if isinstance(stored, Mapping) else {}
+    now = output_fingerprints(ctx)
+    differing = [stage for stage, fp in now.items() if stage in before and before[stage] != fp]
+    stage = differing[0] if differing else (ctx.gate.metrics_stage or "?")
+    return f"{NOT_REPRODUCIBLE} in stage {stage!r} (a seed, the clock, an unseeded library?)"
 
 
 def version_name(ctx: ActionContext) -> str | None:
@@ -180,9 +214,12 @@ def promote(ctx: ActionContext) -> ActionOutcome:
             f"{name} {current.version} is already the default (unchanged: same code, data and metrics)",
             current,
         )
+    default = ctx.registry.default(name)
+    if default is not None and (why := unreproduced(ctx, default, fingerprints)) is not None:
+        return ActionOutcome("promote", f"{name} {default.version} stays the default: {why}; no new version", default)
     wanted = version_name(ctx)
     options = log_model_options(ctx)
-    extra: dict[str, Any] = {"gate": ctx.gate.nodeid, "lineage": lineage(ctx)}
+    extra: dict[str, Any] = {"gate": ctx.gate.nodeid, "lineage": lineage(ctx), "outputs": output_fingerprints(ctx)}
     if ctx.run is not None:
         extra["run"] = ctx.run.to_json()
     if options:  # the local registry keeps what is meaningful in a file: the sample's signature, the rest as given

@@ -19,11 +19,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_snowpipe.errors import RegistryError, SnowpipeError, hide_deliberate
 
 __tracebackhide__ = hide_deliberate  # a failed check shows the gate's line, not this module (errors.py)
+
+if TYPE_CHECKING:
+    from pytest_snowpipe.registry.bootstrap import BootstrapResult
 
 
 class ChampionError(SnowpipeError):
@@ -55,6 +58,28 @@ class Champion:
         """The champion's value of ``name``; MetricMissing names the metrics it does have."""
         return _number(self.metrics, name, f"the metrics of the champion {self}")
 
+    def load_model(self) -> Any:
+        """The champion's model object, to score it on the candidate's test rows.
+
+        A model that cannot be loaded (pickled with another library version, a damaged file) is
+        a ChampionError naming the version and the fix: the comparison cannot be made.
+        """
+        if self.location.startswith("snowflake://"):
+            raise ChampionError(
+                f"the champion {self} lives in the Snowflake Model Registry; load it there with "
+                f"Registry(session).get_model({self.model_name!r}).version({self.version!r}).load()"
+            )
+        from pytest_snowpipe.registry.local import LocalRegistry
+
+        try:
+            return LocalRegistry(self.location).get(self.model_name, self.version).load()
+        except RegistryError as exc:
+            raise ChampionError(
+                f"the champion {self} cannot be loaded to score it on the test rows: {exc}. If it was "
+                "pickled with another version of its library, install that version or promote a "
+                "candidate once without the champion comparison"
+            ) from None
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able view for the report."""
         return {
@@ -81,6 +106,10 @@ class Comparison:
     delta: float | None = None  # value - champion
     tolerance: float | None = None
     note: str = ""
+    low: float | None = None  # kind "bootstrap": the delta's confidence interval, its level and size
+    high: float | None = None
+    confidence: float | None = None
+    resamples: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able view for the report and for pytest-xdist's worker output."""
@@ -89,6 +118,8 @@ class Comparison:
     def describe(self) -> str:
         """One line for a failure message: both values and the delta."""
         value = _fmt(self.value)
+        if self.kind == "bootstrap":
+            return self.note
         if self.kind == "absolute":
             return f"{self.metric} = {value} fails the absolute threshold {self.check}"
         return (
@@ -190,6 +221,51 @@ def assert_no_regression(
     if not comparison.passed:
         raise GateCheckFailed(comparison.describe())
     return value
+
+
+def assert_beats_champion(
+    y_true: Any,
+    candidate_pred: Any,
+    champion_pred: Any,
+    metric: Any,
+    *,
+    margin: float = 0.0,
+    champion: Champion | None = None,
+    candidate_score: Any = None,
+    champion_score: Any = None,
+    higher_is_better: bool = True,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> BootstrapResult:
+    """Assert, by a seeded paired bootstrap on the same test rows, that the candidate is better than
+    the champion (``margin=0``) or no worse by more than ``margin``, at ``confidence``.
+
+    ``metric`` is any function of ``(y_true, y_pred[, y_score])`` (or "accuracy", "precision",
+    "recall", "f1"); ``champion_pred`` is the champion model's prediction on the candidate's
+    test rows (``snowpipe_champion.load_model().predict(X_test)``). The verdict, the delta's
+    interval and the number of resamples are recorded for the terminal and the reports. Input
+    the comparison cannot use raises BootstrapError: the gate errors and takes no action.
+    """
+    from pytest_snowpipe.registry.bootstrap import BootstrapError, paired_bootstrap
+
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin >= 0:
+        raise BootstrapError(f"margin must be a number >= 0 (0: better than the champion), got {margin!r}")
+    result = paired_bootstrap(
+        y_true, candidate_pred, champion_pred, metric, candidate_score=candidate_score, champion_score=champion_score,
+        higher_is_better=higher_is_better, resamples=resamples, confidence=confidence, seed=seed,
+    )
+    comparison = Comparison(
+        metric=result.metric, kind="bootstrap", check=result.check(margin), value=result.candidate,
+        bound=-float(margin) if higher_is_better else float(margin), passed=result.passes(margin),
+        champion=result.champion, champion_version=str(champion) if champion is not None else None,
+        delta=result.delta, tolerance=float(margin), note=result.describe(margin),
+        low=result.low, high=result.high, confidence=result.confidence, resamples=result.resamples,
+    )
+    _record(comparison)
+    if not comparison.passed:
+        raise GateCheckFailed(comparison.describe())
+    return result
 
 
 def _relative(

@@ -326,11 +326,54 @@ class LocalRegistry:
         except BaseException:
             _remove_tree(staging)
             raise
+        previous = self._read_json(pointer) if pointer.exists() else {}
+        history = [*_history(previous), previous["version"]] if previous.get("version") else []
         _write_atomic(
             pointer,
-            json.dumps({"version": version, "promoted_at": meta["created_at"]}, indent=2).encode(),
+            json.dumps(
+                {"version": version, "alias": CHAMPION, "promoted_at": meta["created_at"], "history": history}, indent=2
+            ).encode(),
         )
         return version
+
+    def rollback(self, model_name: str, reason: str, *, who: str | None = None) -> ModelVersion:
+        """Move the CHAMPION (the default) back to the previous champion; returns it.
+
+        The demoted version's ``meta.json`` records who rolled it back, when and why
+        (``extra.rolled_back``); nothing is deleted, and a later promote starts from the
+        restored champion. A previous champion that was pruned since is skipped; with none
+        left, a RegistryError says so and nothing changes.
+        """
+        if not isinstance(reason, str) or not reason.strip():
+            raise RegistryError(f"rollback of {model_name!r}: say why (reason='the new model misroutes loans'); it is recorded")
+        pointer = self._model_dir(model_name) / DEFAULT_FILE
+        current = self.default(model_name)
+        if current is None:
+            raise RegistryError(f"rollback of {model_name!r}: it has no champion yet (nothing was promoted)")
+        history = _history(self._read_json(pointer))
+        while history and not (self._model_dir(model_name) / "versions" / history[-1] / META_FILE).exists():
+            history.pop()  # pruned since
+        if not history:
+            raise RegistryError(
+                f"rollback of {model_name!r}: {current.version} is the first champion there is (no previous "
+                "champion to go back to); promote a better version instead"
+            )
+        target = self.get(model_name, history[-1])
+        target.verify()
+        now = _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
+        record = {"by": who or _user(), "at": now, "reason": reason.strip(), "to": target.version}
+        meta_path = current.path / META_FILE
+        meta = self._read_json(meta_path)
+        meta["extra"] = {**meta.get("extra", {}), "rolled_back": record}
+        _write_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True).encode())
+        _write_atomic(
+            pointer,
+            json.dumps(
+                {"version": target.version, "alias": CHAMPION, "promoted_at": now, "history": history[:-1],
+                 "rolled_back_from": current.version}, indent=2
+            ).encode(),
+        )
+        return target
 
     def _claim_version(self, versions: Path, staging: Path, meta: dict[str, Any]) -> str:
         """Rename the staged folder to the next free vNNNN; retry if another promote won."""
@@ -347,6 +390,24 @@ class LocalRegistry:
                 raise
             return version
         raise RegistryError(f"could not claim a version number in {versions}")
+
+
+CHAMPION = "CHAMPION"  # the alias default.json holds: the version gates compare against and serving uses
+
+
+def _history(pointer: Mapping[str, Any]) -> list[str]:
+    """The earlier champions a pointer remembers, oldest first."""
+    found = pointer.get("history")
+    return [v for v in found if isinstance(v, str) and _VERSION_NAME.match(v)] if isinstance(found, list) else []
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in a container: say so rather than fail the rollback
+        return "unknown"
 
 
 STALE_AFTER_S = 3600  # no promote takes an hour: an older staging folder is a killed promote's

@@ -109,6 +109,14 @@ def note_champion(run: PipelineRun, state: CiState, nodeid: str) -> None:
         pass  # recorded in the evidence; the gate did not depend on it
 
 
+def bootstrap_notes(state: CiState) -> dict[str, list[str]]:
+    """Each gate's bootstrap comparisons as terminal lines: ``bootstrap <verdict, interval, resamples>``."""
+    return {
+        nodeid: [f"bootstrap {c.note}" for c in ev.comparisons if c.kind == "bootstrap"]
+        for nodeid, ev in state.gates.items()
+    }
+
+
 def junit_properties(
     run: PipelineRun, state: CiState, nodeid: str, redact: Callable[[str], str]
 ) -> list[tuple[str, object]]:
@@ -129,7 +137,10 @@ def junit_properties(
             )
         for c in evidence.comparisons:
             detail = f"{c.value:.6g} {c.check}: {'pass' if c.passed else 'FAIL'}" if c.value is not None else c.check
-            if c.delta is not None:
+            if c.kind == "bootstrap" and c.low is not None and c.high is not None:
+                detail += (f" (champion {c.champion:.6g}, delta {c.delta:+.6g}, {c.confidence:.0%} interval "
+                           f"[{c.low:+.6g}, {c.high:+.6g}], {c.resamples} resamples)")
+            elif c.delta is not None:
                 detail += f" (champion {c.champion:.6g}, delta {c.delta:+.6g})"
             elif c.note:
                 detail += f" ({c.note})"

@@ -117,7 +117,10 @@ def _comparisons(gates: Sequence[Mapping[str, Any]]) -> list[str]:
     if not rows:
         return []
     header = ["gate", "metric", "kind", "check", "value", "bound", "champion", "delta", "result"]
-    return ["", "## Comparisons", "", *_table(header, rows)]
+    bootstraps = [
+        f"- `{g['name']}` {c['note']}" for g in gates for c in g["comparisons"] if c.get("kind") == "bootstrap"
+    ]
+    return ["", "## Comparisons", "", *_table(header, rows), *(["", *bootstraps] if bootstraps else [])]
 
 
 def _data(gates: Sequence[Mapping[str, Any]]) -> list[str]:

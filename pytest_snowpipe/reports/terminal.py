@@ -34,8 +34,9 @@ def _output(status: str, error: str, kind: str | None, shape: str | None) -> str
     return error if status == "error" else " ".join(p for p in (kind, shape) if p)
 
 
-def summary_lines(run: PipelineRun) -> list[str]:
-    """The summary printed at the end of ``pytest``: stages, then gates with their actions."""
+def summary_lines(run: PipelineRun, notes: Mapping[str, list[str]] | None = None) -> list[str]:
+    """The summary printed at the end of ``pytest``: stages, then gates with their actions, each
+    followed by its ``notes`` (by nodeid: the bootstrap comparisons' verdicts and intervals)."""
     rows = []
     for stage in run.graph.stages:
         rec = run.stages[stage.name]
@@ -49,7 +50,7 @@ def summary_lines(run: PipelineRun) -> list[str]:
         lines.append(run.cache_note)
     for checked, target, verdict in run.checks:
         lines.append(f"check {checked} {target}: {verdict}")
-    for gate_rec in run.gates.values():
+    for nodeid, gate_rec in run.gates.items():
         spec, outcome = gate_rec.gate.spec, gate_rec.outcome
         lines.append(
             _gate_line(
@@ -57,13 +58,17 @@ def summary_lines(run: PipelineRun) -> list[str]:
                 None if outcome is None else (outcome.action, outcome.detail), gate_rec.action_error, gate_rec.message,
             )
         )
+        lines.extend(f"  {note}" for note in (notes or {}).get(nodeid, []))
     return lines
 
 
-def write_summary(run: PipelineRun, write_sep: Callable[..., None], write_line: Callable[[str], None]) -> None:
+def write_summary(
+    run: PipelineRun, write_sep: Callable[..., None], write_line: Callable[[str], None],
+    notes: Mapping[str, list[str]] | None = None,
+) -> None:
     """Write the summary section with the terminal reporter's own functions."""
     write_sep("=", "snowpipe pipeline")
-    for line in summary_lines(run):
+    for line in summary_lines(run, notes):
         write_line(line)
 
 

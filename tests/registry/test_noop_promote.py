@@ -176,3 +176,60 @@ def test_registry_unchanged_default_compares_metrics_and_fingerprints_as_stored(
     assert reg.unchanged_default("m", metrics={"acc": 0.81, "rows": 10}, fingerprints=prints) is None
     other = {**prints, "data": {"raw": "e"}}
     assert reg.unchanged_default("m", metrics={"acc": 0.8, "rows": 10}, fingerprints=other) is None
+
+
+RANDOM_STAGES = '''
+import random
+import pytest
+
+@pytest.fixture(scope="session")
+def raw():
+    return [1, 2, 3, 4]
+
+@pytest.fixture(scope="session")
+def model(raw):
+    return {"weights": sum(raw) + random.random()}  # no seed: another model on every run
+
+@pytest.fixture(scope="session")
+def metrics(model):
+    return {"score": model["weights"] / 10}
+'''
+
+NOT_REPRODUCIBLE = (
+    "*-> promote: model v0001 stays the default: not reproducible: same code and inputs, different output "
+    "in stage 'model' (a seed, the clock, an unseeded library?); no new version*"
+)
+
+
+def test_same_code_and_data_with_another_output_is_not_reproducible_and_no_new_version(pipeline_suite):
+    """Issue 22, item 2: the second run's model differs though its code and inputs did not."""
+    suite = pipeline_suite(conftest=RANDOM_STAGES)
+    suite.runpytest_subprocess("--snowpipe-no-cache").assert_outcomes(passed=1)
+    second = suite.runpytest_subprocess("--snowpipe-no-cache", "--snowpipe-report=rep")
+    second.assert_outcomes(passed=1)
+    second.stdout.fnmatch_lines([NOT_REPRODUCIBLE])
+    assert registry(suite).versions("model") == ["v0001"]
+    first = registry(suite).get("model", "v0001")
+    assert set(first.extra["outputs"]) == {"raw", "model", "metrics"}  # what the next run is compared with
+    report = json.loads((suite.path / "rep" / "report.json").read_text())
+    assert "not reproducible: same code and inputs, different output in stage 'model'" in json.dumps(report)
+    assert "not reproducible" in (suite.path / "rep" / "report.md").read_text()
+    # a code change is a legitimate new version
+    suite.makeconftest(textwrap.dedent(RANDOM_STAGES).replace("sum(raw) +", "sum(raw) * 2 +"))
+    third = suite.runpytest_subprocess("--snowpipe-no-cache")
+    third.stdout.fnmatch_lines(["*promote: model v0002 is now the default*"])
+
+
+def test_examples_twice_without_the_cache_promote_nothing_the_second_time(tmp_path):
+    """``pytest examples/ --snowpipe-no-cache`` twice: the second run is "unchanged" for both models."""
+    import subprocess
+    import sys
+
+    examples = HERE.parent / "examples"
+    args = [sys.executable, "-m", "pytest", str(examples), "-q", "-p", "no:cacheprovider", "--snowpipe-no-cache",
+            "-o", f"snowpipe_registry={tmp_path / 'registry'}"]
+    runs = [subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=examples) for _ in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], runs[-1].stdout[-3000:]
+    assert runs[0].stdout.count("is now the default") == 2
+    assert runs[1].stdout.count("is already the default (unchanged: same code, data and metrics)") == 2, runs[1].stdout[-2000:]
+    assert sorted(p.name for p in (tmp_path / "registry").glob("*/versions/*")) == ["v0001", "v0001"]

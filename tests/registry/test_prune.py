@@ -46,17 +46,16 @@ def test_prune_from_a_teardown_in_a_suite(pipeline_suite):
             snowpipe_registry.prune("model", keep=2)
 
         @pytest.fixture(scope="session")
-        def model(raw):
-            import random
-            return {"weights": sum(raw), "salt": random.random()}
+        def model(raw, snowpipe_config):
+            return {"weights": sum(raw), "label": snowpipe_config["label"]}
 
         @pytest.fixture(scope="session")
         def metrics(model, snowpipe_config):
-            return {"score": model["weights"] / 10, "salt": model["salt"]}
+            return {"score": model["weights"] / 10}
     ''')
     pytester = pipeline_suite(conftest=conftest)
-    for _ in range(4):
-        pytester.runpytest("--snowpipe-no-cache").assert_outcomes(passed=1)
+    for i in range(4):  # another config value the model reads: another model, a new version each run
+        pytester.runpytest("--snowpipe-no-cache", "--snowpipe-config", f"label=run{i}").assert_outcomes(passed=1)
     reg = LocalRegistry(pytester.path / ".snowpipe" / "registry")
     assert reg.versions("model") == ["v0003", "v0004"] and reg.default("model").version == "v0004"
 

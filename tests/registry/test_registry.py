@@ -116,3 +116,38 @@ def test_a_full_disk_is_a_registry_error_naming_the_folder_and_keeps_the_default
     monkeypatch.undo()
     assert reg.versions("m") == ["v0001"] and reg.default("m").version == "v0001"
     assert [p.name for p in (tmp_path / "reg" / "m" / "versions").iterdir()] == ["v0001"]  # no staging left
+
+
+def test_promote_keeps_the_champion_alias_and_rollback_moves_it_back_with_who_when_why(tmp_path):
+    """Issue 22, item 4: the CHAMPION alias and a rollback recorded in the demoted version."""
+    reg = LocalRegistry(tmp_path)
+    for w in (1, 2, 3):
+        reg.promote("m", {"w": w}, metrics={"acc": w / 10})
+    pointer = json.loads((tmp_path / "m" / "default.json").read_text())
+    assert pointer["alias"] == "CHAMPION" and pointer["version"] == "v0003" and pointer["history"] == ["v0001", "v0002"]
+    back = reg.rollback("m", "v0003 misroutes loans", who="alice")
+    assert back.version == "v0002" and reg.default("m").version == "v0002" and reg.default("m").load() == {"w": 2}
+    record = reg.get("m", "v0003").extra["rolled_back"]
+    assert record["by"] == "alice" and record["reason"] == "v0003 misroutes loans" and record["to"] == "v0002"
+    assert record["at"].startswith("20")
+    reg.get("m", "v0003").verify()  # the record does not break the version's checksums
+    assert reg.rollback("m", "again").version == "v0001"
+    with pytest.raises(RegistryError, match="v0001 is the first champion there is"):
+        reg.rollback("m", "once more")
+    assert reg.default("m").version == "v0001"  # nothing changed
+    with pytest.raises(RegistryError, match="say why"):
+        reg.rollback("m", " ")
+    with pytest.raises(RegistryError, match="no champion yet"):
+        reg.rollback("other", "why")
+    assert reg.promote("m", {"w": 4}).version == "v0004"
+    assert json.loads((tmp_path / "m" / "default.json").read_text())["history"] == ["v0001"]
+
+
+def test_rollback_skips_a_pruned_previous_champion(tmp_path):
+    reg = LocalRegistry(tmp_path)
+    for w in (1, 2, 3):
+        reg.promote("m", {"w": w})
+    assert reg.prune("m", keep=2) == ["v0001"]
+    assert reg.rollback("m", "bad").version == "v0002"
+    with pytest.raises(RegistryError, match="no previous champion"):
+        reg.rollback("m", "bad again")
