@@ -72,6 +72,11 @@ if TYPE_CHECKING:  # pragma: no cover - the names the lazy __getattr__ resolves,
     from pytest_snowpipe.registry.champion import assert_no_regression as assert_no_regression
 
 
+def __dir__() -> list[str]:
+    """The public names too (they are imported on first use): ``dir()``, ``help()`` and completion see them."""
+    return sorted({n for n in globals() if n.startswith("__")} | set(__all__))
+
+
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:

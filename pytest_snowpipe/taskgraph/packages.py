@@ -160,8 +160,10 @@ def distribution_of(module: str) -> str | None:
     parts = module.split(".")
     if len(parts) > 1 and ".".join(parts[:2]) in NAMESPACES:
         return NAMESPACES[".".join(parts[:2])]
+    from pytest_snowpipe.taskgraph.environment import SAME_MODULE_BUILDS
+
     dists = importlib.metadata.packages_distributions().get(parts[0]) or []
-    return dists[0] if dists else None
+    return SAME_MODULE_BUILDS.get(canonical(dists[0]), dists[0]) if dists else None
 
 
 # ---------------------------------------------------------------- pinning
@@ -192,7 +194,10 @@ class Resolution:
 
 
 def _installed(name: str) -> str | None:
-    for candidate in (name, name.replace(".", "-")):
+    from pytest_snowpipe.taskgraph.environment import SAME_MODULE_BUILDS
+
+    builds = [b for b, main in SAME_MODULE_BUILDS.items() if main == canonical(name)]  # xgboost-cpu for xgboost
+    for candidate in (name, name.replace(".", "-"), *builds):
         try:
             return importlib.metadata.version(candidate)
         except importlib.metadata.PackageNotFoundError:

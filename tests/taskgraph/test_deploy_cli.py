@@ -5,6 +5,13 @@ import pytest
 
 from conftest import PURE_STAGES
 
+
+def xgboost_version() -> str:
+    """The installed xgboost module's version (its distribution is xgboost, or xgboost-cpu on Linux)."""
+    import xgboost
+
+    return str(xgboost.__version__)
+
 # the shared tiny pipeline, with `raw` as a yield fixture whose teardown leaves a mark
 YIELD_STAGES = "import pathlib\n" + PURE_STAGES.replace(
     "    return [1, 2, 3, 4]", '    yield [1, 2, 3, 4]\n    pathlib.Path("finalized.txt").write_text("cleaned")'
@@ -125,7 +132,7 @@ def test_examples_plan_declares_pinned_packages_pools_and_the_integration():
     )
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
-    for line in (f"xgboost=={version('xgboost')}", f"scikit-learn=={version('scikit-learn')}",
+    for line in (f"xgboost=={xgboost_version()}", f"scikit-learn=={version('scikit-learn')}",
                  "notify:     SNOWPIPE_ALERTS", "ML Job on compute pool DEMO_POOL, job stage JOB_STAGE, 2 instance(s)"):
         assert line in out, line
     assert "pytest==" not in out
