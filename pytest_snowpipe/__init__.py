@@ -29,6 +29,8 @@ _EXPORTS: dict[str, str] = {
     "assert_metric": "pytest_snowpipe.registry.champion",
     "assert_no_regression": "pytest_snowpipe.registry.champion",
     "MetricMissing": "pytest_snowpipe.registry.champion",
+    "load": "pytest_snowpipe.notebook",
+    "NotCached": "pytest_snowpipe.notebook",
 }
 
 __all__ = [  # noqa: RUF022 - grouped by topic, like _EXPORTS
@@ -49,6 +51,8 @@ __all__ = [  # noqa: RUF022 - grouped by topic, like _EXPORTS
     "assert_metric",
     "assert_no_regression",
     "MetricMissing",
+    "load",
+    "NotCached",
     "__version__",
 ]
 
@@ -59,6 +63,8 @@ if TYPE_CHECKING:  # pragma: no cover - the names the lazy __getattr__ resolves,
     from pytest_snowpipe.errors import SnowpipeError as SnowpipeError
     from pytest_snowpipe.local.actions import ActionContext as ActionContext
     from pytest_snowpipe.local.cache_store import SnowpipeCacheWarning as SnowpipeCacheWarning
+    from pytest_snowpipe.notebook import NotCached as NotCached
+    from pytest_snowpipe.notebook import load as load
     from pytest_snowpipe.pipeline.checks import expect as expect
     from pytest_snowpipe.pipeline.graph import Gate as Gate
     from pytest_snowpipe.pipeline.graph import PipelineGraph as PipelineGraph

@@ -380,6 +380,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         rec.message = "" if skipped else run.setup_failure(rec, call.excinfo.value)
 
 
+def stage_cache_of(config: pytest.Config) -> Memo | None:
+    """The run's stage cache (keys for the current code, the store), once the test loop started; for sp.load."""
+    return config.stash.get(memo_key, None)
+
+
 def _connect(connection: str) -> Any:
     """A real session for ``connection``; a failure is a usage error naming it and its file."""
     from pytest_snowpipe.engines.connection import ConnectionConfigError, create_session
@@ -489,7 +494,7 @@ def pytest_configure_node(node: Any) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     run = config.stash.get(run_key, None)
-    if config.stash[settings_key].deploy is not None:
+    if config.stash[settings_key].deploy is not None or getattr(config.option, "no_summary", False):
         return
     if run is None:  # an xdist controller: the workers ran the pipeline and sent their parts
         parts = config.stash[ci_key].worker_parts if ci_key in config.stash else []
