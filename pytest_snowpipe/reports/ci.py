@@ -122,6 +122,7 @@ def run_part(run: PipelineRun, state: CiState, fingerprints: bool = True) -> dic
                 "comparisons": [c.to_dict() for c in (evidence.comparisons if evidence is not None else [])],
                 "data": jsonable(version.fingerprints.get("data", {})) if version is not None else None,
                 "history": _history(run, gate.model_name, version.version if version is not None else None),
+                "branch": None,  # the compiled run's (--snowpipe-deploy, reports/rehearsal.py)
             }
         )
     part = {

@@ -250,6 +250,7 @@ class ProgressHooks:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Generator[None, object, object]:
+        __tracebackhide__ = True  # a stage's failure shows the stage, not this wrapper
         run = self.run_of()
         progress = self.progress() if run is not None and fixturedef.argname in run.graph else None
         if progress is None:
