@@ -32,6 +32,8 @@ _EXPORTS: dict[str, str] = {
     "assert_beats_champion": "pytest_snowpipe.registry.champion",
     "paired_bootstrap": "pytest_snowpipe.registry.bootstrap",
     "BootstrapError": "pytest_snowpipe.registry.bootstrap",
+    "load": "pytest_snowpipe.notebook",
+    "NotCached": "pytest_snowpipe.notebook",
 }
 
 __all__ = [  # noqa: RUF022 - grouped by topic, like _EXPORTS
@@ -55,6 +57,8 @@ __all__ = [  # noqa: RUF022 - grouped by topic, like _EXPORTS
     "assert_beats_champion",
     "paired_bootstrap",
     "BootstrapError",
+    "load",
+    "NotCached",
     "__version__",
 ]
 
@@ -65,6 +69,8 @@ if TYPE_CHECKING:  # pragma: no cover - the names the lazy __getattr__ resolves,
     from pytest_snowpipe.errors import SnowpipeError as SnowpipeError
     from pytest_snowpipe.local.actions import ActionContext as ActionContext
     from pytest_snowpipe.local.cache_store import SnowpipeCacheWarning as SnowpipeCacheWarning
+    from pytest_snowpipe.notebook import NotCached as NotCached
+    from pytest_snowpipe.notebook import load as load
     from pytest_snowpipe.pipeline.checks import expect as expect
     from pytest_snowpipe.pipeline.graph import Gate as Gate
     from pytest_snowpipe.pipeline.graph import PipelineGraph as PipelineGraph
@@ -79,6 +85,11 @@ if TYPE_CHECKING:  # pragma: no cover - the names the lazy __getattr__ resolves,
     from pytest_snowpipe.registry.champion import assert_beats_champion as assert_beats_champion
     from pytest_snowpipe.registry.champion import assert_metric as assert_metric
     from pytest_snowpipe.registry.champion import assert_no_regression as assert_no_regression
+
+
+def __dir__() -> list[str]:
+    """The public names too (they are imported on first use): ``dir()``, ``help()`` and completion see them."""
+    return sorted({n for n in globals() if n.startswith("__")} | set(__all__))
 
 
 def __getattr__(name: str) -> Any:

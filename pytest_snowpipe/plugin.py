@@ -105,6 +105,9 @@ def pytest_configure(config: pytest.Config) -> None:
     heap.watch(config)  # what heap.settle froze goes back to the collector after pytest's last collections
     # DuckDB's note on fakesnow's result copy (the embedded engine's internals, not the user's code)
     config.addinivalue_line("filterwarnings", "ignore:Arrow output on a DB-API result:UserWarning")
+    # the Snowflake connector's own deprecation noise (pandas APIs it calls in write_pandas), 8-9 per
+    # computed run: only warnings attributed to its modules, never the user's code
+    config.addinivalue_line("filterwarnings", r"ignore::DeprecationWarning:snowflake\.connector\.")
     engines = sys.modules.get("pytest_snowpipe.engines.embedded")
     config.stash[engine_owner_key] = engines is None or engines.running_engine() is None
     from pytest_snowpipe.pipeline.config import ConfigError
@@ -142,10 +145,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_CiHooks(config), "snowpipe-ci-report")
     from pytest_snowpipe.reports.progress import ProgressHooks
 
-    config.pluginmanager.register(
-        ProgressHooks(config, lambda: config.stash.get(run_key, None), lambda: config.stash.get(memo_key, None)),
-        "snowpipe-progress",
-    )
+    def redact_of() -> Any:
+        from pytest_snowpipe.redact import redactor_for
+
+        return redactor_for(config.stash[settings_key]).text
+
+    run_of, memo_of = (lambda: config.stash.get(run_key, None)), (lambda: config.stash.get(memo_key, None))
+    config.pluginmanager.register(ProgressHooks(config, run_of, memo_of, redact_of), "snowpipe-progress")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -248,6 +254,10 @@ def pytest_runtestloop(session: pytest.Session) -> object:
         _ci_state(config).task_graph_runs.append(record.to_json(failed))
 
     code = run_deploy(graph, settings, write, config, on_record=keep_record)
+    if settings.deploy.dry_run and code == 0:
+        from pytest_snowpipe.taskgraph.plan import format_plan_notes
+
+        write(format_plan_notes(graph, session.items))
     config.stash[deploy_code_key] = code  # the session's exit status (pytest_sessionfinish): no Exit banner
     return True
 
@@ -419,6 +429,11 @@ def _scrub(config: pytest.Config, report: Any) -> None:
     scrub_report(report, redactor)
 
 
+def stage_cache_of(config: pytest.Config) -> Memo | None:
+    """The run's stage cache (keys for the current code, the store), once the test loop started; for sp.load."""
+    return config.stash.get(memo_key, None)
+
+
 def _connect(connection: str) -> Any:
     """A real session for ``connection``; a failure is a usage error naming it and its file."""
     from pytest_snowpipe.engines.connection import ConnectionConfigError, create_session
@@ -528,7 +543,7 @@ def pytest_configure_node(node: Any) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     run = config.stash.get(run_key, None)
-    if config.stash[settings_key].deploy is not None:
+    if config.stash[settings_key].deploy is not None or getattr(config.option, "no_summary", False):
         return
     if run is None:  # an xdist controller: the workers ran the pipeline and sent their parts
         parts = config.stash[ci_key].worker_parts if ci_key in config.stash else []

@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "settings": 7,
     "hookspecs": 7,
     "plugin": 8,
+    "notebook": 8,  # sp.load: runs a pytest session's start in-process, like the plugin
     "__init__": 8,
 }
 

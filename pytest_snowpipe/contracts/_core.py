@@ -221,6 +221,17 @@ class ColumnSpec:
         return f"column({', '.join(args)})"
 
 
+def _with_imports(code: str) -> str:
+    """``code`` (a ``Contract(...)`` expression) as a snippet that runs as printed."""
+    lines = []
+    if "datetime." in code:
+        lines.append("import datetime")
+    if "pd." in code:
+        lines.append("import pandas as pd")
+    lines += ["from pytest_snowpipe import Contract, column", "", f"contract = {code}"]
+    return "\n".join(lines)
+
+
 def check_rule_names(count: int) -> list[str]:
     """Rule names of custom checks: `check` for one, `check[i]` for several."""
     return ["check"] if count == 1 else [f"check[{i}]" for i in range(count)]
@@ -468,11 +479,12 @@ class Contract:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return self.to_code()
+        return self.to_code(imports=False)
 
-    def to_code(self) -> str:
-        """Python source re-creating this contract (uses names Contract, column,
-        datetime and pd)."""
+    def to_code(self, imports: bool = True) -> str:
+        """Python source re-creating this contract; with ``imports`` (the default) it runs as printed
+        (its imports, then ``contract = Contract(...)``), else the bare expression (names Contract,
+        column, datetime and pd)."""
         note = "  # + custom checks (not printable)"
         if all(_keyword_name(n) for n in self.columns):
             body = [f"    {n}={s.to_code()}," + (note if s.checks or s.sql_check else "") for n, s in self.columns.items()]
@@ -486,9 +498,8 @@ class Contract:
             body.append(f"    min_rows={self.min_rows},")
         if self.max_rows is not None:
             body.append(f"    max_rows={self.max_rows},")
-        if not body:
-            return "Contract()"
-        return "Contract(\n" + "\n".join(body) + "\n)"
+        code = "Contract(\n" + "\n".join(body) + "\n)" if body else "Contract()"
+        return _with_imports(code) if imports else code
 
     def validate(self, df: Any, *, report_only: bool = False) -> ContractResult:
         """Check every rule on a pandas or Snowpark DataFrame.

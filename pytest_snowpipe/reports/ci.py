@@ -80,6 +80,7 @@ def run_part(run: PipelineRun, state: CiState, fingerprints: bool = True) -> dic
                 "status": rec.status,
                 "source": getattr(rec, "source", "computed") if ran else None,
                 "wall_s": round(rec.wall_s, 4) if ran else None,
+                "compute_s": getattr(rec, "compute_s", None),  # cached: its compute time when it was stored
                 "kind": rec.kind,
                 "shape": rec.shape,
                 "fingerprint": fp,
@@ -120,6 +121,8 @@ def run_part(run: PipelineRun, state: CiState, fingerprints: bool = True) -> dic
                 "deltas": _deltas(metrics, champion.metrics if champion is not None else {}),
                 "comparisons": [c.to_dict() for c in (evidence.comparisons if evidence is not None else [])],
                 "data": jsonable(version.fingerprints.get("data", {})) if version is not None else None,
+                "history": _history(run, gate.model_name, version.version if version is not None else None),
+                "branch": None,  # the compiled run's (--snowpipe-deploy, reports/rehearsal.py)
             }
         )
     part = {
@@ -134,6 +137,14 @@ def run_part(run: PipelineRun, state: CiState, fingerprints: bool = True) -> dic
     }
     plain: dict[str, Any] = json.loads(json.dumps(part, default=str))  # plain types: it may cross to the xdist controller
     return plain
+
+
+def _history(run: PipelineRun, model_name: str | None, candidate: str | None) -> list[dict[str, Any]]:
+    """The model's last registry versions and their metrics (report.md draws them with the candidate)."""
+    from pytest_snowpipe.reports.history import metric_history
+
+    root = getattr(run.registry, "root", None)
+    return metric_history(root, model_name, exclude=candidate) if root is not None else []
 
 
 def _champion_note(evidence: Any, model_name: str | None) -> str:

@@ -14,15 +14,15 @@ from pytest_snowpipe.errors import deliberate
 
 
 def message_first(item: pytest.Item, report: pytest.TestReport, excinfo: pytest.ExceptionInfo[BaseException] | None) -> None:
-    """The short summary of a deliberate failure shows its message, not the module path of its type.
+    """The short summary of a failed gate check or contract shows its message, not the module path of its type.
 
     pytest's ``FAILED nodeid - <message>`` shows ``exconly()``, which for our exception types
     starts with ``pytest_snowpipe.registry.champion.GateCheckFailed:``: at 80 columns that prefix
     was all that remained. When every frame was hidden (a contract on a stage's output: only the
     plugin's frames), pytest has no crash location and would show no message: it points at the test.
     """
-    if excinfo is None or not deliberate(excinfo.value):
-        return
+    if excinfo is None or not (isinstance(excinfo.value, AssertionError) and deliberate(excinfo.value)):
+        return  # a usage or registry error keeps its type in the line: it is an ERROR, not a verdict
     text = _summary(excinfo.value)
     longrepr: Any = report.longrepr
     if not text or longrepr is None or isinstance(longrepr, (str, tuple)):

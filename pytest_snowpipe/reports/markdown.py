@@ -33,6 +33,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     out.extend(_gates(report.get("gates", [])))
     out.extend(_metrics(report.get("gates", [])))
     out.extend(_comparisons(report.get("gates", [])))
+    out.extend(_history_charts(report.get("gates", [])))
     out.extend(_data(report.get("gates", [])))
     out.extend(_failures(report.get("tests", {}).get("failures", [])))
     out.extend(_stages(report.get("stages", [])))
@@ -141,6 +142,12 @@ def _failures(failures: Sequence[Mapping[str, Any]]) -> list[str]:
     return ["", "## Failed tests", "", *_table(["test", "error"], rows)]
 
 
+def _history_charts(gates: Sequence[Mapping[str, Any]]) -> list[str]:
+    from pytest_snowpipe.reports.history import markdown_section  # the gated metrics over the last versions
+
+    return markdown_section(gates)
+
+
 def _stages(stages: Sequence[Mapping[str, Any]]) -> list[str]:
     if not stages:
         return []
@@ -152,7 +159,8 @@ def _stages(stages: Sequence[Mapping[str, Any]]) -> list[str]:
                 f"`{s['name']}`" + (" (remote)" if s["remote"] else ""),
                 s["status"],
                 s["source"] or "–",
-                f"{s['wall_s']:.2f} s" if s["wall_s"] is not None else "–",
+                (f"{s['wall_s']:.2f} s" if s["wall_s"] is not None else "–")
+                + (f" (computed in {s['compute_s']:.2f} s)" if s.get("compute_s") is not None else ""),
                 output,
                 f"`{s['fingerprint']}`" if s["fingerprint"] else (s["fingerprint_note"] or "–"),
             ]

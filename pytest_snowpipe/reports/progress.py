@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import pytest
@@ -40,8 +40,10 @@ def _secs(value: float) -> str:
 class Progress:
     """Writes the live lines of one pytest run (see the module docstring)."""
 
-    def __init__(self, reporter: Any, capman: Any, verbosity: int, interactive: bool) -> None:
+    def __init__(self, reporter: Any, capman: Any, verbosity: int, interactive: bool,
+                 redact: Callable[[str], str] = str) -> None:
         self.reporter = reporter
+        self.redact = redact  # errors and values may quote a secret (redact.py)
         self.capman = capman
         self.verbosity = verbosity
         self.interactive = interactive
@@ -53,7 +55,7 @@ class Progress:
         self.wrote = False  # lines were written since pytest last wrote a result
 
     @classmethod
-    def for_config(cls, config: Any) -> Progress | None:
+    def for_config(cls, config: Any, redact: Callable[[str], str] = str) -> Progress | None:
         """The run's progress writer; None under an xdist worker, without a terminal, or at ``-qq``."""
         if hasattr(config, "workerinput"):
             return None
@@ -63,7 +65,7 @@ class Progress:
             return None
         isatty = getattr(reporter, "isatty", None)
         interactive = bool(isatty()) if callable(isatty) else bool(isatty)
-        return cls(reporter, config.pluginmanager.get_plugin("capturemanager"), verbosity, interactive)
+        return cls(reporter, config.pluginmanager.get_plugin("capturemanager"), verbosity, interactive, redact)
 
     # -- stages ----------------------------------------------------------------------------
     def stage_started(self, name: str, how: str, remote: bool) -> None:
@@ -140,7 +142,7 @@ class Progress:
         with self._uncaptured():
             status, self._status = self._status, ""
             self.wrote = True
-            for i, line in enumerate(lines):
+            for i, line in enumerate(self.redact(text) for text in lines):
                 if i == 0 and status:
                     self.reporter.rewrite(PREFIX + line, erase=True)
                     self.reporter.line("")
@@ -232,21 +234,23 @@ class ProgressHooks:
     hooks, so its fixture wrapper is the outer one: a stage's end line comes after its checks and
     its store). ``run_of`` / ``memo_of`` return the run's PipelineRun and stage cache, or None."""
 
-    def __init__(self, config: Any, run_of: Any, memo_of: Any) -> None:
+    def __init__(self, config: Any, run_of: Any, memo_of: Any, redact_of: Any) -> None:
         self.config = config
         self.run_of = run_of
         self.memo_of = memo_of
+        self.redact_of = redact_of  # () -> the run's redaction of a text
         self._progress: Progress | None = None
         self._made = False
 
     def progress(self) -> Progress | None:
         if not self._made:  # the terminal reporter is registered after the plugin's configure
             self._made = True
-            self._progress = Progress.for_config(self.config)
+            self._progress = Progress.for_config(self.config, self.redact_of())
         return self._progress
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Generator[None, object, object]:
+        __tracebackhide__ = True  # a stage's failure shows the stage, not this wrapper
         run = self.run_of()
         progress = self.progress() if run is not None and fixturedef.argname in run.graph else None
         if progress is None:

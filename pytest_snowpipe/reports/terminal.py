@@ -44,7 +44,10 @@ def summary_lines(run: PipelineRun, notes: Mapping[str, list[str]] | None = None
         time_s = NO_TIME if rec.status == "not run" or unloaded else f"{rec.wall_s:7.2f}s"
         source = rec.source if rec.status != "not run" else "-"
         label = stage.name + (" (remote)" if stage.remote else "")
-        rows.append((label, rec.status, source, time_s, _output(rec.status, rec.error, rec.kind, rec.shape)))
+        out = _output(rec.status, rec.error, rec.kind, rec.shape)
+        if rec.source == "cached" and rec.compute_s is not None:  # what computing it cost, when it was stored
+            out = f"(computed in {rec.compute_s:.2f}s) {out}"
+        rows.append((label, rec.status, source, time_s, out))
     lines = _stage_table(rows)
     if run.cache_note:
         lines.append(run.cache_note)

@@ -19,6 +19,9 @@ from packaging.utils import canonicalize_name
 
 # Snowflake's Python runtime adds these to every procedure (Snowpark adds itself to PACKAGES).
 ALWAYS = ("snowflake-snowpark-python",)
+# Builds sold under another distribution name that install the same module: Snowflake's channel
+# knows them by the main name (``xgboost-cpu`` installs ``xgboost``, without the CUDA libraries).
+SAME_MODULE_BUILDS = {"xgboost-cpu": "xgboost"}
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,9 @@ def _closure(roots: list[Requirement]) -> tuple[dict[str, metadata.Distribution]
     while todo:
         req, extras, declared = todo.pop()
         name = canonicalize_name(req.name)
-        dist = installed.get(name)
+        dist = installed.get(name) or next(
+            (installed[b] for b, main in SAME_MODULE_BUILDS.items() if main == name and b in installed), None
+        )
         if dist is None:
             if declared:  # a dependency not installed here is one the installed code does without
                 missing.append(req.name)
@@ -121,7 +126,8 @@ def resolve(packages: tuple[str, ...] | list[str]) -> Environment:
 
 def owners() -> dict[str, str]:
     """Top-level import name -> the distributions providing it (for naming a refused module)."""
-    return {k: ", ".join(v) for k, v in metadata.packages_distributions().items()}
+    found = metadata.packages_distributions().items()
+    return {k: ", ".join(SAME_MODULE_BUILDS.get(canonicalize_name(d), d) for d in v) for k, v in found}
 
 
-__all__ = ["ALWAYS", "Environment", "owners", "resolve", "site_dirs"]
+__all__ = ["ALWAYS", "SAME_MODULE_BUILDS", "Environment", "owners", "resolve", "site_dirs"]

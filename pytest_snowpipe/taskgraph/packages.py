@@ -146,8 +146,10 @@ def distribution_of(module: str) -> str | None:
     parts = module.split(".")
     if len(parts) > 1 and ".".join(parts[:2]) in NAMESPACES:
         return NAMESPACES[".".join(parts[:2])]
+    from pytest_snowpipe.taskgraph.environment import SAME_MODULE_BUILDS
+
     dists = importlib.metadata.packages_distributions().get(parts[0]) or []
-    return dists[0] if dists else None
+    return SAME_MODULE_BUILDS.get(canonical(dists[0]), dists[0]) if dists else None
 
 
 # ---------------------------------------------------------------- pinning
@@ -181,8 +183,12 @@ class Resolution:
         return [p.spec for p in self.packages]
 
 
-def _installed(name: str) -> str | None:
-    for candidate in (name, name.replace(".", "-")):
+def installed_version(name: str) -> str | None:
+    """The version of a channel package installed here (``xgboost`` is found as ``xgboost-cpu`` too), or None."""
+    from pytest_snowpipe.taskgraph.environment import SAME_MODULE_BUILDS
+
+    builds = [b for b, main in SAME_MODULE_BUILDS.items() if main == canonical(name)]  # xgboost-cpu for xgboost
+    for candidate in (name, name.replace(".", "-"), *builds):
         try:
             return importlib.metadata.version(candidate)
         except importlib.metadata.PackageNotFoundError:
@@ -218,7 +224,7 @@ def _as_channel(channel: Any) -> Any:
 
 def _pin(name: str, offered: tuple[str, ...], why: str, out: Resolution, problems: list[str]) -> None:
     """Pin ``name`` to the installed version the channel has, else its nearest lower one, else refuse."""
-    installed = _installed(name)
+    installed = installed_version(name)
     if installed is None or not offered:
         out.packages.append(Package(name, None, why, "not installed here: the channel's latest"))
         return
@@ -266,10 +272,10 @@ def resolve(
 
     def missing(dist: str, why: str, hint: str) -> None:
         if canonical(dist) in soft_keys:
-            out.job_only.append(f"{dist}=={_installed(dist)}" if _installed(dist) else dist)
+            out.job_only.append(f"{dist}=={installed_version(dist)}" if installed_version(dist) else dist)
             out.warnings.append(f"package {dist!r} ({why}) is not in {chan.describe()}: left to the ML Job's runtime and pip_requirements")
         elif not chan.authoritative:
-            installed = _installed(dist)
+            installed = installed_version(dist)
             out.packages.append(Package(dist, installed, why, "not in the snapshot: checked against the account at deploy"))
             out.warnings.append(f"package {dist!r} ({why}) is not in {chan.describe()}: checked against the account at deploy")
         else:
@@ -319,4 +325,4 @@ def needed_by(functions: Mapping[str, Callable[..., Any]], *, ml: bool) -> dict[
     return needed
 
 
-__all__ = ["Package", "PackageError", "Resolution", "canonical", "modules_of", "needed_by", "resolve"]
+__all__ = ["Package", "PackageError", "Resolution", "canonical", "installed_version", "modules_of", "needed_by", "resolve"]

@@ -122,4 +122,41 @@ def mermaid(compiled: Any) -> str:
     return "\n".join(out)
 
 
-__all__ = ["format_plan", "mermaid"]
+
+
+def format_plan_notes(graph: Any, items: Any) -> str:
+    """What the plan's tasks leave out: the tests that do not ship (and why), and where contracts run.
+
+    Only gates become tasks; every other collected test runs in pytest only. A ``sp.expect``
+    contract runs inside its stage's task right after the stage returns (a violation fails that
+    task, and its successors are NOT_EXECUTED); a contract a test checks itself runs where that
+    test runs.
+    """
+    from pytest_snowpipe.pipeline.checks import expectations_of
+    from pytest_snowpipe.taskgraph.compile import task_name
+
+    gates = {g.nodeid for g in graph.gates}
+    lines = []
+    others = [i for i in items if i.nodeid not in gates]
+    if others:
+        lines.append(f"not shipped: {len(others)} test(s) run in pytest only (only gates become tasks):")
+        for item in others:
+            lines.append(f"  {item.nodeid:<60} {_why_not_shipped(item)}")
+    checks = [(stage, exp) for stage in graph.stages for exp in expectations_of(stage.func)]
+    if checks:
+        lines.append("contracts (sp.expect) run inside their stage's task, after the stage returns; a violation "
+                     "fails the task and its successors do not run:")
+        for stage, exp in checks:
+            columns = len(getattr(exp.contract, "columns", {}) or {})
+            lines.append(f"  {stage.name} {exp.label:<10} a contract on {columns} column(s), in task {task_name(stage.name)}")
+    return "\n".join(lines)
+
+
+def _why_not_shipped(item: Any) -> str:
+    func = getattr(item, "obj", None)
+    if getattr(func, "is_hypothesis_test", False) or hasattr(func, "hypothesis"):
+        return "a property test (hypothesis): it checks code, not a run's data"
+    return "an ordinary test (no snowpipe_gate mark): a check of the suite, not a step of the graph"
+
+
+__all__ = ["format_plan", "format_plan_notes", "mermaid"]

@@ -350,10 +350,23 @@ def test_infer_and_round_trip() -> None:
     assert contract.columns["P"] == column(str, nullable=True, isin=["a", "b"])
     assert contract.columns["N"] == column(int, nullable=True, isin=[1])
     assert contract.validate(df).ok
-    code = contract.to_code()
+    code = contract.to_code(imports=False)
     namespace = {"Contract": Contract, "column": column, "datetime": dt, "pd": pd}
     assert eval(code, namespace) == contract
     assert repr(contract) == code
+
+
+def test_to_code_runs_as_printed() -> None:
+    """Printed with its imports: pasted into a fresh module, it runs and gives the same contract."""
+    df = pd.DataFrame({"ID": np.arange(5), "T": pd.date_range("2020-01-01", periods=5, freq="D"), "S": list("abcab")})
+    contract = Contract.infer(df)
+    code = contract.to_code()
+    assert code.splitlines()[:4] == ["import datetime", "import pandas as pd", "from pytest_snowpipe import Contract, column", ""]
+    namespace: dict[str, object] = {}
+    exec(code, namespace)  # a fresh namespace: nothing but what the code imports
+    assert namespace["contract"] == contract
+    plain = Contract(A=column(int)).to_code()
+    assert plain == "from pytest_snowpipe import Contract, column\n\ncontract = Contract(\n    A=column(int),\n)"
 
 
 @given(st.lists(st.tuples(st.integers(-5, 5), st.floats(-1e6, 1e6), st.sampled_from("abc")),

@@ -5,6 +5,13 @@ import pytest
 
 from conftest import PURE_STAGES
 
+
+def xgboost_version() -> str:
+    """The installed xgboost module's version (its distribution is xgboost, or xgboost-cpu on Linux)."""
+    import xgboost
+
+    return str(xgboost.__version__)
+
 # the shared tiny pipeline, with `raw` as a yield fixture whose teardown leaves a mark
 YIELD_STAGES = "import pathlib\n" + PURE_STAGES.replace(
     "    return [1, 2, 3, 4]", '    yield [1, 2, 3, 4]\n    pathlib.Path("finalized.txt").write_text("cleaned")'
@@ -131,7 +138,7 @@ def test_examples_plan_declares_pinned_packages_pools_and_the_integration():
     )
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
-    for line in (f"xgboost=={version('xgboost')}", f"scikit-learn=={version('scikit-learn')}",
+    for line in (f"xgboost=={xgboost_version()}", f"scikit-learn=={version('scikit-learn')}",
                  "notify:     SNOWPIPE_ALERTS",
                  "ML Job SNOWPIPE_PIPELINE_MODEL on compute pool DEMO_POOL, job stage JOB_STAGE, 2 instance(s)",
                  "checked against the bundled snapshot (a guess, not your account)"):
@@ -147,7 +154,6 @@ def test_readme_deploy_command_on_examples_against_the_offline_account(tmp_path)
     import os
     import subprocess
     import sys
-    from importlib.metadata import version
     from pathlib import Path
 
     from pytest_snowpipe.taskgraph.offline_account import OfflineAccount
@@ -176,7 +182,7 @@ def test_readme_deploy_command_on_examples_against_the_offline_account(tmp_path)
         metrics = account.task("SNOWPIPE_PIPELINE$WINE_METRICS", schema="SCH")
         assert metrics["state"] == "started" and "'xgboost==3.0.2'" in metrics["definition"]  # 3.2.0 lags: nearest lower
         assert "IMPORTS=('@DB.SCH.SNOWPIPE_STAGE/" in metrics["definition"]  # qualified with the connection's database
-        assert f"warning: package xgboost: the rehearsal runs {version('xgboost')}, Snowflake gets 3.0.2" in result.stdout
+        assert f"warning: package xgboost: the rehearsal runs {xgboost_version()}, Snowflake gets 3.0.2" in result.stdout
         job = parse_ml_job("MODEL", account.task("SNOWPIPE_PIPELINE$MODEL", schema="SCH")["definition"])
         assert job["pool"] == "DEMO_POOL" and job["options"]["TARGET_INSTANCES"] == 2 and job["options"]["ASYNC"] is False
         assert job["spec"]["STAGE_PATH"].startswith("@DB.SCH.JOB_STAGE/")

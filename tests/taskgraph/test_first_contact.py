@@ -25,7 +25,7 @@ from pytest_snowpipe.taskgraph.channel import BUNDLED, Channel, from_account, fr
 from pytest_snowpipe.taskgraph.compile import CompileError, CompileOptions
 from pytest_snowpipe.taskgraph.deploy import DeployOptions, execute
 from pytest_snowpipe.taskgraph.offline_account import OfflineAccount
-from pytest_snowpipe.taskgraph.packages import PackageError, resolve
+from pytest_snowpipe.taskgraph.packages import PackageError, installed_version, resolve
 from pytest_snowpipe.taskgraph.shipped import ShipError, parse_ml_job
 from tests.taskgraph.test_compile import pipeline
 
@@ -56,10 +56,7 @@ def lagging_snapshot(path: Path, drop: tuple[str, ...] = ()) -> Path:
     rows = json.loads(BUNDLED.read_text())["rows"]
     kept = []
     for row in rows:
-        try:
-            installed = version(row["package_name"].replace(".", "-"))
-        except Exception:
-            installed = None
+        installed = installed_version(row["package_name"])
         if row["version"] != installed and row["package_name"] not in drop:
             kept.append(row)
     path.write_text(json.dumps({"rows": kept}))
@@ -135,9 +132,9 @@ def test_a_snapshot_judges_softly_and_an_unknown_package_is_a_warning_not_an_err
 
 
 def test_bare_names_in_snowpipe_packages_are_pinned_and_a_users_specifier_wins() -> None:
-    channel = Channel({"xgboost": ("2.1.4", version("xgboost"), "9.9.9"), "pandas": ("2.2.2",)}, "acct", True)
+    channel = Channel({"xgboost": ("2.1.4", str(installed_version("xgboost")), "9.9.9"), "pandas": ("2.2.2",)}, "acct", True)
     res = resolve({}, channel=channel, user=["xgboost", "pandas>=2"])
-    assert res.specs == [f"xgboost=={version('xgboost')}", "pandas"]  # bare: the installed one; a range: as written
+    assert res.specs == [f"xgboost=={installed_version('xgboost')}", "pandas"]  # bare: the installed one; a range: as written
     assert [p.note for p in res.packages] == ["", "pandas>=2"]
 
 

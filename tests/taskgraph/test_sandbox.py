@@ -22,6 +22,13 @@ from pytest_snowpipe.taskgraph.environment import resolve
 from pytest_snowpipe.taskgraph.sandbox import Sandbox
 from pytest_snowpipe.taskgraph.shipped import ShipError, ShippedGraph, ShippedTask, parse_definition, ship
 
+
+def xgboost_version() -> str:
+    """The installed xgboost module's version (its distribution is xgboost, or xgboost-cpu on Linux)."""
+    import xgboost
+
+    return str(xgboost.__version__)
+
 CORE = ("snowflake.core", "xgboost")  # what most procedures below declare
 NARROW = ("cloudpickle",)  # a procedure that declares little
 DYING = ("pyarrow",)  # its own interpreter: a procedure that kills it must not take the others along
@@ -90,7 +97,7 @@ def rehearsed(embedded_session: Any, tmp_path_factory: pytest.TempPathFactory) -
 
 def test_a_declared_package_imports_and_the_value_returns(rehearsed: Any) -> None:
     run = rehearsed[0].tasks["DECLARED"]
-    assert run.state == SUCCEEDED and run.return_value == version("xgboost")
+    assert run.state == SUCCEEDED and run.return_value == xgboost_version()
 
 
 def test_task_context_and_sql_work_as_in_a_task(rehearsed: Any) -> None:
@@ -155,7 +162,7 @@ def test_the_environment_is_the_declared_packages_and_their_dependencies() -> No
     import pandas
     import xgboost
 
-    env = resolve(("xgboost==" + version("xgboost"),))
+    env = resolve(("xgboost==" + xgboost_version(),))
     assert {"xgboost", "numpy", "scipy", "snowflake-snowpark-python", "cloudpickle"} <= set(env.distributions)
     assert str(Path(xgboost.__file__)) in env.files and str(Path(numpy.__file__)) in env.files
     assert str(Path(pandas.__file__)) not in env.files  # neither declared nor a dependency
@@ -207,7 +214,7 @@ def test_ship_deploys_through_the_real_client_and_reads_back_every_python_task(t
     assert set(shipped.tasks) == {t.name for t in compiled.dag.tasks}
     model = shipped.tasks["MODEL"]
     assert "pickle.loads" in (model.code or "") and model.handler == "compute"
-    assert f"xgboost=={version('xgboost')}" not in model.packages  # only what the code needs
+    assert f"xgboost=={xgboost_version()}" not in model.packages  # only what the code needs
     plugin_zip = shipped.files[model.imports[0]]
     assert plugin_zip.parent == tmp_path / "imports" and "pytest_snowpipe/taskgraph/runtime.py" in zipfile.ZipFile(
         plugin_zip).namelist()
