@@ -127,7 +127,7 @@ def resolve(packages: tuple[str, ...] | list[str]) -> Environment:
 def owners() -> dict[str, str]:
     """Top-level import name -> the distributions providing it (for naming a refused module)."""
     found = metadata.packages_distributions().items()
-    return {k: ", ".join(SAME_MODULE_BUILDS.get(canonicalize_name(d), d) for d in v) for k, v in found}
+    return {k: ", ".join(dict.fromkeys(SAME_MODULE_BUILDS.get(canonicalize_name(d), d) for d in v)) for k, v in found}
 
 
 __all__ = ["ALWAYS", "SAME_MODULE_BUILDS", "Environment", "owners", "resolve", "site_dirs"]

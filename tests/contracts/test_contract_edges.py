@@ -19,13 +19,13 @@ def _rebuilt(code: str) -> Contract:
 def test_to_code_is_valid_python_for_names_that_are_not_keywords():
     df = pd.DataFrame({"my col": [1, 2], "class": ["a", "b"], "1st": [1.0, 2.5], "0": [True, False], "strict": [3, 4]})
     contract = Contract.infer(df)
-    rebuilt = _rebuilt(contract.to_code())
+    rebuilt = _rebuilt(contract.to_code(imports=False))
     assert rebuilt == contract and list(rebuilt.columns) == list(df.columns)  # same columns, same order
     rebuilt.validate(df)
 
 
 def test_to_code_keeps_the_keyword_form_for_plain_names():
-    code = Contract(a=column(int), b=column(str, nullable=True), strict=False).to_code()
+    code = Contract(a=column(int), b=column(str, nullable=True), strict=False).to_code(imports=False)
     assert code.startswith("Contract(\n    a=column(int),") and "strict=False" in code
     assert _rebuilt(code) == Contract(a=column(int), b=column(str, nullable=True), strict=False)
 
@@ -35,7 +35,7 @@ def test_a_contract_inferred_from_integer_column_names_validates_that_frame():
     contract = Contract.infer(df)
     assert list(contract.columns) == ["0", "1", "2"]
     assert contract.validate(df).ok
-    assert _rebuilt(contract.to_code()).validate(df).ok
+    assert _rebuilt(contract.to_code(imports=False)).validate(df).ok
     result = contract.validate(df.drop(columns=[1]), report_only=True)
     assert [(v.column, v.rule) for v in result.violations] == [("1", "missing")]
 

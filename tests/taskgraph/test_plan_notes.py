@@ -45,7 +45,7 @@ def test_plan_lists_what_does_not_ship_and_where_contracts_run(pipeline_suite):
     assert result.ret == 0
     result.stdout.fnmatch_lines(
         [
-            "dry run: nothing was deployed or run",
+            "dry run: nothing was deployed or run (packages checked against the bundled snapshot*",
             "not shipped: 2 test(s) run in pytest only (only gates become tasks):",
             "  test_gate.py::test_ordinary * an ordinary test (no snowpipe_gate mark)*",
             "  test_gate.py::test_property * a property test (hypothesis)*",
