@@ -16,6 +16,7 @@ import dataclasses
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -531,9 +532,9 @@ def _remove_new_files(session: Any, folders: list[str], before: set[str]) -> lis
     return _remove(session, sorted(_listing(session, folders) - before))
 
 
-def _remove_superseded(op: Any, compiled: CompiledPipeline, old: Snapshot, session: Any) -> list[str]:
-    """Remove the stage files only the old graph's tasks imported, and the payload folders of ML Jobs that
-    are gone (kept if any task of the schema still reads them; kept all when that cannot be told)."""
+def _remove_unused(op: Any, old: Snapshot, session: Any, keep_jobs: AbstractSet[str] = frozenset()) -> list[str]:
+    """Remove the stage files the ``old`` tasks imported and the ML Job payload folders they read, unless a
+    task of the schema still uses them (or ``keep_jobs`` names them); remove nothing when that cannot be told."""
     old_files = set().union(*(stage_files_of(t.definition) for t in old.tasks))
     old_jobs = set().union(*(job_stage_paths_of(t.definition) for t in old.tasks))
     try:
@@ -541,9 +542,13 @@ def _remove_superseded(op: Any, compiled: CompiledPipeline, old: Snapshot, sessi
     except Exception:
         return []  # cannot tell what is in use: keep everything
     in_use = set().union(*(stage_files_of(t.definition) for t in current))
-    jobs_in_use = set().union(*(job_stage_paths_of(t.definition) for t in current))
-    jobs_in_use |= {f.rstrip("/") for f in _upload_folders(compiled)[1:]}
+    jobs_in_use = set().union(*(job_stage_paths_of(t.definition) for t in current)) | keep_jobs
     return _remove(session, sorted(old_files - in_use) + sorted(p.rstrip("/") + "/" for p in old_jobs - jobs_in_use))
+
+
+def _remove_superseded(op: Any, compiled: CompiledPipeline, old: Snapshot, session: Any) -> list[str]:
+    """After a redeploy: what only the old graph used (the new graph's job folders are in use already)."""
+    return _remove_unused(op, old, session, keep_jobs={f.rstrip("/") for f in _upload_folders(compiled)[1:]})
 
 
 def _undeploy(op: Any, copts: CompileOptions, session: Any, write: Callable[[str], Any]) -> int:
@@ -573,14 +578,7 @@ def _undeploy(op: Any, copts: CompileOptions, session: Any, write: Callable[[str
             except BaseException as undo:
                 what = f"restoring it failed too ({first_line(undo)}): check SHOW TASKS LIKE '{name}%' in {where}"
         raise DeployError(f"undeploying Task Graph {name} {cause}; {what}", exit_code=code) from exc
-    files = set().union(*(stage_files_of(t.definition) for t in old.tasks))
-    folders = {p.rstrip("/") + "/" for t in old.tasks for p in job_stage_paths_of(t.definition)}
-    try:
-        others = list(tasks.iter())
-        in_use = set().union(*(stage_files_of(t.definition) for t in others))
-    except Exception:
-        others, in_use, files, folders = [], set(), set(), set()  # cannot tell what is in use: keep the files
-    removed = _remove(session, sorted(files - in_use) + sorted(folders))
+    removed = _remove_unused(op, old, session)
     write(f"undeployed Task Graph {name} from {where}: dropped {len(old.tasks)} task(s), removed {len(removed)} stage "
           "path(s) only it used")
     return 0

@@ -40,10 +40,10 @@ def session(embedded_session: Any) -> Any:
     return embedded_session
 
 
-def _run(code: str) -> str:
-    """Run Python in a fresh process (its own Snowpark import) from this folder."""
+def _run(code: str, *args: object) -> str:
+    """Run Python in a fresh process (its own Snowpark import) from this folder, with command-line ``args``."""
     proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
         cwd=HERE,
         capture_output=True,
         text=True,
@@ -180,25 +180,11 @@ with EmbeddedEngine() as eng:
 """
 
 
-def _run_args(code: str, *args: object) -> str:
-    """`_run` with command-line arguments."""
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
-        cwd=HERE,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=dict(os.environ),
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout.strip().splitlines()[-1]
-
-
 def test_gap_seeded_split_sample_and_hash_agg_of_parallel_float_aggregates_repeat_across_processes() -> None:
     """Five fresh processes, at 2 to 8 DuckDB threads: the same split sizes, the same rows on each
     side, the same sample and the same HASH_AGG fingerprint (before the fix: 200,008 / 200,330 /
     200,035 training rows in three runs)."""
-    outs = [_run_args(DERIVED_SPLIT_SCRIPT, threads, 7) for threads in (4, 2, 8, 4, 3)]
+    outs = [_run(DERIVED_SPLIT_SCRIPT, threads, 7) for threads in (4, 2, 8, 4, 3)]
     assert len(set(outs)) == 1, outs
     n_train, n_test, n_sample, _, _ = outs[0].split()
     assert int(n_train) + int(n_test) == 250000 and 45000 < int(n_test) < 55000 and 20000 < int(n_sample) < 30000
@@ -206,7 +192,7 @@ def test_gap_seeded_split_sample_and_hash_agg_of_parallel_float_aggregates_repea
 
 def test_gap_seeded_split_of_derived_frame_depends_on_the_seed() -> None:
     """Another seed, other rows (the canonical row hash still mixes the seed in)."""
-    seven, eight = (_run_args(DERIVED_SPLIT_SCRIPT, 2, seed).split() for seed in (7, 8))
+    seven, eight = (_run(DERIVED_SPLIT_SCRIPT, 2, seed).split() for seed in (7, 8))
     assert seven[3] != eight[3]  # the rows picked
     assert seven[4] == eight[4]  # the fingerprint is of the frame, not of the seed
 
