@@ -4,7 +4,7 @@ One process, one engine, the same frame (N rows x 6 columns of the mortgage data
 timestamp, strings, floats). Timed, table creation included:
 
 * connector gzip: the connector's own ``write_pandas`` with its default gzip Parquet (what every
-  pandas load paid before `engines/bulk_load.py`), the baseline measured in this run;
+  pandas load paid before `doubles/sql/bulk_load.py`), the baseline measured in this run;
 * create_dataframe: the common idiom, as users write it (no compression argument);
 * write_pandas gzip: ``session.write_pandas(..., compression="gzip")`` asked explicitly.
 
@@ -32,8 +32,8 @@ def main() -> None:
     warnings.simplefilter("ignore")
     from mortgage_data import generate_frame
 
-    from pytest_snowpipe.engines.bulk_load import connector_write_pandas
-    from pytest_snowpipe.engines.embedded import create_embedded_session, shutdown
+    from pytest_snowpipe.doubles.sql.bulk_load import connector_write_pandas
+    from pytest_snowpipe.doubles.sql.embedded import create_embedded_session, shutdown
 
     frame = generate_frame(args.rows)[COLUMNS]
     session = create_embedded_session()

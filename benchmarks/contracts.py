@@ -152,7 +152,7 @@ def snowpark_queries() -> tuple[int, int]:
     """Queries per validate on the embedded engine: (valid frame, invalid frame)."""
     from snowflake.snowpark import types as T
 
-    from pytest_snowpipe.engines.embedded import create_embedded_session
+    from pytest_snowpipe.doubles.sql.embedded import create_embedded_session
 
     session = create_embedded_session()
     schema = T.StructType([

@@ -21,7 +21,7 @@ SCRIPT = r'''
 import sys, tempfile
 sys.path.insert(0, {example!r})
 import pytest_snowpipe as sp
-from pytest_snowpipe.engines.embedded import create_embedded_session
+from pytest_snowpipe.doubles.sql.embedded import create_embedded_session
 from pytest_snowpipe.registry.local import LocalRegistry
 import mortgage_pipeline as pipeline
 from mortgage_contracts import features_contract, raw_contract

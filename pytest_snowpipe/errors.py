@@ -6,7 +6,12 @@ class SnowpipeError(Exception):
     """Base class of every error pytest-snowpipe raises on purpose."""
 
 
-class GraphError(SnowpipeError):
+class SnowpipeUsageError(SnowpipeError, ValueError):
+    """The run was asked for in a way that cannot work: an option, an ini key, a connection, a graph that
+    cannot ship. The plugin shows it as pytest's usage error, in one place (no traceback)."""
+
+
+class GraphError(SnowpipeUsageError):
     """The fixtures and gates do not form a valid pipeline."""
 
 

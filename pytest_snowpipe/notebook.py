@@ -26,7 +26,7 @@ def load(stage: str, rootdir: str | Path = ".", *pytest_args: str) -> Any:
     config value is looked up with that value). Raises NotCached, naming the fix, when ``pytest``
     has not stored that output yet (or the code changed since).
     """
-    from pytest_snowpipe.engines.embedded import create_embedded_session
+    from pytest_snowpipe.doubles.sql.embedded import create_embedded_session
     from pytest_snowpipe.plugin import stage_cache_of
 
     session: list[Any] = []

@@ -108,7 +108,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # the Snowflake connector's own deprecation noise (pandas APIs it calls in write_pandas), 8-9 per
     # computed run: only warnings attributed to its modules, never the user's code
     config.addinivalue_line("filterwarnings", r"ignore::DeprecationWarning:snowflake\.connector\.")
-    engines = sys.modules.get("pytest_snowpipe.engines.embedded")
+    engines = sys.modules.get("pytest_snowpipe.doubles.sql.embedded")
     config.stash[engine_owner_key] = engines is None or engines.running_engine() is None
     from pytest_snowpipe.pipeline.config import ConfigError
     from pytest_snowpipe.settings import read_settings, report_option_misread
@@ -238,8 +238,9 @@ def pytest_runtestloop(session: pytest.Session) -> object:
         return None
     if graph is None:
         raise pytest.UsageError("--snowpipe-deploy: no test is marked snowpipe_gate, so there is no pipeline to deploy.")
+    from pytest_snowpipe.errors import SnowpipeUsageError
     from pytest_snowpipe.redact import redactor_for
-    from pytest_snowpipe.taskgraph.deploy import run_deploy
+    from pytest_snowpipe.release import run_deploy
 
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     line_out = reporter.write_line if reporter is not None else print
@@ -253,7 +254,19 @@ def pytest_runtestloop(session: pytest.Session) -> object:
     def keep_record(record: Any, failed: list[str]) -> None:  # the report shows the compiled run
         _ci_state(config).task_graph_runs.append(record.to_json(failed))
 
-    code = run_deploy(graph, settings, write, config, on_record=keep_record)
+    hook = config.hook
+    try:
+        code = run_deploy(
+            graph, settings, write,
+            artifact_location=lambda stage: hook.pytest_snowpipe_artifact_location(stage=stage, config=config),
+            adjust_task=lambda task, kind, node: hook.pytest_snowpipe_compile_task(
+                task=task, kind=kind, node=node, config=config
+            ),
+            verbose=int(getattr(config.option, "verbose", 0) or 0) > 0,
+            on_record=keep_record,
+        )
+    except SnowpipeUsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
     if settings.deploy.dry_run and code == 0:
         from pytest_snowpipe.taskgraph.plan import format_plan_notes
 
@@ -517,7 +530,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(session_key, None)
     if session is not None:
         session.close()
-    engines = sys.modules.get("pytest_snowpipe.engines.embedded")  # imported only if a stage needed it
+    engines = sys.modules.get("pytest_snowpipe.doubles.sql.embedded")  # imported only if a stage needed it
     if engines is not None and config.stash.get(engine_owner_key, False):
         engines.shutdown()  # an engine that was running before this run (an outer pytest's) stays
     store = config.stash.get(run_store_key, None)
@@ -585,7 +598,7 @@ def snowpipe_session(pytestconfig: pytest.Config) -> Iterator[Any]:
     if settings.connection:
         session = _connect(settings.connection)
     else:
-        from pytest_snowpipe.engines.embedded import create_embedded_session
+        from pytest_snowpipe.doubles.sql.embedded import create_embedded_session
         from pytest_snowpipe.local import heap
 
         with heap.quiet():  # Snowpark, the connector, DuckDB, fakesnow: imported without full collections

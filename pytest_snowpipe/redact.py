@@ -191,7 +191,7 @@ def redactor_for(settings: Any, environ: Mapping[str, str] | None = None) -> Red
         except ConnectionConfigError:
             connection = {}
     redactor = Redactor.for_run(settings.config, settings.webhook_env, environ, connection)
-    engines = sys.modules.get("pytest_snowpipe.engines.embedded")  # loaded: the run's engine credential too
+    engines = sys.modules.get("pytest_snowpipe.doubles.sql.embedded")  # loaded: the run's engine credential too
     engine = engines.running_engine() if engines is not None else None
     if engine is not None:
         redactor = Redactor([*redactor.secrets, str(engine.connection_params()["password"])])

@@ -15,9 +15,9 @@ import snowflake.snowpark.functions  # noqa: F401
 
 # The embedded engine's modules too: an inline run that imported them anew would start a second
 # server beside the first (module state), and pytester would drop them again after the run.
-import pytest_snowpipe.engines.embedded
-import pytest_snowpipe.engines.fakesnow_adapter
-import pytest_snowpipe.engines.wire
+import pytest_snowpipe.doubles.sql.embedded
+import pytest_snowpipe.doubles.sql.fakesnow_adapter
+import pytest_snowpipe.doubles.sql.wire
 
 collect_ignore = ["seed_suite"]  # a suite of its own (its pytest.ini), run by test_seed_suite.py in pytester
 
@@ -69,7 +69,7 @@ def pipeline_suite(pytester: pytest.Pytester):
 @pytest.fixture(scope="session")
 def embedded_session():
     """One Snowpark session on this process's embedded engine, shared by the tests that need one."""
-    session = pytest_snowpipe.engines.embedded.create_embedded_session()
+    session = pytest_snowpipe.doubles.sql.embedded.create_embedded_session()
     yield session
     session.close()
 

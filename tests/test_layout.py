@@ -17,18 +17,21 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pytest_snowpipe"
 LAYERS: dict[str, int] = {
     "errors": 0,
     "engines": 1,
+    "doubles.sql": 1,  # the embedded SQL engine: every local run's default session stands on it
     "redact": 1,
     "pipeline": 2,
     "contracts": 2,
     "registry": 3,
     "local": 4,
-    "taskgraph": 5,
-    "reports": 6,
-    "settings": 7,
-    "hookspecs": 7,
-    "plugin": 8,
-    "notebook": 8,  # sp.load: runs a pytest session's start in-process, like the plugin
-    "__init__": 8,
+    "taskgraph": 5,  # what ships
+    "doubles": 6,  # what stands in for the account a deploy talks to: it reads what taskgraph/ compiles
+    "release": 7,  # rehearse on the doubles, then deploy: above both
+    "reports": 7,
+    "settings": 8,
+    "hookspecs": 8,
+    "plugin": 9,
+    "notebook": 9,  # sp.load: runs a pytest session's start in-process, like the plugin
+    "__init__": 9,
 }
 
 
@@ -39,6 +42,9 @@ def _layer_of(dotted: str) -> tuple[str, int] | None:
     top = parts[1] if len(parts) > 1 else "__init__"
     if top == "__version__":  # a constant of the package root, not its lazy public API
         return None
+    sub = ".".join(parts[1:3])
+    if sub in LAYERS:  # a sub-package with a layer of its own (doubles.sql)
+        return sub, LAYERS[sub]
     return top, LAYERS[top]
 
 

@@ -37,8 +37,8 @@ def test_every_prefix_is_swept_when_its_owner_is_dead_and_kept_while_it_lives(tm
 
 
 def test_the_engine_stage_folder_and_the_offline_account_carry_the_pid(embedded_session):
-    from pytest_snowpipe.engines.embedded import engine
-    from pytest_snowpipe.taskgraph.offline_account import OfflineAccount
+    from pytest_snowpipe.doubles.offline_account import OfflineAccount
+    from pytest_snowpipe.doubles.sql.embedded import engine
 
     assert Path(engine()._bucket or "").name.startswith(f"snowpipe_stages_{os.getpid()}-")
     account = OfflineAccount()

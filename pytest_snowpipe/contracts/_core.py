@@ -124,7 +124,7 @@ def _cut(text: str) -> str:
     return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 3] + "..."
 
 
-class ContractViolation(AssertionError):
+class ContractViolation(SnowpipeError, AssertionError):
     """Raised by `validate`: an AssertionError so that a broken contract in a test FAILS."""
 
     def __init__(self, result: ContractResult) -> None:

@@ -12,11 +12,13 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_snowpipe.errors import SnowpipeUsageError
+
 if TYPE_CHECKING:
     from snowflake.snowpark import Session
 
 
-class ConnectionConfigError(ValueError):
+class ConnectionConfigError(SnowpipeUsageError):
     """The named connection is missing, unreadable or cannot connect."""
 
 

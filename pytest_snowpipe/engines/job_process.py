@@ -254,7 +254,7 @@ def _engine_session_params(payload: bytes) -> str | None:
     """
     if b"get_active_session" not in payload:
         return None
-    engines = sys.modules.get("pytest_snowpipe.engines.embedded")
+    engines = sys.modules.get("pytest_snowpipe.doubles.sql.embedded")
     engine = engines.running_engine() if engines is not None else None
     if engine is None:
         return None

@@ -76,7 +76,7 @@ def main(argv: list[str]) -> int:
 
         from snowflake.snowpark import Session
 
-        from pytest_snowpipe.engines import bulk_load
+        from pytest_snowpipe.doubles.sql import bulk_load
 
         bulk_load.install()
         Session.builder.configs(json.loads(params)).create()

@@ -364,7 +364,7 @@ def _run_session(config: pytest.Config, settings: Settings, session_key: Any) ->
 
             existing = create_session(settings.connection)
         else:
-            from pytest_snowpipe.engines.embedded import create_embedded_session
+            from pytest_snowpipe.doubles.sql.embedded import create_embedded_session
 
             existing = create_embedded_session()
         config.stash[session_key] = existing

@@ -192,7 +192,7 @@ def _parquet(frame: Any) -> bytes | None:
 
 def _encode(value: Any, out: _Writer) -> dict[str, Any]:
     if is_snowpark_frame(value):
-        from pytest_snowpipe.engines.embedded import is_embedded_session
+        from pytest_snowpipe.doubles.sql.embedded import is_embedded_session
         from pytest_snowpipe.pipeline.frames import to_pandas
 
         if not is_embedded_session(getattr(value, "_session", None)):
@@ -263,10 +263,10 @@ class _Reader:
     def snowpark(self, name: str, schema: Any) -> Any:
         """A stored Snowpark frame on the run's session: on this process's embedded engine, a
         table DuckDB fills from the verified Parquet when a statement first reads it
-        (`engines.lazy_tables`); elsewhere rebuilt from pandas."""
+        (`doubles.sql.lazy_tables`); elsewhere rebuilt from pandas."""
         session = self.get_session()
         if name.endswith(".parquet") and _on_this_engine(session):
-            from pytest_snowpipe.engines import lazy_tables
+            from pytest_snowpipe.doubles.sql import lazy_tables
 
             return lazy_tables.register(session, self.read(name), schema)
         return rebuild_snowpark(session, self.frame(name), schema)
@@ -295,7 +295,7 @@ class _Reader:
 
 
 def _on_this_engine(session: Any) -> bool:
-    from pytest_snowpipe.engines.embedded import is_embedded_session, running_engine
+    from pytest_snowpipe.doubles.sql.embedded import is_embedded_session, running_engine
 
     current = running_engine()
     conn = getattr(getattr(session, "_conn", None), "_conn", None)

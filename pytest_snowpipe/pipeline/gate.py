@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_snowpipe.errors import SnowpipeError
+
 BUILTIN_ACTIONS = ("promote", "alert")
 
 MARKER_NAME = "snowpipe_gate"
@@ -47,7 +49,7 @@ def check_model_name(gate: str, name: str) -> None:
         )
 
 
-class GateSpecError(ValueError):
+class GateSpecError(SnowpipeError, ValueError):
     """The marker's arguments are wrong; the message names the gate and the fix."""
 
 

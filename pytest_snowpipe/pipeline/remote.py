@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
+from pytest_snowpipe.errors import SnowpipeError
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 REMOTE_ATTR = "__snowpipe_remote__"
@@ -42,7 +44,7 @@ NATIVE_OPTIONS = (
 _NOT_STORED = ("session",)  # a session is not an option of the stage: the job gets the task's own
 
 
-class RemoteOptionError(TypeError):
+class RemoteOptionError(SnowpipeError, TypeError):
     """An option ``sp.remote`` does not know (neither we nor the installed snowflake.ml.jobs.remote)."""
 
 

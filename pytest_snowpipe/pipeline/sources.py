@@ -237,7 +237,7 @@ def table_fingerprint_query(table: str, current_database: str | None, current_sc
 
 def table_fingerprint(session: Any, table: str, stage: str) -> str:
     """Row count + last change of a table on an account; its content hash on the embedded engine (its tables live for one run)."""
-    from pytest_snowpipe.engines.embedded import is_embedded_session
+    from pytest_snowpipe.doubles.sql.embedded import is_embedded_session
 
     if is_embedded_session(session):
         from pytest_snowpipe.pipeline.frames import fingerprint

@@ -33,11 +33,11 @@ class ChampionError(SnowpipeError):
     """The champion cannot be read (registry unreachable, not a gate, no model name)."""
 
 
-class MetricMissing(AssertionError):
+class MetricMissing(SnowpipeError, AssertionError):
     """A metric the gate compares is absent from the candidate's or the champion's metrics."""
 
 
-class GateCheckFailed(AssertionError):
+class GateCheckFailed(SnowpipeError, AssertionError):
     """One or more comparisons of a gate failed; the message lists each with both values."""
 
 
@@ -421,7 +421,7 @@ def champion_in_task(session: Any, model_name: str | None, registry_path: str | 
         raise ChampionError(
             "snowpipe_champion: this gate names no model; add model_name=... to its snowpipe_gate marker"
         )
-    from pytest_snowpipe.engines.embedded import is_embedded_session
+    from pytest_snowpipe.doubles.sql.embedded import is_embedded_session
 
     if is_embedded_session(session):
         return read_local_champion(registry_path or ".snowpipe/registry", model_name)

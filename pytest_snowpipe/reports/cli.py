@@ -22,14 +22,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from pytest_snowpipe.errors import RegistryError
+from pytest_snowpipe.errors import RegistryError, SnowpipeError
 from pytest_snowpipe.registry.local import LocalRegistry, ModelVersion
 
 DEFAULT_FOLDER = Path(".snowpipe") / "registry"
 BAR = 40  # characters of the longest bar in ``plot``
 
 
-class CliError(Exception):
+class CliError(SnowpipeError):
     """A usage problem: printed as one line, exit code 2."""
 
 

@@ -108,8 +108,8 @@ class Progress:
 
     @contextlib.contextmanager
     def rehearsal(self) -> Iterator[None]:
-        """Around a rehearsal: the emulator tells each task's start and end (taskgraph/emulator.py)."""
-        from pytest_snowpipe.taskgraph.emulator import task_events
+        """Around a rehearsal: the emulator tells each task's start and end (doubles/emulator.py)."""
+        from pytest_snowpipe.doubles.emulator import task_events
 
         token = task_events.set(self.task_event)
         try:

@@ -26,13 +26,14 @@ import json
 import re
 from typing import Any
 
+from pytest_snowpipe.errors import SnowpipeError
 from pytest_snowpipe.pipeline.frames import is_pandas_frame, is_snowpark_frame
 
 RETURN_VALUE_LIMIT_BYTES = 10_000  # Snowflake: a task return value is at most 10 kB (10,000 bytes) of UTF-8
 TABLE_NAME_LIMIT = 255
 
 
-class ArtifactError(Exception):
+class ArtifactError(SnowpipeError):
     """An output cannot be stored or a pointer cannot be read; the message names the stage."""
 
 
@@ -72,7 +73,7 @@ def _holds_frame(value: Any) -> bool:
 
 def _transfer(session: Any, path: str) -> Any:
     """The embedded engine's file-transfer turn (its stages provisioned first); nothing on an account."""
-    from pytest_snowpipe.engines.embedded import FILE_TRANSFER_LOCK, ensure_stage, is_embedded_session
+    from pytest_snowpipe.doubles.sql.embedded import FILE_TRANSFER_LOCK, ensure_stage, is_embedded_session
 
     if not is_embedded_session(session):
         return contextlib.nullcontext()

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_snowpipe.errors import SnowpipeError, first_line
+from pytest_snowpipe.errors import SnowpipeUsageError, first_line
 
 BUNDLED = Path(__file__).with_name("packages_snapshot.json")
 
 
-class ChannelError(SnowpipeError):
+class ChannelError(SnowpipeUsageError):
     """The channel could not be read (account query failed, snapshot unreadable)."""
 
 

@@ -22,7 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pytest_snowpipe.errors import SnowpipeError
+from pytest_snowpipe.errors import SnowpipeUsageError
 from pytest_snowpipe.pipeline.graph import Gate, PipelineGraph, Stage
 from pytest_snowpipe.redact import is_shipped_secret_name
 from pytest_snowpipe.taskgraph.schedule import MAX_INTERVAL, MIN_INTERVAL
@@ -42,7 +42,7 @@ KIND_ACTION = "action"
 KIND_FINALIZER = "finalizer"
 
 
-class CompileError(SnowpipeError):
+class CompileError(SnowpipeUsageError):
     """The graph cannot ship as a Task Graph; ``problems`` lists every reason."""
 
     def __init__(self, problems: list[str]) -> None:

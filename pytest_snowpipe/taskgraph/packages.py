@@ -16,7 +16,7 @@ for remote stages and promote) is always declared; pytest only when the user's c
 
 What the pickled outputs need to unpickle is covered by the same union (the DAG's packages are
 every task's): the stage that made an xgboost model imports xgboost. The shipped-environment
-sandbox (``taskgraph.sandbox``) proves it by running each task with only these packages.
+sandbox (``doubles.sandbox``) proves it by running each task with only these packages.
 """
 from __future__ import annotations
 
@@ -41,6 +41,9 @@ NAMESPACES = {
     "snowflake.ml": "snowflake-ml-python",
     "snowflake.connector": "snowflake-connector-python",
 }
+# Builds sold under another distribution name that install the same module: Snowflake's channel
+# knows them by the main name (``xgboost-cpu`` installs ``xgboost``, without the CUDA libraries).
+SAME_MODULE_BUILDS = {"xgboost-cpu": "xgboost"}
 NOT_SHIPPED = {"pytest_snowpipe", "__main__", "builtins"}  # the plugin ships as an IMPORT
 
 
@@ -146,7 +149,6 @@ def distribution_of(module: str) -> str | None:
     parts = module.split(".")
     if len(parts) > 1 and ".".join(parts[:2]) in NAMESPACES:
         return NAMESPACES[".".join(parts[:2])]
-    from pytest_snowpipe.taskgraph.environment import SAME_MODULE_BUILDS
 
     dists = importlib.metadata.packages_distributions().get(parts[0]) or []
     return SAME_MODULE_BUILDS.get(canonical(dists[0]), dists[0]) if dists else None
@@ -185,7 +187,6 @@ class Resolution:
 
 def installed_version(name: str) -> str | None:
     """The version of a channel package installed here (``xgboost`` is found as ``xgboost-cpu`` too), or None."""
-    from pytest_snowpipe.taskgraph.environment import SAME_MODULE_BUILDS
 
     builds = [b for b, main in SAME_MODULE_BUILDS.items() if main == canonical(name)]  # xgboost-cpu for xgboost
     for candidate in (name, name.replace(".", "-"), *builds):

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from pytest_snowpipe.engines.embedded import is_embedded_session
+from pytest_snowpipe.doubles.sql.embedded import is_embedded_session
+from pytest_snowpipe.errors import SnowpipeError
 from pytest_snowpipe.pipeline.checks import check_output
 from pytest_snowpipe.pipeline.remote import materialize
 from pytest_snowpipe.taskgraph.artifacts import load, lookup, pointer_text, publish, run_key, store, tables_of
@@ -114,7 +115,7 @@ class FinalizerSpec:
     stages: tuple[str, ...]
 
 
-class TaskBodyError(Exception):
+class TaskBodyError(SnowpipeError):
     """A task body could not do its job; the message names the task."""
 
 

@@ -475,7 +475,7 @@ def test_xdist_two_workers_run_each_stage_once(suite, extra):
 def test_snowpark_frames_round_trip_through_the_cache(tmp_path, embedded_session):
     from snowflake.snowpark.types import DoubleType, LongType, StringType, StructField, StructType
 
-    from pytest_snowpipe.engines.embedded import create_embedded_session
+    from pytest_snowpipe.doubles.sql.embedded import create_embedded_session
     from pytest_snowpipe.local.cache_store import StageCache
 
     session = embedded_session

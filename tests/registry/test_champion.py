@@ -262,7 +262,7 @@ def session(embedded_session: Any) -> Any:
 
 
 def _emulate(registry: Path, session: Any) -> Any:
-    from pytest_snowpipe.taskgraph.emulator import emulate
+    from pytest_snowpipe.doubles.emulator import emulate
 
     compiled = compile_graph(_graph(), CompileOptions(dag_name="CHAMP", registry_path=str(registry)))
     return emulate(compiled.dag, session=session)

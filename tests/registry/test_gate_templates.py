@@ -230,8 +230,8 @@ def test_the_emulator_run_id_is_a_valid_version_name():
     """Its run id was a bare uuid4: 10 in 16 start with a digit, an invalid version name."""
     from snowflake.core.task.dagv1 import DAG
 
+    from pytest_snowpipe.doubles.emulator import _GraphRun
     from pytest_snowpipe.pipeline.gate import MODEL_NAME
-    from pytest_snowpipe.taskgraph.emulator import _GraphRun
 
     ids = [_GraphRun(DAG("G"), {}).run_group_id for _ in range(64)]
     assert len(set(ids)) == 64

@@ -150,8 +150,8 @@ def session(embedded_session: Any) -> Any:
 
 
 def test_emulated_run_pass_promotes_and_skips_alert(tmp_path: Any, session: Any) -> None:
+    from pytest_snowpipe.doubles.emulator import emulate
     from pytest_snowpipe.registry.local import LocalRegistry
-    from pytest_snowpipe.taskgraph.emulator import emulate
 
     compiled = compile_graph(pipeline(), opts(tmp_path))
     record = emulate(compiled.dag, session=session)
@@ -175,7 +175,7 @@ def test_emulated_run_pass_promotes_and_skips_alert(tmp_path: Any, session: Any)
 
 
 def test_emulated_run_failing_gate_alerts_and_finalizer_still_runs(tmp_path: Any, session: Any) -> None:
-    from pytest_snowpipe.taskgraph.emulator import emulate
+    from pytest_snowpipe.doubles.emulator import emulate
 
     compiled = compile_graph(pipeline(), opts(tmp_path))
     record = emulate(compiled.dag, session=session, config_overrides={"threshold": 0.9})
@@ -192,7 +192,7 @@ def explode(metrics):
 
 
 def test_gate_error_fails_the_run_but_the_finalizer_runs(tmp_path: Any, session: Any) -> None:
-    from pytest_snowpipe.taskgraph.emulator import emulate
+    from pytest_snowpipe.doubles.emulator import emulate
 
     g = pipeline()
     graph = PipelineGraph(stages=g.stages, gates=(gate(explode, ("metrics",), g.gates[0].upstream, env=()),))
@@ -296,7 +296,7 @@ def test_pointer_over_10kb_is_a_clear_error(session: Any) -> None:
     with pytest.raises(ArtifactError, match=r"stage 'wide'.*over the Task Graph return-value limit of 10 kB"):
         pointer_text(pointer, "wide")
     # and a stage returning it fails its task with that message, on the emulator
-    from pytest_snowpipe.taskgraph.emulator import emulate
+    from pytest_snowpipe.doubles.emulator import emulate
 
     def wide():
         return [pandas.DataFrame({"a": [i]}) for i in range(200)]
@@ -327,8 +327,8 @@ def trained(features):
 
 
 def test_remote_stage_compiles_to_an_ml_job_task_and_runs_on_the_emulator(tmp_path: Any, session: Any) -> None:
+    from pytest_snowpipe.doubles.emulator import emulate
     from pytest_snowpipe.pipeline.remote import remote_spec
-    from pytest_snowpipe.taskgraph.emulator import emulate
     from pytest_snowpipe.taskgraph.ml_job_task import MLJobTask, MLJobTaskError
 
     base = pipeline()

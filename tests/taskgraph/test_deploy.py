@@ -1,7 +1,7 @@
 """deploy.execute: dry run, local target, rehearse-then-deploy, and every deploy path against the offline account.
 
 The deploys run snowflake.core's real ``DAGOperation`` and Snowpark's real registration over the real connector;
-only the peer is the offline account (taskgraph/offline_account.py), which records every call and injects failures.
+only the peer is the offline account (doubles/offline_account.py), which records every call and injects failures.
 """
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
+from pytest_snowpipe.doubles.offline_account import OfflineAccount, sequence
 from pytest_snowpipe.engines.connection import account_configured
 from pytest_snowpipe.pipeline.graph import PipelineGraph
+from pytest_snowpipe.release import DeployOptions, DeployUsageError, execute
 from pytest_snowpipe.taskgraph.compile import CompileOptions
-from pytest_snowpipe.taskgraph.deploy import DeployOptions, DeployUsageError, execute, stage_files_of
-from pytest_snowpipe.taskgraph.offline_account import OfflineAccount, sequence
+from pytest_snowpipe.taskgraph.deployed import stage_files_of
 from tests.taskgraph.test_compile import explode, gate, pipeline
 
 

@@ -156,8 +156,8 @@ def test_readme_deploy_command_on_examples_against_the_offline_account(tmp_path)
     import sys
     from pathlib import Path
 
-    from pytest_snowpipe.taskgraph.offline_account import OfflineAccount
-    from pytest_snowpipe.taskgraph.shipped import parse_ml_job
+    from pytest_snowpipe.doubles.offline_account import OfflineAccount
+    from pytest_snowpipe.doubles.shipped import parse_ml_job
     from tests.taskgraph.test_first_contact import lagging_snapshot
 
     repo = Path(__file__).resolve().parents[2]

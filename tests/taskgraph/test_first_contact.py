@@ -19,14 +19,14 @@ from typing import Any
 
 import pytest
 
+from pytest_snowpipe.doubles.offline_account import OfflineAccount
+from pytest_snowpipe.doubles.shipped import ShipError, parse_ml_job
 from pytest_snowpipe.pipeline.graph import PipelineGraph, Stage
 from pytest_snowpipe.pipeline.remote import remote, remote_spec
+from pytest_snowpipe.release import DeployOptions, execute
 from pytest_snowpipe.taskgraph.channel import BUNDLED, Channel, from_account, from_snapshot, write_snapshot
 from pytest_snowpipe.taskgraph.compile import CompileError, CompileOptions
-from pytest_snowpipe.taskgraph.deploy import DeployOptions, execute
-from pytest_snowpipe.taskgraph.offline_account import OfflineAccount
 from pytest_snowpipe.taskgraph.packages import PackageError, installed_version, resolve
-from pytest_snowpipe.taskgraph.shipped import ShipError, parse_ml_job
 from tests.taskgraph.test_compile import pipeline
 
 

@@ -55,7 +55,7 @@ def test_the_report_carries_the_whole_values(suite: pytest.Pytester):
 def test_format_width_none_keeps_everything():
     import datetime as dt
 
-    from pytest_snowpipe.taskgraph.emulator import RunRecord, TaskRun
+    from pytest_snowpipe.doubles.emulator import RunRecord, TaskRun
 
     rec = RunRecord("D", "SUCCEEDED", {"T": TaskRun("T", "SUCCEEDED", return_value="v" * 100, attempt=1)}, None, None,
                     {}, "rg", dt.datetime.now(dt.UTC), 0.1)

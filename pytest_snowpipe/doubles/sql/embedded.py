@@ -17,7 +17,7 @@ State and persistence (fakesnow 0.12.1):
   in-memory database with other logins, so the engine does not use it: data is per engine,
   in memory.
 
-The wire (`pytest_snowpipe.engines.wire`) is fakesnow's, with two of Snowflake's shapes where
+The wire (`pytest_snowpipe.doubles.sql.wire`) is fakesnow's, with two of Snowflake's shapes where
 fakesnow's is slow: an array-bound INSERT runs as one statement, and a large result travels as
 an inline first part plus chunks the connector downloads.
 
@@ -41,12 +41,14 @@ import warnings
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from pytest_snowpipe.errors import SnowpipeError
+
 if TYPE_CHECKING:
     import uvicorn
     from fakesnow.instance import FakeSnow
     from snowflake.snowpark import Session
 
-    from pytest_snowpipe.engines.wire import ChunkStore
+    from pytest_snowpipe.doubles.sql.wire import ChunkStore
 
 __all__ = ["EmbeddedEngine", "EngineError"]
 
@@ -54,7 +56,7 @@ _RUNNING_LOCK = threading.Lock()
 _running: EmbeddedEngine | None = None
 
 
-class EngineError(RuntimeError):
+class EngineError(SnowpipeError, RuntimeError):
     """The embedded engine could not be started or used."""
 
 
@@ -145,7 +147,7 @@ def _app(store: Any, credential: tuple[str, str], upload_key: str) -> Any:
     async def telemetry(request: Request) -> Response:
         return JSONResponse({"success": True, "data": None})
 
-    from pytest_snowpipe.engines import wire
+    from pytest_snowpipe.doubles.sql import wire
 
     ours = [Route("/session/v1/login-request", login, methods=["POST"]), *wire.routes(store),
             Route("/fs_bucket/{path:path}", bucket_upload, methods=["PUT"])]
@@ -211,7 +213,7 @@ class EmbeddedEngine:
         import uvicorn
         from fakesnow.instance import FakeSnow
 
-        from pytest_snowpipe.engines import wire
+        from pytest_snowpipe.doubles.sql import wire
         from pytest_snowpipe.engines.tempdirs import make_owned, sweep_orphans
 
         # the server's per-statement INFO lines and sqlglot's "falling back to a Command" notes are
@@ -222,7 +224,7 @@ class EmbeddedEngine:
         # DuckDB warns on every process's first DB-API Arrow fetch, which fakesnow's cursor makes
         warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
         if self.gaps:
-            from pytest_snowpipe.engines import fakesnow_adapter
+            from pytest_snowpipe.doubles.sql import fakesnow_adapter
 
             fakesnow_adapter.install()
         self.timings["import_server"] = time.perf_counter() - t0
@@ -349,7 +351,7 @@ class EmbeddedEngine:
         t0 = time.perf_counter()
         from snowflake.snowpark import Session
 
-        from pytest_snowpipe.engines import bulk_load
+        from pytest_snowpipe.doubles.sql import bulk_load
 
         bulk_load.install()  # pandas loads without the connector's gzip Parquet detour
         self.timings.setdefault("import_snowpark", time.perf_counter() - t0)

@@ -32,12 +32,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from pytest_snowpipe.taskgraph.channel import BUNDLED
+
 if TYPE_CHECKING:
     from snowflake.connector import SnowflakeConnection
     from snowflake.core import Root
     from snowflake.snowpark import Session
 
-DEFAULT_SNAPSHOT = Path(__file__).with_name("packages_snapshot.json")
+DEFAULT_SNAPSHOT = BUNDLED  # the channel snapshot the package ships (taskgraph/channel.py)
 Kind = Literal["sql", "rest"]
 
 

@@ -1,4 +1,4 @@
-"""taskgraph.traffic: the client-side recorder that lets the offline account be checked against a real one."""
+"""doubles.traffic: the client-side recorder that lets the offline account be checked against a real one."""
 from __future__ import annotations
 
 import os
@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from pytest_snowpipe.doubles.offline_account import Call, OfflineAccount, sequence
+from pytest_snowpipe.doubles.traffic import Recorder, differences, load, peer_of, record
 from pytest_snowpipe.engines.connection import account_configured
 from pytest_snowpipe.redact import REDACTED, Redactor
-from pytest_snowpipe.taskgraph.deploy import execute
-from pytest_snowpipe.taskgraph.offline_account import Call, OfflineAccount, sequence
-from pytest_snowpipe.taskgraph.traffic import Recorder, differences, load, peer_of, record
+from pytest_snowpipe.release import execute
 from tests.taskgraph.test_compile import pipeline
 from tests.taskgraph.test_deploy import FIRST_DEPLOY_REST, options
 
@@ -84,8 +84,8 @@ def test_record_a_live_deploy_and_compare_it_with_the_double(tmp_path: Any) -> N
     """Records the REST and SQL traffic of a live first deploy (into SNOWPIPE_TRAFFIC_DIR if set, to keep), then
     makes the same deploy against the offline account: any departure of the double is listed."""
     from pytest_snowpipe.engines.connection import create_session, load_connection
+    from pytest_snowpipe.release import DeployOptions
     from pytest_snowpipe.taskgraph.compile import CompileOptions
-    from pytest_snowpipe.taskgraph.deploy import DeployOptions
 
     name = os.environ.get("SNOWFLAKE_CONNECTION_NAME", "default")
     params = load_connection(name)

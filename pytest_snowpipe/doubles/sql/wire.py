@@ -31,7 +31,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from pytest_snowpipe.engines.fakesnow_adapter import DUCKDB_LOCK
+from pytest_snowpipe.doubles.sql.fakesnow_adapter import DUCKDB_LOCK
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -10,7 +10,7 @@ from snowflake.core.task.context import TaskContext
 from snowflake.core.task.dagv1 import DAG, DAGTask, DAGTaskBranch
 from snowflake.snowpark import Session
 
-from pytest_snowpipe.taskgraph.emulator import (
+from pytest_snowpipe.doubles.emulator import (
     FAILED,
     NOT_EXECUTED,
     SKIPPED,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pytest_snowpipe.engines import embedded
+from pytest_snowpipe.doubles.sql import embedded
 
 LOGIN = textwrap.dedent('''
     import json, sys

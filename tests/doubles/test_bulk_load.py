@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pytest_snowpipe.engines.bulk_load import BulkLoadError, connector_write_pandas
+from pytest_snowpipe.doubles.sql.bulk_load import BulkLoadError, connector_write_pandas
 
 _names = itertools.count()
 

@@ -28,10 +28,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from pytest_snowpipe.doubles.emulator import TaskFailed, record_output
+from pytest_snowpipe.doubles.environment import Environment, owners, resolve
+from pytest_snowpipe.doubles.shipped import ShippedGraph, ShippedTask
 from pytest_snowpipe.errors import SnowpipeError
-from pytest_snowpipe.taskgraph.emulator import TaskFailed, record_output
-from pytest_snowpipe.taskgraph.environment import Environment, owners, resolve
-from pytest_snowpipe.taskgraph.shipped import ShippedGraph, ShippedTask
 
 WORKER = Path(__file__).with_name("sandbox_worker.py")
 _LOG_TAIL = 3000
@@ -196,7 +196,7 @@ class Sandbox:
     @staticmethod
     def _answer(proxy: Any, message: tuple[Any, ...]) -> tuple[bool, Any]:
         """A procedure's system call, answered by the emulator's task session: (ok, value or error)."""
-        from pytest_snowpipe.taskgraph.emulator import _TaskFailure
+        from pytest_snowpipe.doubles.emulator import _TaskFailure
 
         try:
             if message[0] == "call":

@@ -17,11 +17,10 @@ from importlib import metadata
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from pytest_snowpipe.taskgraph.packages import SAME_MODULE_BUILDS
+
 # Snowflake's Python runtime adds these to every procedure (Snowpark adds itself to PACKAGES).
 ALWAYS = ("snowflake-snowpark-python",)
-# Builds sold under another distribution name that install the same module: Snowflake's channel
-# knows them by the main name (``xgboost-cpu`` installs ``xgboost``, without the CUDA libraries).
-SAME_MODULE_BUILDS = {"xgboost-cpu": "xgboost"}
 
 
 @dataclass(frozen=True)
@@ -130,4 +129,4 @@ def owners() -> dict[str, str]:
     return {k: ", ".join(dict.fromkeys(SAME_MODULE_BUILDS.get(canonicalize_name(d), d) for d in v)) for k, v in found}
 
 
-__all__ = ["ALWAYS", "SAME_MODULE_BUILDS", "Environment", "owners", "resolve", "site_dirs"]
+__all__ = ["ALWAYS", "Environment", "owners", "resolve", "site_dirs"]

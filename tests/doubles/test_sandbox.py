@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from conftest import PURE_STAGES
-from pytest_snowpipe.engines.embedded import engine
-from pytest_snowpipe.taskgraph.emulator import FAILED, SUCCEEDED, RunRecord, emulate
-from pytest_snowpipe.taskgraph.environment import resolve
-from pytest_snowpipe.taskgraph.sandbox import Sandbox
-from pytest_snowpipe.taskgraph.shipped import ShipError, ShippedGraph, ShippedTask, parse_definition, ship
+from pytest_snowpipe.doubles.emulator import FAILED, SUCCEEDED, RunRecord, emulate
+from pytest_snowpipe.doubles.environment import resolve
+from pytest_snowpipe.doubles.sandbox import Sandbox
+from pytest_snowpipe.doubles.shipped import ShipError, ShippedGraph, ShippedTask, parse_definition, ship
+from pytest_snowpipe.doubles.sql.embedded import engine
 
 
 def xgboost_version() -> str:

@@ -1,4 +1,4 @@
-"""The array-bound INSERT fast path of ``engines/wire.py``: numeric placeholders keep their binding
+"""The array-bound INSERT fast path of ``doubles/sql/wire.py``: numeric placeholders keep their binding
 order, and the per-batch Arrow table is unregistered once the statement ran (issue 27)."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def session(embedded_session: Any) -> Any:
 def _batch_views() -> list[str]:
     import fakesnow.server as fs_server
 
-    from pytest_snowpipe.engines.fakesnow_adapter import DUCKDB_LOCK
+    from pytest_snowpipe.doubles.sql.fakesnow_adapter import DUCKDB_LOCK
 
     names: set[str] = set()
     with DUCKDB_LOCK:
@@ -41,7 +41,7 @@ def test_numeric_placeholders_bind_in_their_own_order(session: Any, monkeypatch:
 
 
 def test_the_batch_table_is_unregistered_after_the_insert(session: Any) -> None:
-    from pytest_snowpipe.engines import wire
+    from pytest_snowpipe.doubles.sql import wire
 
     registered: list[str] = []
     original = wire._insert_select

@@ -51,7 +51,7 @@ def connector_write_pandas() -> Callable[..., Any]:
 
 
 def _is_embedded(conn: Any) -> bool:
-    from pytest_snowpipe.engines.embedded import is_embedded_connection
+    from pytest_snowpipe.doubles.sql.embedded import is_embedded_connection
 
     return is_embedded_connection(conn)
 

@@ -16,7 +16,7 @@ from snowflake.core.exceptions import ConflictError, ServerError
 from snowflake.core.task.dagv1 import DAG, DAGOperation, DAGTask, DAGTaskBranch
 from snowflake.snowpark import Session
 
-from pytest_snowpipe.taskgraph.offline_account import OfflineAccount, sequence
+from pytest_snowpipe.doubles.offline_account import OfflineAccount, sequence
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 

@@ -1,10 +1,10 @@
-"""``taskgraph/environment.py``: the files a task's declared packages give it (issue 27, mutants)."""
+"""``doubles/environment.py``: the files a task's declared packages give it (issue 27, mutants)."""
 from __future__ import annotations
 
 import pytest
 from packaging.requirements import Requirement
 
-from pytest_snowpipe.taskgraph.environment import _closure
+from pytest_snowpipe.doubles.environment import _closure
 
 
 @pytest.mark.parametrize(

@@ -22,9 +22,9 @@ import pandas as pd
 import pytest
 import sqlglot
 
-from pytest_snowpipe.engines import embedded
-from pytest_snowpipe.engines import fakesnow_adapter as duckdb_gaps
-from pytest_snowpipe.engines.embedded import EmbeddedEngine
+from pytest_snowpipe.doubles.sql import embedded
+from pytest_snowpipe.doubles.sql import fakesnow_adapter as duckdb_gaps
+from pytest_snowpipe.doubles.sql.embedded import EmbeddedEngine
 
 HERE = Path(__file__).resolve().parent
 
@@ -96,7 +96,7 @@ def test_close_stops_thread_and_frees_port() -> None:
     out = _run(
         """
         import socket, threading
-        from pytest_snowpipe.engines.embedded import EmbeddedEngine
+        from pytest_snowpipe.doubles.sql.embedded import EmbeddedEngine
         eng = EmbeddedEngine()
         port = eng.port
         eng.close()
@@ -127,7 +127,7 @@ def test_gap_random_split_and_cache_result(session: Any) -> None:
 SPLIT_SCRIPT = """
 import hashlib, warnings
 warnings.filterwarnings("ignore")
-from pytest_snowpipe.engines.embedded import EmbeddedEngine
+from pytest_snowpipe.doubles.sql.embedded import EmbeddedEngine
 with EmbeddedEngine() as eng:
     s = eng.session()
     s.sql("create table L as select seq4() as ID, seq4() % 10 as X from table(generator(rowcount => 200000))").collect()
@@ -153,7 +153,7 @@ import hashlib, sys, warnings
 warnings.filterwarnings("ignore")
 import fakesnow.server
 from snowflake.snowpark import Window, functions as F
-from pytest_snowpipe.engines.embedded import EmbeddedEngine
+from pytest_snowpipe.doubles.sql.embedded import EmbeddedEngine
 threads, seed = int(sys.argv[1]), int(sys.argv[2])
 with EmbeddedEngine() as eng:
     s = eng.session()
@@ -455,7 +455,7 @@ def test_gap_union_all_of_parenthesised_selects_is_described(session: Any) -> No
 
 
 def test_wire_insert_select_keeps_placeholder_order() -> None:
-    from pytest_snowpipe.engines import wire
+    from pytest_snowpipe.doubles.sql import wire
 
     sql = wire._insert_select("INSERT INTO db.s.t (A, B, C) VALUES (?, PARSE_JSON(?), ?)", 3, "_b")
     assert sql == 'INSERT INTO db.s.t (A, B, C) SELECT "1", PARSE_JSON("2"), "3" FROM _b'
@@ -494,7 +494,7 @@ def _batch_rows(n: int) -> list[tuple[Any, ...]]:
 
 
 def test_wire_array_bound_insert_matches_row_by_row(session: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_snowpipe.engines import wire
+    from pytest_snowpipe.doubles.sql import wire
 
     rows = _batch_rows(120)
     marks = ", ".join("?" * 10)
@@ -549,7 +549,7 @@ _WIDE = """select seq4() as ID, uniform(0::float, 1::float, random(1)) as X, 'k'
 def test_wire_large_result_in_chunks_gives_the_same_frame(
     engine: EmbeddedEngine, session: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pytest_snowpipe.engines import wire
+    from pytest_snowpipe.doubles.sql import wire
 
     session.sql(f"create or replace table WIDE as {_WIDE.format(n=1_000_000)}").collect()
     store = engine._chunks
@@ -567,7 +567,7 @@ def test_wire_large_result_in_chunks_gives_the_same_frame(
 
 
 def test_wire_collect_of_many_chunks(engine: EmbeddedEngine, session: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_snowpipe.engines import wire
+    from pytest_snowpipe.doubles.sql import wire
 
     df = session.sql(_WIDE.format(n=20_000)).sort("ID")
     inline = df.collect()
@@ -581,7 +581,7 @@ def test_wire_collect_of_many_chunks(engine: EmbeddedEngine, session: Any, monke
 
 
 def test_wire_chunks_not_downloaded_are_dropped_at_logout(engine: EmbeddedEngine, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_snowpipe.engines import wire
+    from pytest_snowpipe.doubles.sql import wire
 
     monkeypatch.setattr(wire, "INLINE_BYTES", 16 << 10)
     other = engine.session()

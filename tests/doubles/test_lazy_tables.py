@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from pytest_snowpipe.engines import lazy_tables
+from pytest_snowpipe.doubles.sql import lazy_tables
 from pytest_snowpipe.local.cache_store import StageCache
 
 

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from pytest_snowpipe.doubles.offline_account import Call, bind_params
 from pytest_snowpipe.redact import Redactor
-from pytest_snowpipe.taskgraph.offline_account import Call, bind_params
 
 _API = "/api/v2/"
 

@@ -2,7 +2,7 @@
 
 A rehearsal must run what Snowflake would run, not the Python objects it was made from. So the
 compiled DAG is deployed, through snowflake.core's real ``DAGOperation`` and Snowpark's real
-procedure registration, to an :class:`~pytest_snowpipe.taskgraph.offline_account.OfflineAccount`
+procedure registration, to an :class:`~pytest_snowpipe.doubles.offline_account.OfflineAccount`
 (the same double the deploy tests use); what the account then holds is read back: each task's
 stored-procedure definition (handler code with its pickled function, ``HANDLER``,
 ``PACKAGES``, ``IMPORTS``, ``RUNTIME_VERSION``) and every stage file those definitions import.
@@ -161,8 +161,8 @@ def ship(dag: Any, stage_location: str, into: Path, database: str | None = None,
     from snowflake.core import CreateMode, Root
     from snowflake.core.task.dagv1 import DAGOperation
 
+    from pytest_snowpipe.doubles.offline_account import OfflineAccount
     from pytest_snowpipe.taskgraph.ml_job_task import bound, job_tasks
-    from pytest_snowpipe.taskgraph.offline_account import OfflineAccount
 
     t0 = time.perf_counter()
     parts = stage_location.lstrip("@").split("/", 1)[0].split(".")

@@ -61,8 +61,8 @@ import snowflake.connector.errors
 import sqlglot
 from sqlglot import Expr, exp
 
-from pytest_snowpipe.engines import lazy_tables
-from pytest_snowpipe.engines.bulk_load import copy_quoted_columns
+from pytest_snowpipe.doubles.sql import lazy_tables
+from pytest_snowpipe.doubles.sql.bulk_load import copy_quoted_columns
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -54,9 +54,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from pytest_snowpipe.doubles.sandbox_worker import TaskTextStream
 from pytest_snowpipe.errors import SnowpipeError
 from pytest_snowpipe.taskgraph.artifacts import RETURN_VALUE_LIMIT_BYTES
-from pytest_snowpipe.taskgraph.sandbox_worker import TaskTextStream
 
 if TYPE_CHECKING:  # pragma: no cover
     from snowflake.core.task.context import TaskContext
@@ -592,7 +592,7 @@ def emulate(
     ``runners`` maps a task name (as written in the DAG) to ``fn(session, ctx) -> str | None``
     used instead of the task's definition, for tasks the emulator cannot run itself (SQL, ML Jobs).
     ``executor(task, session)`` runs a Python task's body somewhere else (the rehearsal's sandbox,
-    :mod:`pytest_snowpipe.taskgraph.sandbox`); ``session`` answers the task's system functions.
+    :mod:`pytest_snowpipe.doubles.sandbox`); ``session`` answers the task's system functions.
     Raises EmulatorError only for problems with the graph as a whole; task failures are recorded.
     """
     from snowflake.core._internal.utils import normalize_name

@@ -60,7 +60,7 @@ def test_snowpipe_session_is_on_the_embedded_engine(pytester: pytest.Pytester):
         '''
 def test_session(snowpipe_session):
     from snowflake.snowpark.context import get_active_session
-    from pytest_snowpipe.engines.embedded import is_embedded_session
+    from pytest_snowpipe.doubles.sql.embedded import is_embedded_session
     assert is_embedded_session(snowpipe_session)
     assert get_active_session() is snowpipe_session
     assert snowpipe_session.create_dataframe([(1,)], schema=["A"]).collect()[0][0] == 1
@@ -78,7 +78,7 @@ def test_no_engine_outlives_pytest(pytester: pytest.Pytester):
 import json, pathlib
 
 def test_session(snowpipe_session):
-    from pytest_snowpipe.engines.embedded import running_engine
+    from pytest_snowpipe.doubles.sql.embedded import running_engine
     pathlib.Path("port.json").write_text(json.dumps(running_engine().port))
 '''
     )
@@ -95,7 +95,7 @@ def test_one_session_serves_concurrent_threads_each_its_own_results(embedded_ses
     import io
     import threading
 
-    from pytest_snowpipe.engines.embedded import FILE_TRANSFER_LOCK, ensure_stage
+    from pytest_snowpipe.doubles.sql.embedded import FILE_TRANSFER_LOCK, ensure_stage
 
     assert embedded_session._conn._thread_safe_session_enabled
     ensure_stage(embedded_session, "@SNOWPIPE_THREADS_ST")

@@ -1,0 +1,291 @@
+"""``--snowpipe-deploy``: print the plan, rehearse on the doubles, or rehearse then ship to Snowflake.
+
+What is rehearsed is what ships: the rehearsal deploys the very DAG object to an offline account and
+runs each task's procedure as registered there, in the environment Snowflake gives it
+(:mod:`pytest_snowpipe.doubles`). Only then does :mod:`pytest_snowpipe.taskgraph.deploy` change the
+account. This module sits above both, so neither the doubles nor what ships imports the other's way.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_snowpipe.engines.connection import create_session
+from pytest_snowpipe.engines.tempdirs import owned_temporary_directory
+from pytest_snowpipe.pipeline.graph import PipelineGraph
+from pytest_snowpipe.taskgraph import deploy as account
+from pytest_snowpipe.taskgraph.channel import ChannelError, from_snapshot, write_snapshot
+from pytest_snowpipe.taskgraph.compile import (
+    CompiledPipeline,
+    CompileOptions,
+    compile_graph,
+    pickle_by_value,
+    qualify_stage,
+)
+from pytest_snowpipe.taskgraph.deploy import DeployError, DeployUsageError
+
+if TYPE_CHECKING:
+    from pytest_snowpipe.settings import Settings
+
+TARGETS = ("local", "snowflake")
+@dataclass(frozen=True)
+class DeployOptions:
+    """What to compile and how to run it; ``config_overrides`` is EXECUTE TASK ... USING CONFIG."""
+
+    compile: CompileOptions = field(default_factory=CompileOptions)
+    config_overrides: Mapping[str, Any] = field(default_factory=dict)
+    poll_initial_s: float = 2.0
+    poll_max_s: float = 60.0
+    poll_timeout_s: float = 3600.0
+    verbose: bool = False  # -v: the emulator's table shows whole return values
+    sandbox: bool = True  # rehearse the shipped procedures in their own environment (False: in this process)
+
+
+def execute(
+    graph: PipelineGraph,
+    opts: DeployOptions,
+    *,
+    target: str = "local",
+    dry_run: bool = False,
+    run_once: bool = False,
+    undeploy: bool = False,
+    write_packages_snapshot: str | Path | None = None,
+    session_factory: Callable[[], Any] | None = None,
+    write: Callable[[str], Any] = print,
+    operation_factory: Callable[[Any, str, str], Any] | None = None,
+    sleep: Callable[[float], Any] = time.sleep,
+    on_record: Callable[[Any, list[str]], Any] | None = None,
+) -> int:
+    """Do what ``--snowpipe-deploy`` asks; return the exit code (0 = success).
+
+    Raises :class:`DeployUsageError` (a ValueError) for impossible requests and
+    :class:`~pytest_snowpipe.taskgraph.compile.CompileError` when the graph cannot ship.
+    """
+    if target not in TARGETS:
+        raise DeployUsageError(f"--snowpipe-target {target!r} is not valid. Valid targets: {', '.join(TARGETS)}")
+    copts = opts.compile
+    if write_packages_snapshot is not None:
+        session = account.connected(session_factory, "--snowpipe-write-packages-snapshot")
+        try:
+            rows = write_snapshot(session, write_packages_snapshot)
+        except ChannelError as exc:
+            write(str(exc))
+            return 1
+        write(f"wrote {rows} package versions of the account's Python channel to {write_packages_snapshot}; point ini "
+              f"snowpipe_packages_snapshot at it so that dry runs without a connection judge against your account")
+        return 0
+    if dry_run:
+        if session_factory is not None:  # with a connection, the plan is judged against the account itself
+            copts = account.against_account(copts, graph, session_factory())
+        compiled = compile_graph(graph, copts)
+        from pytest_snowpipe.taskgraph.plan import format_plan
+
+        write(format_plan(compiled))
+        for warning in compiled.warnings:
+            write(f"warning: {warning}")
+        write(f"dry run: nothing was deployed or run (packages checked against {compiled.channel})")
+        return 0
+    if target == "local":
+        try:
+            return _run_local(graph, copts, opts, write, on_record=on_record)[0]
+        except DeployError as exc:
+            write(str(exc))
+            return 1
+    if undeploy:
+        session = account.connected(session_factory, "--snowpipe-undeploy")
+        copts = account.located(copts, session)
+        op = account.operation(operation_factory, session, copts, write)
+        if op is None:
+            return 1
+        try:
+            return account.undeploy(op, copts, session, write)
+        except DeployError as exc:
+            write(str(exc))
+            return exc.exit_code
+
+    if run_once and copts.schedule is None:
+        raise DeployUsageError(
+            "--snowpipe-run deploys and executes a scheduled Task Graph: give --schedule (e.g. 30m, 1d or a cron)"
+        )
+    if session_factory is None:
+        account.connected(session_factory, "deploying to Snowflake")  # the first thing a user is missing: say so first
+    alerts = [g.name for g in graph.gates if "alert" in (g.spec.on_pass, g.spec.on_fail)]
+    if alerts and not copts.notification_integration:
+        raise DeployUsageError(
+            f"gate(s) {', '.join(alerts)} alert, which in Snowflake needs a notification integration: "
+            "set ini snowpipe_notification_integration = <integration name> (an e-mail or webhook notification "
+            "integration the deploying role may USE)"
+        )
+    session = account.connected(session_factory, "deploying to Snowflake")
+    try:
+        copts = account.against_account(copts, graph, session)
+    except ChannelError as exc:
+        write(str(exc))
+        return 1
+    compiled = compile_graph(graph, copts)
+    try:
+        account.check_pools(session, compiled)
+    except DeployError as exc:
+        write(str(exc))
+        return 1
+
+    try:
+        code, record = _run_local(graph, copts, opts, write, rehearsal=True, on_record=on_record)
+    except DeployError as exc:
+        write(f"{exc}; nothing was deployed")
+        return 1
+    for warning in compiled.warnings:  # e.g. a version Snowflake lacks: what ships differs from what was rehearsed
+        write(f"warning: {warning}")
+    if code != 0:
+        why = (f"first error: {record.first_error_task_name}" if record.first_error_task_name
+               else "a quality gate took its on_fail branch")
+        write(f"rehearsal on the emulator FAILED ({why}); nothing was deployed")
+        return 1
+
+    op = account.operation(operation_factory, session, copts, write)
+    if op is None:
+        return 1
+    try:
+        removed = account.deploy(op, compiled, graph, session, write)
+    except DeployError as exc:
+        write(str(exc))
+        return exc.exit_code
+    write(f"deployed Task Graph {compiled.dag.name} to {copts.database}.{copts.schema} ({len(compiled.dag.tasks) + 1} tasks)"
+          + (f"; removed {len(removed)} superseded stage file(s)" if removed else ""))
+    if not run_once:
+        return 0
+    return account.run_and_wait(op, compiled, session, write, sleep, initial_s=opts.poll_initial_s,
+                                max_s=opts.poll_max_s, timeout_s=opts.poll_timeout_s)
+
+
+def failed_gates(compiled: CompiledPipeline, record: Any) -> list[str]:
+    """The gates whose branch took its ``on_fail`` side: every task SUCCEEDED, the quality gate did not."""
+    from pytest_snowpipe.doubles.emulator import SUCCEEDED
+    from pytest_snowpipe.taskgraph.compile import KIND_BRANCH
+
+    out = []
+    for name, kind in compiled.kinds.items():
+        spec = compiled.bodies[name]
+        run = record.tasks.get(name)
+        if kind == KIND_BRANCH and run is not None and run.state == SUCCEEDED and spec.on_fail != spec.on_pass \
+                and run.return_value == spec.on_fail:
+            out.append(spec.name)
+    return out
+
+
+def _run_local(
+    graph: PipelineGraph, copts: CompileOptions, opts: DeployOptions, write: Callable[[str], Any],
+    rehearsal: bool = False, on_record: Callable[[Any, list[str]], Any] | None = None,
+) -> tuple[int, Any]:
+    """Compile and run once on the emulator, always with a throwaway registry (the user's is never touched).
+
+    Exit 0 only when the graph run SUCCEEDED and no gate took its on_fail branch: the verdict is the gate's.
+    What runs is what ships: the graph is deployed to an offline account and each task's procedure, as
+    registered there, runs in a sandbox interpreter holding only what Snowflake would give it
+    (:mod:`pytest_snowpipe.doubles.sandbox`); ``opts.sandbox=False`` runs the task functions in this process.
+    """
+    from pytest_snowpipe.doubles.emulator import SUCCEEDED, emulate
+    from pytest_snowpipe.doubles.sql.embedded import create_embedded_session, engine
+
+    t0 = time.perf_counter()
+    with owned_temporary_directory("snowpipe-rehearsal-") as tmp:  # its owner's pid: swept if pytest dies
+        copts = dataclasses.replace(copts, registry_path=tmp, check_pickle=not rehearsal and copts.check_pickle)
+        compiled = compile_graph(graph, copts)
+        session = create_embedded_session()
+        try:
+            with contextlib.ExitStack() as stack:
+                sandbox = None
+                if opts.sandbox:
+                    sandbox = stack.enter_context(_sandbox(compiled, engine().connection_params(), Path(tmp)))
+                record = emulate(
+                    compiled.dag, session=session, config_overrides=dict(opts.config_overrides),
+                    executor=sandbox.run if sandbox is not None else None,
+                )
+        finally:
+            session.close()
+    failed = failed_gates(compiled, record)
+    where = "in this process"
+    if sandbox is not None:
+        where = (f"in the shipped environment: offline deploy {sandbox.shipped.ship_s:.1f}s, "
+                 f"{len(sandbox.interpreters)} sandbox interpreter(s) ready in {sandbox.start_s:.1f}s")
+    write(("rehearsal: " if rehearsal else "") + record.format(width=None if opts.verbose else 40)
+          + f"\n(ran {where}; {time.perf_counter() - t0:.1f}s in all, compile included)")
+    for name in failed:
+        spec = next(b for b in compiled.bodies.values() if getattr(b, "name", None) == name and hasattr(b, "on_fail"))
+        write(f"quality gate {name} FAILED: its branch took on_fail ({spec.on_fail}); exit 1")
+    if on_record is not None:
+        on_record(record, failed)
+    return (0 if record.state == SUCCEEDED and not failed else 1), record
+
+
+@contextlib.contextmanager
+def _sandbox(compiled: CompiledPipeline, engine: dict[str, Any], workdir: Path) -> Iterator[Any]:
+    """Ship ``compiled`` to an offline account and open the sandbox its procedures run in."""
+    from pytest_snowpipe.doubles.sandbox import Sandbox, SandboxError
+    from pytest_snowpipe.doubles.shipped import ShipError, ship
+
+    copts = compiled.options
+    try:
+        with pickle_by_value(compiled.graph):  # as around the real deploy
+            shipped = ship(compiled.dag, copts.stage_location, workdir / "imports", copts.database, copts.schema)
+        with Sandbox(shipped, engine, workdir) as sandbox:
+            yield sandbox
+    except (ShipError, SandboxError) as exc:
+        raise DeployError(f"the rehearsal could not run the shipped graph: {exc}") from None
+
+
+def run_deploy(
+    graph: PipelineGraph, settings: Settings, write: Callable[[str], Any], *,
+    artifact_location: Callable[[Any], str | None] | None = None,
+    adjust_task: Callable[[Any, str, Any], Any] | None = None,
+    verbose: bool = False,
+    on_record: Callable[[Any, list[str]], Any] | None = None,
+) -> int:
+    """Run the deploy command the settings ask for; returns the exit code.
+
+    ``artifact_location`` (of a stage; of ``None``: the graph's stage) and ``adjust_task`` are the plugin's hooks
+    ``pytest_snowpipe_artifact_location`` and ``pytest_snowpipe_compile_task``. A request that cannot
+    work raises a :class:`~pytest_snowpipe.errors.SnowpipeUsageError` (shown as pytest's usage error).
+    """
+    dep = settings.deploy
+    assert dep is not None
+    stage_location = (artifact_location(None) if artifact_location is not None else None) or dep.stage_location
+    copts = CompileOptions(
+        dag_name=dep.dag_name,
+        schedule=dep.schedule,
+        config=dict(settings.config),
+        warehouse=dep.warehouse,
+        stage_location=qualify_stage(stage_location, dep.database, dep.schema),
+        database=dep.database,
+        schema=dep.schema,
+        packages=tuple(dep.packages),
+        channel=from_snapshot(dep.packages_snapshot),
+        notification_integration=dep.notification_integration,
+        registry_path=str(settings.registry),
+        artifact_location=artifact_location,
+        adjust_task=adjust_task,
+    )
+    session_factory = None
+    if settings.connection:
+        connection = settings.connection
+        session_factory = lambda: create_session(connection)  # noqa: E731
+    return execute(
+        graph,
+        DeployOptions(compile=copts, verbose=verbose),
+        target=dep.target,
+        dry_run=dep.dry_run,
+        run_once=dep.run_once,
+        undeploy=dep.undeploy,
+        write_packages_snapshot=dep.write_packages_snapshot,
+        session_factory=session_factory,
+        write=write,
+        on_record=on_record,
+    )
+
+
+__all__ = ["TARGETS", "DeployError", "DeployOptions", "DeployUsageError", "execute", "failed_gates", "run_deploy"]
