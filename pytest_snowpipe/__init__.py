@@ -17,7 +17,8 @@ _EXPORTS: dict[str, str] = {
     "PipelineGraph": "pytest_snowpipe.pipeline.graph",
     "Stage": "pytest_snowpipe.pipeline.graph",
     "Gate": "pytest_snowpipe.pipeline.graph",
-    "ActionContext": "pytest_snowpipe.local.actions",
+    "ActionContext": "pytest_snowpipe.actions.context",
+    "ActionOutcome": "pytest_snowpipe.actions.context",
     "SnowpipeError": "pytest_snowpipe.errors",
     "Contract": "pytest_snowpipe.contracts",
     "column": "pytest_snowpipe.contracts",
@@ -63,11 +64,12 @@ __all__ = [  # noqa: RUF022 - grouped by topic, like _EXPORTS
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - the names the lazy __getattr__ resolves, for type checkers
+    from pytest_snowpipe.actions.context import ActionContext as ActionContext
+    from pytest_snowpipe.actions.context import ActionOutcome as ActionOutcome
     from pytest_snowpipe.contracts import Contract as Contract
     from pytest_snowpipe.contracts import ContractViolation as ContractViolation
     from pytest_snowpipe.contracts import column as column
     from pytest_snowpipe.errors import SnowpipeError as SnowpipeError
-    from pytest_snowpipe.local.actions import ActionContext as ActionContext
     from pytest_snowpipe.local.cache_store import SnowpipeCacheWarning as SnowpipeCacheWarning
     from pytest_snowpipe.notebook import NotCached as NotCached
     from pytest_snowpipe.notebook import load as load

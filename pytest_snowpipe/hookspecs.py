@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_snowpipe.local.actions import ActionContext, ActionOutcome
+    from pytest_snowpipe.actions.context import ActionContext, ActionOutcome
     from pytest_snowpipe.pipeline.graph import Gate, PipelineGraph, Stage
     from pytest_snowpipe.registry.local import ModelVersion
 

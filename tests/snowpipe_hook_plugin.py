@@ -42,7 +42,7 @@ def pytest_snowpipe_artifact_location(stage: Any, config: pytest.Config) -> str 
 def pytest_snowpipe_alert(ctx: Any, text: str) -> Any:
     if not os.environ.get("HOOKTEST_PAGER"):
         return None
-    from pytest_snowpipe.local.actions import ActionOutcome
+    from pytest_snowpipe import ActionOutcome
 
     _log("alert", gate=ctx.gate.name, verdict=ctx.verdict, text=text)
     return ActionOutcome("alert", f"paged on-call: {ctx.gate.name} {ctx.verdict}")

@@ -533,8 +533,8 @@ def test_wrong_change_webhook_error_that_contains_the_url_is_scrubbed(monkeypatc
     import urllib.error
     import urllib.request
 
+    from pytest_snowpipe.actions.alert import _post_webhook
     from pytest_snowpipe.errors import ActionError
-    from pytest_snowpipe.local.actions import _post_webhook
 
     url = "https://hooks.example.com/services/T000/B000/very-secret-path"
 

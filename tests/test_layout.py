@@ -18,20 +18,23 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "engines": 1,
     "doubles.sql": 1,  # the embedded SQL engine: every local run's default session stands on it
+    "actions.table": 1,  # what each built-in action needs: read by the gate marker's check
     "redact": 1,
     "pipeline": 2,
     "contracts": 2,
     "registry": 3,
-    "local": 4,
-    "taskgraph": 5,  # what ships
-    "doubles": 6,  # what stands in for the account a deploy talks to: it reads what taskgraph/ compiles
-    "release": 7,  # rehearse on the doubles, then deploy: above both
-    "reports": 7,
-    "settings": 8,
-    "hookspecs": 8,
-    "plugin": 9,
-    "notebook": 9,  # sp.load: runs a pytest session's start in-process, like the plugin
-    "__init__": 9,
+    "actions": 4,  # promote and alert, written once over the registry interface
+    "local": 5,
+    "taskgraph": 6,  # what ships
+    "doubles": 7,  # what stands in for the account a deploy talks to: it reads what taskgraph/ compiles
+    "release": 8,  # rehearse on the doubles, then deploy: above both
+    "reports": 8,
+    "settings": 9,
+    "hookspecs": 9,
+    "run_state": 10,  # the run's state and the hooks that read it
+    "plugin": 11,
+    "notebook": 11,  # sp.load: runs a pytest session's start in-process, like the plugin
+    "__init__": 11,
 }
 
 

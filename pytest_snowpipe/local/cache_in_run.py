@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_snowpipe.actions.table import builtins_of
 from pytest_snowpipe.local.cache_store import (
     MANIFEST,
     CorruptEntry,
@@ -335,7 +336,7 @@ def promoted_sources(graph: PipelineGraph) -> frozenset[str]:
     go into the registry, so the cache keeps them."""
     names: set[str] = set()
     for gate in graph.gates:
-        if "promote" in (gate.spec.on_pass, gate.spec.on_fail):
+        if any(a.records_sources for a in builtins_of(gate.spec.on_pass, gate.spec.on_fail)):
             names.update(s.name for s in graph.stages if not s.predecessors and s.name in gate.upstream)
     return frozenset(names)
 

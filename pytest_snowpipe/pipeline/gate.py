@@ -11,9 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_snowpipe.actions.table import NAMES, builtin
 from pytest_snowpipe.errors import SnowpipeError
-
-BUILTIN_ACTIONS = ("promote", "alert")
 
 MARKER_NAME = "snowpipe_gate"
 MARKER_HELP = (
@@ -93,15 +92,15 @@ def _check_action(gate: str, side: str, action: ActionRef) -> None:
     if action is None or callable(action):
         return
     if isinstance(action, str):
-        if action not in BUILTIN_ACTIONS:
+        if builtin(action) is None:
             raise GateSpecError(
                 f"gate {gate!r}: {side}={action!r} is not an action. Valid actions: "
-                f"{', '.join(repr(a) for a in BUILTIN_ACTIONS)}, or a function taking an ActionContext."
+                f"{', '.join(repr(a) for a in NAMES)}, or a function taking an ActionContext."
             )
         return
     raise GateSpecError(
         f"gate {gate!r}: {side}={action!r} is neither an action name nor a function; use "
-        f"{' or '.join(repr(a) for a in BUILTIN_ACTIONS)} or a function taking an ActionContext."
+        f"{' or '.join(repr(a) for a in NAMES)} or a function taking an ActionContext."
     )
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from pytest_snowpipe.actions.table import builtins_of
 from pytest_snowpipe.errors import GraphError
 from pytest_snowpipe.pipeline.codedeps import stage_dependencies
 from pytest_snowpipe.pipeline.gate import (
@@ -607,9 +608,10 @@ def _resolve_roles(
             model = remote[0]
         elif len(named) == 1:
             model = named[0]
-    if "promote" in (spec.on_pass, spec.on_fail) and model is None:
+    needing = [a.name for a in builtins_of(spec.on_pass, spec.on_fail) if a.needs_model]
+    if needing and model is None:
         collector.error(
-            f"gate {gate!r} promotes, but no upstream stage is known to hold the model: name it "
+            f"gate {gate!r} {needing[0]}s, but no upstream stage is known to hold the model: name it "
             "with @pytest.mark.snowpipe_gate(..., model='<fixture name>')."
         )
     metrics: str | None = None

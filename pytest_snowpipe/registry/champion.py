@@ -370,39 +370,34 @@ def read_local_champion(registry_root: str | Path, model_name: str) -> Champion 
 
 
 def read_snowflake_champion(session: Any, model_name: str) -> Champion | None:
-    """The default version of ``model_name`` in the Snowflake Model Registry of the session's schema.
+    """The CHAMPION of ``model_name`` in the Snowflake Model Registry of the session's schema.
 
-    ``Registry(session).get_model(name)`` raises ValueError when the model does not exist
-    (the first run: None); ``.default`` is the default ModelVersion and ``show_metrics()`` the
-    metrics it was logged with. Any other failure is a ChampionError naming the registry.
+    Read through the one registry interface (:class:`~pytest_snowpipe.registry.snowflake.SnowflakeRegistry`):
+    the version the CHAMPION alias names, else the default version; None before the first promote.
+    Any other failure is a ChampionError naming the registry.
     """
-    from snowflake.ml.registry import Registry
+    from pytest_snowpipe.registry.snowflake import SnowflakeRegistry
 
     try:
-        registry = Registry(session=session)
-        location = f"snowflake://{registry.location}"
+        registry = SnowflakeRegistry(session)
+        location = registry.location
     except Exception as exc:
         raise ChampionError(
             f"the champion of {model_name!r} cannot be read: the Snowflake Model Registry of the "
             f"session's database and schema is unreachable ({type(exc).__name__}: {exc})"
         ) from None
     try:
-        model = registry.get_model(model_name)
-    except ValueError:
-        return None
-    except Exception as exc:
-        raise ChampionError(f"the champion of {model_name!r} cannot be read from {location}: {type(exc).__name__}: {exc}") from None
-    try:
-        default = model.default
-        metrics = dict(default.show_metrics() or {})
-        version = str(default.version_name)
+        version = registry.default(model_name)
     except Exception as exc:
         raise ChampionError(
-            f"the champion of {model_name!r} cannot be read from {location}: its default version or "
+            f"the champion of {model_name!r} cannot be read from {location}: its champion version or "
             f"metrics are unavailable ({type(exc).__name__}: {exc})"
         ) from None
-    return Champion(model_name=model_name, version=version, metrics=metrics,
-                    promoted_at=_created_on(model, version), location=location)
+    if version is None:
+        return None
+    promoted_at = version.created_at or _created_on(registry.registry.get_model(model_name), version.version)
+    return Champion(model_name=model_name, version=version.version, metrics=dict(version.metrics),
+                    promoted_at=promoted_at, location=location)
 
 
 def _created_on(model: Any, version: str) -> str:

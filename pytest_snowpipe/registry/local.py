@@ -116,6 +116,11 @@ def _write_atomic(path: Path, data: bytes) -> None:
 class LocalRegistry:
     """A model registry in a folder; see the module docstring for its guarantees."""
 
+    @property
+    def location(self) -> str:
+        """The registry's folder, for messages and reports."""
+        return str(self.root)
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
 
@@ -257,12 +262,20 @@ class LocalRegistry:
         fingerprints: Mapping[str, Any] | None = None,
         extra: Mapping[str, Any] | None = None,
         version: str | None = None,
+        log_model: Mapping[str, Any] | None = None,
     ) -> ModelVersion:
         """Log ``model`` as a new version and make it the default, atomically.
 
         ``version`` names the version (e.g. ``v20260101_060000``); by default the next ``vNNNN``.
         A name that exists already is a RegistryError (versions are never overwritten).
+        ``log_model``: the gate's Snowflake ``log_model`` options; a file keeps what is meaningful in
+        it (the sample input's signature, the rest as given) under ``extra.log_model``.
         """
+        if log_model:
+            stored = {k: v for k, v in log_model.items() if k != "sample_input_data"}
+            if "sample_input_data" in log_model:
+                stored["sample_input_data"] = _sample_summary(log_model["sample_input_data"])
+            extra = {**(extra or {}), "log_model": stored}
         import cloudpickle
 
         model_dir = self._model_dir(model_name)
@@ -451,6 +464,25 @@ def _remove_tree(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _sample_summary(value: Any) -> dict[str, Any]:
+    """What the folder registry keeps of a sample input: its columns and types (a signature), not rows."""
+    from pytest_snowpipe.pipeline.frames import describe
+
+    columns = getattr(value, "columns", None)
+    dtypes = getattr(value, "dtypes", None)
+    summary: dict[str, Any] = {"kind": " ".join(describe(value))}
+    if columns is not None:
+        summary["columns"] = [str(c) for c in columns]
+    if dtypes is not None:
+        try:
+            summary["dtypes"] = {str(k): str(v) for k, v in dict(dtypes).items()} if hasattr(dtypes, "items") else [
+                [str(k), str(v)] for k, v in dtypes
+            ]
+        except (TypeError, ValueError):
+            pass
+    return summary
 
 
 def jsonable(value: Any) -> Any:

@@ -1,15 +1,27 @@
-"""Housekeeping on the Snowflake Model Registry (``snowflake.ml.registry.Registry``).
+"""Snowflake's Model Registry (``snowflake.ml.registry.Registry``) behind the one registry interface.
 
-The same ``prune(model_name, keep)`` as the local registry: keep the ``keep`` newest versions
-(by ``created_on``), never the default, delete the rest with ``Model.delete_version``. Used
-by ``snowpipe_registry`` inside a deployed task (a yield fixture's teardown: the seed's
-``clean_up``). ``registry`` replaces the snowflake.ml Registry in tests.
+The champion is the version the ``CHAMPION`` alias names (``ALTER MODEL m VERSION v SET ALIAS =
+CHAMPION``), read with ``Model.version("CHAMPION")``; a model promoted before aliases were set falls
+back to its default version. A promote logs the version with its metrics (``log_model``), records
+what the folder registry keeps in ``meta.json`` (fingerprints, lineage, the previous champion) as
+the version's ``snowpipe`` metric, then makes it the default and moves the alias. A failure after
+``log_model`` deletes the new version and puts the alias and default back: the registry is as it
+was. ``rollback`` moves the alias and the default back to the previous champion and records who,
+when and why on the demoted version. ``registry`` replaces the snowflake.ml Registry in tests.
 """
 from __future__ import annotations
 
+import datetime as _dt
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from pytest_snowpipe.errors import RegistryError
+from pytest_snowpipe.errors import RegistryError, first_line
+from pytest_snowpipe.registry.local import CHAMPION, ModelVersion, _user, jsonable
+from pytest_snowpipe.registry.protocol import promoted_with
+
+RECORD = "snowpipe"  # the metric holding what a promote records besides the user's metrics
+ROLLED_BACK = "snowpipe_rolled_back"
 
 
 class SnowflakeRegistry:
@@ -24,27 +36,197 @@ class SnowflakeRegistry:
             registry = Registry(session=session, database_name=database, schema_name=schema)
         self.registry = registry
 
+    @property
+    def location(self) -> str:
+        return f"snowflake://{getattr(self.registry, 'location', '?')}"
+
+    # ------------------------------------------------------------------ reading
+
+    def _model(self, model_name: str) -> Any | None:
+        try:
+            return self.registry.get_model(model_name)
+        except ValueError:  # snowflake.ml: the model does not exist (before the first promote)
+            return None
+
+    def _champion_of(self, model: Any) -> Any | None:
+        """The version the CHAMPION alias names (marked ``aliased``), else the default version."""
+        try:
+            mv = model.version(CHAMPION)
+        except ValueError:  # no alias yet (promoted before aliases, or by hand): the default version
+            try:
+                mv = model.default
+            except Exception:
+                return None
+            _mark(mv, aliased=False)
+            return mv
+        _mark(mv, aliased=True)
+        return mv
+
+    def _version(self, model_name: str, mv: Any) -> ModelVersion:
+        metrics = dict(mv.show_metrics() or {})
+        record = metrics.pop(RECORD, None)
+        metrics.pop(ROLLED_BACK, None)
+        record = record if isinstance(record, Mapping) else {}
+        return ModelVersion(
+            model_name=model_name, version=str(mv.version_name), path=Path(self.location),
+            metrics=metrics, config=record.get("config", {}), fingerprints=record.get("fingerprints", {}),
+            created_at=str(record.get("created_at", "")), extra=record.get("extra", {}),
+        )
+
+    def default(self, model_name: str) -> ModelVersion | None:
+        """The CHAMPION of ``model_name`` (its default version without the alias), or None."""
+        model = self._model(model_name)
+        mv = self._champion_of(model) if model is not None else None
+        return None if mv is None else self._version(model_name, mv)
+
+    def unchanged_default(
+        self, model_name: str, *, metrics: Mapping[str, Any], fingerprints: Mapping[str, Any]
+    ) -> ModelVersion | None:
+        current = self.default(model_name)
+        return current if promoted_with(current, metrics, fingerprints) else None
+
     def versions(self, model_name: str) -> list[str]:
         """All versions of ``model_name``, oldest first (by ``created_on``)."""
         return [name for name, _ in self._rows(model_name)]
 
     def _rows(self, model_name: str) -> list[tuple[str, bool]]:
-        frame = self.registry.get_model(model_name).show_versions()
+        model = self._model(model_name)
+        if model is None:
+            return []
+        frame = model.show_versions()
+        champion = self._champion_of(model)
+        held = str(champion.version_name).upper() if champion is not None else None
         rows = sorted(
-            ((r["created_on"], str(r["name"]), str(r.get("is_default_version", "false")).lower() == "true")
+            ((r["created_on"], str(r["name"]),
+              str(r.get("is_default_version", "false")).lower() == "true" or str(r["name"]).upper() == held)
              for _, r in frame.iterrows()),
             key=lambda row: (row[0], row[1]),
         )
-        return [(name, default) for _, name, default in rows]
+        return [(name, kept) for _, name, kept in rows]
+
+    # ------------------------------------------------------------------ changing
+
+    def promote(
+        self, model_name: str, model: Any, *, metrics: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None, fingerprints: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None, version: str | None = None,
+        log_model: Mapping[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Log ``model`` as a new version, make it the default and the CHAMPION; on failure undo."""
+        previous = self._model(model_name)
+        before = self._champion_of(previous) if previous is not None else None
+        before_name = str(before.version_name) if before is not None else None
+        name = version or "V_" + _dt.datetime.now(_dt.UTC).strftime("%Y%m%d_%H%M%S_%f")
+        now = _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
+        record = jsonable({
+            "config": dict(config or {}), "fingerprints": dict(fingerprints or {}), "created_at": now,
+            "extra": {**dict(extra or {}), **({"previous_champion": before_name} if before_name else {})},
+        })
+        try:
+            mv = self.registry.log_model(
+                model, model_name=model_name, version_name=name, metrics=jsonable(dict(metrics or {})),
+                **dict(log_model or {}),
+            )
+        except Exception as exc:
+            raise RegistryError(
+                f"model {model_name!r}: logging version {name} into {self.location} failed ({first_line(exc)}); "
+                "nothing was changed"
+            ) from exc
+        target = self.registry.get_model(model_name)
+        before_aliased = before is not None and _has_alias(before)
+        try:
+            mv.set_metric(RECORD, record)
+            self._crown(target, mv, before)
+        except Exception as exc:
+            undo = self._undo_promote(target, mv, before, before_aliased)
+            raise RegistryError(
+                f"model {model_name!r}: making {name} the champion failed ({first_line(exc)}); "
+                + (f"undoing it failed too ({undo}): check SHOW VERSIONS IN MODEL {model_name}" if undo else
+                   f"the new version was deleted and {before_name or 'no version'} is the champion again")
+            ) from exc
+        return self._version(model_name, mv)
+
+    def _crown(self, model: Any, mv: Any, before: Any | None) -> None:
+        """Make ``mv`` the default and move the CHAMPION alias onto it (from ``before``)."""
+        model.default = mv
+        if before is not None and _has_alias(before):
+            before.unset_alias(CHAMPION)
+            _mark(before, aliased=False)
+        mv.set_alias(CHAMPION)
+        _mark(mv, aliased=True)
+
+    def _undo_promote(self, model: Any, mv: Any, before: Any | None, before_aliased: bool) -> str | None:
+        """Put the default and the alias back as they were and delete ``mv``; what failed, or None."""
+        try:
+            if before is not None:
+                model.default = before
+            if _has_alias(mv):
+                mv.unset_alias(CHAMPION)
+            if before is not None and before_aliased and not _has_alias(before):
+                before.set_alias(CHAMPION)
+                _mark(before, aliased=True)
+            model.delete_version(str(mv.version_name))
+        except Exception as exc:
+            return first_line(exc)
+        return None
+
+    def rollback(self, model_name: str, reason: str, *, who: str | None = None) -> ModelVersion:
+        """Move the CHAMPION and the default back to the previous champion; returns it.
+
+        The demoted version records who rolled it back, when and why (its ``snowpipe_rolled_back``
+        metric); nothing is deleted. A previous champion deleted since is skipped; with none left, a
+        RegistryError says so and nothing changes.
+        """
+        if not isinstance(reason, str) or not reason.strip():
+            raise RegistryError(f"rollback of {model_name!r}: say why (reason='the new model misroutes loans'); it is recorded")
+        model = self._model(model_name)
+        current = self._champion_of(model) if model is not None else None
+        if model is None or current is None:
+            raise RegistryError(f"rollback of {model_name!r}: it has no champion yet (nothing was promoted)")
+        previous = self._version(model_name, current).extra.get("previous_champion")
+        existing = {v.upper() for v in self.versions(model_name)}
+        if not isinstance(previous, str) or previous.upper() not in existing:
+            raise RegistryError(
+                f"rollback of {model_name!r}: {current.version_name} is the first champion there is (no previous "
+                "champion to go back to, or it was deleted since); promote a better version instead"
+            )
+        target_name = previous
+        target = model.version(target_name)
+        now = _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
+        current.set_metric(ROLLED_BACK, {"by": who or _user(), "at": now, "reason": reason.strip(), "to": target_name})
+        model.default = target
+        if _has_alias(current):
+            current.unset_alias(CHAMPION)
+        target.set_alias(CHAMPION)
+        return self._version(model_name, target)
 
     def prune(self, model_name: str, keep: int) -> list[str]:
-        """Delete all but the ``keep`` newest versions, never the default; return the deleted names."""
+        """Delete all but the ``keep`` newest versions, never the champion or default; return the deleted names."""
         if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
             raise RegistryError(f"prune({model_name!r}, keep={keep!r}): keep takes an integer >= 0")
         rows = self._rows(model_name)
         keepers = {name for name, _ in rows[len(rows) - keep:]} if keep else set()
-        doomed = [name for name, default in rows if name not in keepers and not default]
-        model = self.registry.get_model(model_name)
-        for name in doomed:
-            model.delete_version(name)
+        doomed = [name for name, kept in rows if name not in keepers and not kept]
+        if doomed:
+            model = self.registry.get_model(model_name)
+            for name in doomed:
+                model.delete_version(name)
         return doomed
+
+    def sweep_stale(self, model_name: str) -> None:
+        """Nothing to sweep: a Snowflake promote leaves no staging folder behind."""
+
+
+_ALIASED = "_snowpipe_holds_champion_alias"
+
+
+def _mark(mv: Any, *, aliased: bool) -> None:
+    """Remember on the client object whether it was found through the alias (snowflake.ml keeps no list)."""
+    try:
+        setattr(mv, _ALIASED, aliased)
+    except AttributeError:
+        pass
+
+
+def _has_alias(mv: Any) -> bool:
+    return bool(getattr(mv, _ALIASED, False))

@@ -22,6 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from pytest_snowpipe.actions.table import NAMES, any_gate, builtin
 from pytest_snowpipe.errors import SnowpipeUsageError
 from pytest_snowpipe.pipeline.graph import Gate, PipelineGraph, Stage
 from pytest_snowpipe.redact import is_shipped_secret_name
@@ -32,7 +33,6 @@ MAX_EDGES = 100
 MAX_NAME = 255
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 FINALIZER_NAME = "SNOWPIPE_FINALIZER"
-BUILTIN_ACTIONS = ("promote", "alert")
 CONFIG_TYPES = (str, int, float, bool)
 
 KIND_STAGE = "stage"
@@ -130,8 +130,8 @@ def plugin_import() -> tuple[str, str]:
 
 def needs_ml(graph: PipelineGraph) -> bool:
     """snowflake-ml-python is shipped when a stage is remote or a gate promotes."""
-    return any(s.remote is not None for s in graph.stages) or any(
-        "promote" in (g.spec.on_pass, g.spec.on_fail) for g in graph.gates
+    return any(s.remote is not None for s in graph.stages) or any_gate(
+        (g.spec for g in graph.gates), "ships_ml"
     )
 
 
@@ -386,16 +386,17 @@ def validate(graph: PipelineGraph, opts: CompileOptions) -> list[str]:
                 children[r] += 1
         for side in ("on_pass", "on_fail"):
             action = getattr(g.spec, side)
-            if isinstance(action, str) and action not in BUILTIN_ACTIONS:
+            if isinstance(action, str) and builtin(action) is None:
                 problems.append(
                     f"gate {g.name!r}: {side}={action!r} names no action task (built-ins: "
-                    f"{', '.join(BUILTIN_ACTIONS)}; or pass a function taking an ActionContext)"
+                    f"{', '.join(NAMES)}; or pass a function taking an ActionContext)"
                 )
             elif action is not None and not isinstance(action, str) and not callable(action):
                 problems.append(f"gate {g.name!r}: {side}={action!r} is neither an action name nor callable")
-            if action == "promote" and (g.model_stage is None or g.model_stage not in stage_names):
+            needs_model = (b := builtin(action)) is not None and b.needs_model
+            if needs_model and (g.model_stage is None or g.model_stage not in stage_names):
                 problems.append(
-                    f"gate {g.name!r}: {side}='promote' needs a model stage (snowpipe_gate(model=...)); "
+                    f"gate {g.name!r}: {side}={action!r} needs a model stage (snowpipe_gate(model=...)); "
                     f"{g.model_stage!r} is not a stage"
                 )
     for name, count in children.items():

@@ -291,62 +291,29 @@ def run_action(spec: ActionSpec, session: Any) -> str:
         text = lookup(session, env.stage_location, run_id, name)
         if text is not None:
             stages[name] = load(session, text)
-    from pytest_snowpipe.local.actions import ActionContext
-    from pytest_snowpipe.local.actions import run_action as run_local_action
-    from pytest_snowpipe.registry.local import LocalRegistry
+    from pytest_snowpipe.actions.context import ActionContext
+    from pytest_snowpipe.actions.run import run_action as run_gate_action
 
-    registry = LocalRegistry(env.registry_path or ".snowpipe/registry")
     actx = ActionContext(
         gate=gate, verdict=spec.verdict, message=message, stages=stages, config=config,
-        graph=spec.graph, registry=registry, run=run_info(session, ctx, config),
+        graph=spec.graph, registry=registry_for(session, env.registry_path), run=run_info(session, ctx, config),
+        notify=None if is_embedded_session(session) else (lambda text: _notify(spec, session, text)),
     )
-    local = is_embedded_session(session)
-    if spec.action == "promote" and not local:
-        return _promote_snowflake(spec, session, actx, run_id)
-    if spec.action == "alert" and not local:
-        return _alert_snowflake(spec, session, message)
-    outcome = run_local_action(spec.action, actx)
+    outcome = run_gate_action(spec.action, actx)
     return f"{spec.task}: {outcome.detail if outcome else 'done'}"[:1000]
 
 
-def _promote_snowflake(spec: ActionSpec, session: Any, actx: Any, run_id: str, registry: Any = None) -> str:
-    """Log the model into the Snowflake Model Registry (the gate's version_name and log_model options),
-    record its lineage (the source stages, their declared tables and fingerprints) and make it the default."""
-    from pytest_snowpipe.local.actions import lineage, log_model_options, version_name
-
-    gate = spec.gate
-    name = gate.model_name
-    stages = actx.stages
-    if name is None or gate.model_stage not in stages:
-        raise TaskBodyError(f"task {spec.task}: promote has no model (stage {gate.model_stage!r} produced nothing)")
-    metrics = stages.get(gate.metrics_stage) if gate.metrics_stage else None
-    if registry is None:
-        from snowflake.ml.registry import Registry
-
-        registry = Registry(session=session)
-    version = version_name(actx) or f"V_{run_key(run_id)}"
-    mv = registry.log_model(
-        stages[gate.model_stage], model_name=name, version_name=version,
-        metrics=dict(metrics) if isinstance(metrics, dict) else None,
-        **log_model_options(actx),
-    )
-    mv.set_metric("snowpipe_lineage", {"run_id": run_id, "sources": lineage(actx)})
-    model = registry.get_model(name)
-    model.default = mv
-    return f"{spec.task}: {name} {version} is now the default"
-
-
-def _alert_snowflake(spec: ActionSpec, session: Any, message: str) -> str:
+def _notify(spec: ActionSpec, session: Any, text: str) -> str:
+    """An alert in Snowflake: through the graph's notification integration."""
     integration = spec.env.notification_integration
     if not integration:
         raise TaskBodyError(f"task {spec.task}: alert needs a notification integration: set ini snowpipe_notification_integration")
-    text = f"pytest-snowpipe gate {spec.gate.name} {spec.verdict}" + (f": {message[:500]}" if message else "")
     session.sql(
         "CALL SYSTEM$SEND_SNOWFLAKE_NOTIFICATION(SNOWFLAKE.NOTIFICATION.TEXT_PLAIN(?), "
         "SNOWFLAKE.NOTIFICATION.INTEGRATION(?))",
         params=[text, integration],
     ).collect()
-    return f"{spec.task}: notified {integration}"
+    return f"notified {integration}"
 
 
 def run_finalizer(spec: FinalizerSpec, session: Any) -> str:

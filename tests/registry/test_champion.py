@@ -155,6 +155,9 @@ class _Version:
 class _Model:
     default = _Version()
 
+    def version(self, version_or_alias: str) -> Any:
+        raise ValueError(f"Unable to find version or alias {version_or_alias}")  # promoted before aliases
+
     def show_versions(self) -> Any:
         import pandas as pd
 
@@ -168,7 +171,7 @@ def _fake_registry_module(monkeypatch: pytest.MonkeyPatch, models: dict[str, Any
     class Registry:
         location = "ML.MODELS"
 
-        def __init__(self, session: Any) -> None:
+        def __init__(self, session: Any, database_name: Any = None, schema_name: Any = None) -> None:
             if fail is not None:
                 raise fail
             sessions.append(session)

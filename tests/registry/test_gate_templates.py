@@ -97,28 +97,44 @@ def test_log_model_options_are_those_of_the_installed_registry():
 def test_snowflake_promote_passes_version_log_model_options_and_lineage():
     import datetime as dt
 
-    from pytest_snowpipe.local.actions import ActionContext
+    from pytest_snowpipe.actions.context import ActionContext
+    from pytest_snowpipe.actions.promote import promote
     from pytest_snowpipe.pipeline.gate import GateSpec
     from pytest_snowpipe.pipeline.graph import Gate, PipelineGraph, Stage
     from pytest_snowpipe.pipeline.run_info import RunInfo
-    from pytest_snowpipe.registry.local import LocalRegistry
-    from pytest_snowpipe.taskgraph.runtime import ActionSpec, RunEnv, _promote_snowflake
+    from pytest_snowpipe.registry.snowflake import SnowflakeRegistry
 
     calls: dict = {}
 
     class MV:
+        version_name = "v20260506"
+
+        def __init__(self):
+            self.metrics = {"a": 1}
+
         def set_metric(self, name, value):
-            calls["metric"] = (name, value)
+            calls.setdefault("metric", []).append((name, value))
+            self.metrics[name] = value
+
+        def show_metrics(self):
+            return dict(self.metrics)
+
+        def set_alias(self, alias):
+            calls["alias"] = alias
 
     class Model:
         default = None
 
     class Registry:
+        location = "DB.S"
+
         def log_model(self, model, **kw):
             calls["log_model"] = (model, kw)
             return MV()
 
         def get_model(self, name):
+            if "log_model" not in calls:
+                raise ValueError("no such model")
             calls["model"] = Model()
             return calls["model"]
 
@@ -130,21 +146,22 @@ def test_snowflake_promote_passes_version_log_model_options_and_lineage():
     graph = PipelineGraph(stages=stages, gates=(gate,))
     run = RunInfo("RG1", dt.datetime(2026, 5, 6, tzinfo=dt.UTC), "snowflake", {})
     actx = ActionContext(gate=gate, verdict="PASS", message="", stages={"raw": [1, 2], "model": "M", "metrics": {"a": 1}},
-                         config={}, graph=graph, registry=LocalRegistry("unused"), run=run)
-    aspec = ActionSpec(env=RunEnv("DAG", "@S"), task="G_PROMOTE", gate=gate, graph=graph, verdict="PASS", action="promote")
-    out = _promote_snowflake(aspec, None, actx, "RG1", registry=Registry())
-    assert out == "G_PROMOTE: seed_model v20260506 is now the default"
+                         config={}, graph=graph, registry=SnowflakeRegistry(None, registry=Registry()), run=run)
+    out = promote(actx)
+    assert out.detail == "seed_model v20260506 is now the default (snowflake://DB.S)"
     model, kw = calls["log_model"]
     assert model == "M" and kw == {"model_name": "seed_model", "version_name": "v20260506", "metrics": {"a": 1},
                                    "comment": "c", "sample_input_data": [1, 2]}
-    name, value = calls["metric"]
-    assert name == "snowpipe_lineage" and list(value["sources"]) == ["raw"]
+    (name, value), = calls["metric"]
+    assert name == "snowpipe" and list(value["extra"]["lineage"]) == ["raw"]
+    assert calls["alias"] == "CHAMPION" and calls["model"].default is not None
 
 
 def test_a_promote_hashes_each_source_once_for_fingerprints_and_lineage():
     """promote_fingerprints and lineage both name the source stages' fingerprints: a table on an
     account costs a query each time, so the context asks once per stage."""
-    from pytest_snowpipe.local.actions import ActionContext, lineage, promote_fingerprints
+    from pytest_snowpipe.actions.context import ActionContext
+    from pytest_snowpipe.actions.promote import lineage, promote_fingerprints
     from pytest_snowpipe.pipeline.gate import GateSpec
     from pytest_snowpipe.pipeline.graph import Gate, PipelineGraph, Stage
     from pytest_snowpipe.registry.local import LocalRegistry

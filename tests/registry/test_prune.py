@@ -70,6 +70,18 @@ class _FakeModel:
     def delete_version(self, name):
         self.deleted.append(name)
 
+    def version(self, alias):  # snowflake.ml: no CHAMPION alias on this model (promoted before aliases)
+        raise ValueError(f"Unable to find version or alias {alias}")
+
+    @property
+    def default(self):
+        return next(_V(r["name"]) for r in self.rows if r["is_default_version"] == "true")
+
+
+class _V:
+    def __init__(self, name):
+        self.version_name = name
+
 
 class _FakeRegistry:
     def __init__(self, model):

@@ -1,79 +1,21 @@
-"""What a gate leads to: the built-in ``promote`` and ``alert`` actions, or a user's function.
+"""The built-in ``promote``: log the gate's model with its metrics and lineage, make it the CHAMPION.
 
-An action receives an :class:`ActionContext` (the gate, its verdict, the stage outputs,
-the config, the registry). Locally ``promote`` logs into the folder registry and sets the
-default version; ``alert`` reports in the terminal summary and, if the environment
-variable named by ``snowpipe_alert_webhook_env`` holds a URL, posts to it. The URL is a
-secret: it is never printed, logged or written to a report.
+Written once for every registry (:class:`~pytest_snowpipe.registry.protocol.ModelRegistry`): the
+folder registry locally and on the emulator, Snowflake's Model Registry in a task on an account.
+A promote whose code, data and metrics are unchanged writes nothing; one whose code and data are
+unchanged but whose metrics moved is "not reproducible" and writes nothing either.
 """
 from __future__ import annotations
 
-import json
-import os
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
-from pytest_snowpipe.errors import ActionError, RegistryError
-from pytest_snowpipe.pipeline.frames import fingerprint
-from pytest_snowpipe.pipeline.gate import ActionRef, action_label
-from pytest_snowpipe.pipeline.graph import Gate, PipelineGraph
+from pytest_snowpipe.actions.context import ActionContext, ActionOutcome
+from pytest_snowpipe.errors import ActionError
+from pytest_snowpipe.pipeline.gate import fill_template
+from pytest_snowpipe.pipeline.run_info import new_local_run
 from pytest_snowpipe.redact import Redactor
-from pytest_snowpipe.registry.local import LocalRegistry, ModelVersion, jsonable
-
-DEFAULT_WEBHOOK_ENV = "SNOWPIPE_ALERT_WEBHOOK"
-
-
-@dataclass
-class ActionContext:
-    """Everything an action may need; passed to built-in and user actions alike."""
-
-    gate: Gate
-    verdict: str  # "PASS" or "FAIL"
-    message: str  # the assertion message on FAIL, "" on PASS
-    stages: Mapping[str, Any]
-    config: Mapping[str, Any]
-    graph: PipelineGraph
-    registry: LocalRegistry
-    webhook_env: str = DEFAULT_WEBHOOK_ENV
-    notes: list[str] = field(default_factory=list)
-    hook: Any = None  # pytest's hook relay: the plugin's hookspecs (None in a compiled task)
-    # stage name -> content fingerprint of its output; the stage cache provides one that reads a
-    # cached entry's stored fingerprint instead of loading it (None: hash the output itself)
-    fingerprint_of: Callable[[str], str] | None = None
-    run: Any = None  # RunInfo (snowpipe_run): fills version_name templates
-    _fingerprints: dict[str, str] = field(default_factory=dict, repr=False)  # promote and lineage ask twice
-
-    @property
-    def model(self) -> Any:
-        """The output of the gate's model stage (None when the gate has none)."""
-        return self.stages.get(self.gate.model_stage) if self.gate.model_stage else None
-
-    @property
-    def metrics(self) -> Mapping[str, Any]:
-        """The output of the gate's metrics stage ({} when the gate has none)."""
-        if self.gate.metrics_stage and isinstance(self.stages.get(self.gate.metrics_stage), Mapping):
-            return self.stages[self.gate.metrics_stage]  # type: ignore[no-any-return]
-        return {}
-
-    def data_fingerprint(self, stage: str) -> str:
-        """A content fingerprint of ``stage``'s output: equal data, equal fingerprint (cached or not)."""
-        found = self._fingerprints.get(stage)
-        if found is None:
-            found = self.fingerprint_of(stage) if self.fingerprint_of is not None else fingerprint(self.stages[stage])
-            self._fingerprints[stage] = found
-        return found
-
-
-@dataclass(frozen=True)
-class ActionOutcome:
-    """What an action did, one line for the summary and the report."""
-
-    action: str
-    detail: str
-    version: ModelVersion | None = None
+from pytest_snowpipe.registry.protocol import ModelVersion, jsonable
 
 
 def promote_fingerprints(ctx: ActionContext) -> dict[str, Any]:
@@ -135,9 +77,6 @@ def version_name(ctx: ActionContext) -> str | None:
     template = ctx.gate.spec.version_name
     if not template:
         return None
-    from pytest_snowpipe.pipeline.gate import fill_template
-    from pytest_snowpipe.pipeline.run_info import new_local_run
-
     run = ctx.run if ctx.run is not None else new_local_run(ctx.config)
     return fill_template(template, {**dict(ctx.config), **run.template_values()}, ctx.gate.name, "version_name")
 
@@ -173,25 +112,6 @@ def log_model_options(ctx: ActionContext) -> dict[str, Any]:
     return opts
 
 
-def _sample_summary(value: Any) -> dict[str, Any]:
-    """What the local registry keeps of a sample input: its columns and types (a signature), not rows."""
-    from pytest_snowpipe.pipeline.frames import describe
-
-    columns = getattr(value, "columns", None)
-    dtypes = getattr(value, "dtypes", None)
-    summary: dict[str, Any] = {"kind": " ".join(describe(value))}
-    if columns is not None:
-        summary["columns"] = [str(c) for c in columns]
-    if dtypes is not None:
-        try:
-            summary["dtypes"] = {str(k): str(v) for k, v in dict(dtypes).items()} if hasattr(dtypes, "items") else [
-                [str(k), str(v)] for k, v in dtypes
-            ]
-        except (TypeError, ValueError):
-            pass
-    return summary
-
-
 def promote(ctx: ActionContext) -> ActionOutcome:
     """Log the gate's model with its metrics, config and fingerprints; make it the default.
 
@@ -222,11 +142,6 @@ def promote(ctx: ActionContext) -> ActionOutcome:
     extra: dict[str, Any] = {"gate": ctx.gate.nodeid, "lineage": lineage(ctx), "outputs": output_fingerprints(ctx)}
     if ctx.run is not None:
         extra["run"] = ctx.run.to_json()
-    if options:  # the local registry keeps what is meaningful in a file: the sample's signature, the rest as given
-        stored = {k: v for k, v in options.items() if k != "sample_input_data"}
-        if "sample_input_data" in options:
-            stored["sample_input_data"] = _sample_summary(options["sample_input_data"])
-        extra["log_model"] = stored
     if ctx.hook is not None:  # a hook that raises stops the promote before the registry is touched
         ctx.hook.pytest_snowpipe_promote_before(ctx=ctx, model_name=name)
     version = ctx.registry.promote(
@@ -237,6 +152,7 @@ def promote(ctx: ActionContext) -> ActionOutcome:
         fingerprints=fingerprints,
         extra=extra,
         version=wanted,
+        log_model=options,
     )
     if ctx.hook is not None:
         try:
@@ -247,62 +163,8 @@ def promote(ctx: ActionContext) -> ActionOutcome:
                 f"but a pytest_snowpipe_promote_after hook failed: {type(exc).__name__}: {exc}"
             ) from exc
     return ActionOutcome(
-        "promote", f"{name} {version.version} is now the default ({ctx.registry.root})", version
+        "promote", f"{name} {version.version} is now the default ({ctx.registry.location})", version
     )
 
 
-def _post_webhook(url: str, payload: dict[str, Any]) -> None:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            response.read()
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or getattr(exc, "code", None) or type(exc).__name__
-        text = str(reason).replace(url, "<webhook URL>")
-        raise ActionError(f"alert webhook post failed ({text}); the URL is withheld") from None
-
-
-def alert(ctx: ActionContext) -> ActionOutcome:
-    """Report the failed (or passed) gate; post to the webhook if one is configured."""
-    text = f"pytest-snowpipe gate {ctx.gate.name} {ctx.verdict}"
-    if ctx.message:
-        text += f": {ctx.message.splitlines()[0][:500]}"
-    if ctx.hook is not None:  # another plugin may deliver it (Slack, e-mail, PagerDuty...)
-        delivered = ctx.hook.pytest_snowpipe_alert(ctx=ctx, text=text)
-        if delivered is not None:
-            return delivered if isinstance(delivered, ActionOutcome) else ActionOutcome("alert", str(delivered))
-    url = os.environ.get(ctx.webhook_env, "").strip()
-    if url:
-        _post_webhook(
-            url,
-            {"text": text, "gate": ctx.gate.nodeid, "verdict": ctx.verdict, "metrics": dict(ctx.metrics)},
-        )
-        return ActionOutcome("alert", f"{text} (posted to ${ctx.webhook_env})")
-    return ActionOutcome("alert", text)
-
-
-BUILTINS: dict[str, Callable[[ActionContext], ActionOutcome]] = {"promote": promote, "alert": alert}
-
-
-def run_action(action: ActionRef, ctx: ActionContext) -> ActionOutcome | None:
-    """Run one action; a failure becomes an ActionError naming the gate and the action."""
-    if action is None:
-        return None
-    label = action_label(action)
-    func = BUILTINS[action] if isinstance(action, str) else action
-    try:
-        result = func(ctx)
-    except (ActionError, RegistryError):
-        raise
-    except Exception as exc:
-        raise ActionError(
-            f"gate {ctx.gate.name!r}: action {label!r} failed: {type(exc).__name__}: {exc}"
-        ) from exc
-    if isinstance(result, ActionOutcome):
-        return result
-    return ActionOutcome(label, "" if result is None else str(result))
+run = promote
