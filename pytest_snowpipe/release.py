@@ -19,6 +19,7 @@ from pytest_snowpipe.actions.table import builtins_of
 from pytest_snowpipe.engines.connection import create_session
 from pytest_snowpipe.engines.tempdirs import owned_temporary_directory
 from pytest_snowpipe.pipeline.graph import PipelineGraph
+from pytest_snowpipe.pipeline.states import TaskState
 from pytest_snowpipe.taskgraph import deploy as account
 from pytest_snowpipe.taskgraph.channel import ChannelError, from_snapshot, write_snapshot
 from pytest_snowpipe.taskgraph.compile import (
@@ -166,15 +167,14 @@ def execute(
 
 
 def failed_gates(compiled: CompiledPipeline, record: Any) -> list[str]:
-    """The gates whose branch took its ``on_fail`` side: every task SUCCEEDED, the quality gate did not."""
-    from pytest_snowpipe.doubles.emulator import SUCCEEDED
+    """The gates whose branch took its ``on_fail`` side: every task TaskState.SUCCEEDED, the quality gate did not."""
     from pytest_snowpipe.taskgraph.compile import KIND_BRANCH
 
     out = []
     for name, kind in compiled.kinds.items():
         spec = compiled.bodies[name]
         run = record.tasks.get(name)
-        if kind == KIND_BRANCH and run is not None and run.state == SUCCEEDED and spec.on_fail != spec.on_pass \
+        if kind == KIND_BRANCH and run is not None and run.state == TaskState.SUCCEEDED and spec.on_fail != spec.on_pass \
                 and run.return_value == spec.on_fail:
             out.append(spec.name)
     return out
@@ -186,12 +186,12 @@ def _run_local(
 ) -> tuple[int, Any]:
     """Compile and run once on the emulator, always with a throwaway registry (the user's is never touched).
 
-    Exit 0 only when the graph run SUCCEEDED and no gate took its on_fail branch: the verdict is the gate's.
+    Exit 0 only when the graph run TaskState.SUCCEEDED and no gate took its on_fail branch: the verdict is the gate's.
     What runs is what ships: the graph is deployed to an offline account and each task's procedure, as
     registered there, runs in a sandbox interpreter holding only what Snowflake would give it
     (:mod:`pytest_snowpipe.doubles.sandbox`); ``opts.sandbox=False`` runs the task functions in this process.
     """
-    from pytest_snowpipe.doubles.emulator import SUCCEEDED, emulate
+    from pytest_snowpipe.doubles.emulator import emulate
     from pytest_snowpipe.doubles.sql.embedded import create_embedded_session, engine
 
     t0 = time.perf_counter()
@@ -222,7 +222,7 @@ def _run_local(
         write(f"quality gate {name} FAILED: its branch took on_fail ({spec.on_fail}); exit 1")
     if on_record is not None:
         on_record(record, failed)
-    return (0 if record.state == SUCCEEDED and not failed else 1), record
+    return (0 if record.state == TaskState.SUCCEEDED and not failed else 1), record
 
 
 @contextlib.contextmanager

@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_snowpipe.doubles.sandbox_worker import TaskTextStream
 from pytest_snowpipe.errors import SnowpipeError
+from pytest_snowpipe.pipeline.states import TaskState
 from pytest_snowpipe.taskgraph.artifacts import RETURN_VALUE_LIMIT_BYTES
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,10 +66,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Runner = Callable[["Session", "TaskContext"], str | None]
 
-SUCCEEDED = "SUCCEEDED"
-FAILED = "FAILED"
-SKIPPED = "SKIPPED"
-NOT_EXECUTED = "NOT_EXECUTED"
+# plain strings on the records (they travel as JSON and through execnet), defined once in TaskState
+SUCCEEDED, FAILED = str(TaskState.SUCCEEDED), str(TaskState.FAILED)
+SKIPPED, NOT_EXECUTED = str(TaskState.SKIPPED), str(TaskState.NOT_EXECUTED)
 
 _CONFIG_TYPES = (str, int, float, bool)
 

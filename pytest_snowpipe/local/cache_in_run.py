@@ -31,13 +31,15 @@ import hashlib
 import json
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_snowpipe.actions.table import builtins_of
+from pytest_snowpipe.errors import SnowpipeUsageError
 from pytest_snowpipe.local.cache_store import (
     MANIFEST,
     CorruptEntry,
@@ -58,7 +60,7 @@ RUN_STORE_KEY = "snowpipe_run_store"  # xdist workerinput key: the run-only stor
 SOURCES_MEMO = "sources.json"
 
 
-def cache_root(config: pytest.Config, settings: Settings) -> tuple[Path | None, Callable[[], Path] | None]:
+def cache_root(cache: Any, settings: Settings) -> tuple[Path | None, Callable[[], Path] | None]:
     """Where the cache lives (None: nowhere), and how to create it on first store.
 
     ``snowpipe_cache_dir`` if set; else ``<pytest cache dir>/d/snowpipe``, created through
@@ -67,22 +69,17 @@ def cache_root(config: pytest.Config, settings: Settings) -> tuple[Path | None, 
     """
     if settings.cache_dir is not None:
         return settings.cache_dir, None
-    cache = getattr(config, "cache", None)
     if cache is None:
         return None, None
     return _pytest_cache_dir(cache) / "d" / CACHE_NAME, lambda: Path(cache.mkdir(CACHE_NAME))
 
 
-def is_xdist_worker(config: pytest.Config) -> bool:
-    return hasattr(config, "workerinput")
-
-
-def clear_at_start(config: pytest.Config, settings: Settings) -> None:
+def clear_at_start(cache: Any, settings: Settings, is_worker: bool) -> None:
     """``--snowpipe-cache-clear``: remove the cache before anything runs (never in an xdist worker:
     the controller cleared it before the workers started)."""
-    if not settings.cache_clear or is_xdist_worker(config):
+    if not settings.cache_clear or is_worker:
         return
-    root, _ = cache_root(config, settings)
+    root, _ = cache_root(cache, settings)
     if root is not None:
         StageCache(root, settings.cache_max_bytes).clear()
 
@@ -356,22 +353,6 @@ def _touch(path: Path) -> None:
         pass
 
 
-def _run_session(config: pytest.Config, settings: Settings, session_key: Any) -> Any:
-    """The run's Snowpark session, opened now if needed (kept in the stash: snowpipe_session reuses it)."""
-    existing = config.stash.get(session_key, None)
-    if existing is None:
-        if settings.connection:
-            from pytest_snowpipe.engines.connection import create_session
-
-            existing = create_session(settings.connection)
-        else:
-            from pytest_snowpipe.doubles.sql.embedded import create_embedded_session
-
-            existing = create_embedded_session()
-        config.stash[session_key] = existing
-    return existing
-
-
 def cache_keys(
     graph: PipelineGraph, fingerprints: dict[str, str], run_info: Any = None
 ) -> dict[str, str]:
@@ -424,54 +405,56 @@ def source_fingerprints(
     return out
 
 
+@dataclass(frozen=True)
+class CacheLocation:
+    """Where this run's stage cache lives: a persistent store, or the xdist run-only one."""
+
+    root: Path
+    make_root: Callable[[], Path] | None  # creates the root on first store (pytest's cache dir)
+    persistent: bool  # False: --snowpipe-no-cache's run-only store shared by xdist workers
+
+
+def cache_location(
+    cache: Any, worker_input: Mapping[str, Any], settings: Settings, setup_only: bool
+) -> tuple[CacheLocation | None, str | None]:
+    """Where the cache is for this run, or (None, why it is off); ``cache`` is pytest's ``config.cache``."""
+    if setup_only:  # --setup-plan / --setup-only: nothing runs, nothing is cached
+        return None, None
+    if settings.no_cache:
+        shared = worker_input.get(RUN_STORE_KEY)
+        if not shared:
+            return None, "stage cache: off (--snowpipe-no-cache)"
+        return CacheLocation(Path(shared), None, persistent=False), None
+    root, make_root = cache_root(cache, settings)
+    if root is None:
+        return None, ("stage cache: off (pytest's cacheprovider is disabled: -p no:cacheprovider); "
+                      "set the snowpipe_cache_dir ini key to keep it on")
+    return CacheLocation(root, make_root, persistent=True), None
+
+
 def prepare(
-    config: pytest.Config,
-    items: Sequence[pytest.Item],
-    graph: PipelineGraph,
-    run: PipelineRun,
-    settings: Settings,
-    session_key: Any,
-) -> Memo | None:
-    """Set up the cache for this run (None: it is off); find hits and prune their upstream."""
+    items: Sequence[Any], graph: PipelineGraph, run: PipelineRun, settings: Settings, where: CacheLocation,
+    get_session: Callable[[], Any],
+) -> Memo:
+    """Set up the cache for this run; find hits and prune their upstream.
+
+    A source declaration that cannot be fingerprinted is a usage error naming the stage.
+    """
     from pytest_snowpipe.pipeline.sources import SourceError
 
-    if getattr(config.option, "setupplan", False) or getattr(config.option, "setuponly", False):
-        return None
-    persistent = not settings.no_cache
-    make_root: Callable[[], Path] | None = None
-    if persistent:
-        root, make_root = cache_root(config, settings)
-        if root is None:
-            run.cache_note = (
-                "stage cache: off (pytest's cacheprovider is disabled: -p no:cacheprovider); "
-                "set the snowpipe_cache_dir ini key to keep it on"
-            )
-            return None
-    else:
-        shared = getattr(config, "workerinput", {}).get(RUN_STORE_KEY)
-        if not shared:
-            run.cache_note = "stage cache: off (--snowpipe-no-cache)"
-            return None
-        root = Path(shared)
-    store = StageCache(root, settings.cache_max_bytes, make_root)
+    store = StageCache(where.root, settings.cache_max_bytes, where.make_root)
     try:
         fingerprints = source_fingerprints(
-            graph, settings, lambda: _run_session(config, settings, session_key),
-            store.root / SOURCES_MEMO if persistent else None,
+            graph, settings, get_session, store.root / SOURCES_MEMO if where.persistent else None,
         )
     except SourceError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise SnowpipeUsageError(str(exc)) from None
     store.sweep_stale()  # staging folders of stores that were killed
-    memo = Memo(graph, run, store, cache_keys(graph, fingerprints, run.info), persistent)
+    memo = Memo(graph, run, store, cache_keys(graph, fingerprints, run.info), where.persistent)
     run.outputs = StageOutputs(memo, dict(run.outputs))
     run.fingerprint_of = memo.fingerprint
     memo.find_hits(items)
     return memo
-
-
-# -- pytest internals: everything below touches pytest objects beyond the public API. -------
-# Checked against pytest 8.0-9.x: FuncFixtureInfo.name2fixturedefs / prune_dependency_tree,
-# FixtureDef.argnames / cached_result / cache_key, Function._request.
 
 
 def _pytest_cache_dir(cache: Any) -> Path:

@@ -16,9 +16,9 @@ from pytest_snowpipe.errors import hide_deliberate
 from pytest_snowpipe.pipeline.frames import describe
 from pytest_snowpipe.pipeline.graph import Gate, PipelineGraph
 from pytest_snowpipe.pipeline.run_info import RunInfo
+from pytest_snowpipe.pipeline.states import Verdict
 from pytest_snowpipe.registry.local import LocalRegistry
 
-PASS, FAIL, ERROR, SKIPPED = "PASS", "FAIL", "ERROR", "SKIPPED"
 __tracebackhide__ = hide_deliberate  # a stage's violation shows its table, not this module (errors.py)
 
 
@@ -41,7 +41,7 @@ class GateRecord:
     """A gate's verdict and the action it led to."""
 
     gate: Gate
-    verdict: str = "NOT RUN"
+    verdict: str = str(Verdict.NOT_RUN)
     message: str = ""
     outcome: ActionOutcome | None = None
     action_error: str = ""
@@ -147,10 +147,10 @@ class PipelineRun:
         rec = self.gates.get(nodeid)
         if rec is None:
             return None
-        rec.verdict, rec.message = verdict, message
-        if verdict not in (PASS, FAIL):
+        rec.verdict, rec.message = str(verdict), message
+        if verdict not in (Verdict.PASS, Verdict.FAIL):
             return rec
-        action = rec.gate.spec.on_pass if verdict == PASS else rec.gate.spec.on_fail
+        action = rec.gate.spec.on_pass if verdict == Verdict.PASS else rec.gate.spec.on_fail
         ctx = ActionContext(
             gate=rec.gate,
             verdict=verdict,

@@ -435,6 +435,9 @@ def _env_names(func_args: Iterable[str], defs: Mapping[str, Sequence[Any]]) -> t
     return tuple(a for a in func_args if defs.get(a) and _is_environment(defs[a][-1]))
 
 
+GateParts = tuple[Any, "GateSpec | None", tuple[str, ...], Mapping[str, Sequence[Any]]]
+
+
 def build_graph(
     gate_items: Sequence[Any],
     marker_name: str = "snowpipe_gate",
@@ -449,39 +452,58 @@ def build_graph(
     project-local code it calls are part of its key.
 
     Every problem is gathered and raised together as one GraphError, each line naming the
-    fixture or gate and the fix.
+    fixture or gate and the fix. One job per step: read the gates' markers and fixture closures,
+    derive the stages' edges, make the gates, check the depth, key the stages, key the gates.
     """
     collector = _Collector()
-    gate_parts: list[tuple[Any, GateSpec | None, tuple[str, ...], Mapping[str, Sequence[Any]]]] = []
-    for item in gate_items:
-        name = item.originalname if hasattr(item, "originalname") else item.name
-        defs = item._fixtureinfo.name2fixturedefs
-        spec: GateSpec | None
-        try:
-            spec = _resolve_templates(name, parse_gate_marker(name, list(item.iter_markers(marker_name))), config)
-        except GateSpecError as exc:
-            collector.error(str(exc))
-            spec = None
-        if getattr(item, "callspec", None) is not None:
-            collector.error(
-                f"gate {item.nodeid!r} is parametrized; a gate is one branch of the Task Graph: "
-                "write one gate per variant."
-            )
-        argnames = tuple(item._fixtureinfo.argnames)
-        reads = tuple(
-            s for s in (collector.visit(a, defs, f"gate {name!r}") for a in argnames) if s is not None
-        )
-        gate_parts.append((item, spec, reads, defs))
+    parts = [_read_gate(item, marker_name, config, collector) for item in gate_items]
+    preds, envs = _stage_edges(collector)
+    gates = _make_gates(parts, preds, collector)
+    chain = longest_chain(collector.order, lambda n: preds[n])
+    if len(chain) > max_chain_depth():
+        collector.error(chain_too_deep(chain, max_chain_depth()))
+    if collector.errors:
+        raise GraphError(_format_errors(collector.errors))
+    stages = _keyed_stages(collector, preds, envs, config, root or Path.cwd())
+    keys = {s.name: s.key for s in stages}
+    return PipelineGraph(stages=tuple(stages), gates=tuple(_keyed_gate(g, keys) for g in gates))
 
+
+def _read_gate(item: Any, marker_name: str, config: Mapping[str, Any] | None, collector: _Collector) -> GateParts:
+    """A gate's spec (its marker, templates filled) and the stages it reads (visiting their closures)."""
+    name = item.originalname if hasattr(item, "originalname") else item.name
+    defs = item._fixtureinfo.name2fixturedefs
+    spec: GateSpec | None
+    try:
+        spec = _resolve_templates(name, parse_gate_marker(name, list(item.iter_markers(marker_name))), config)
+    except GateSpecError as exc:
+        collector.error(str(exc))
+        spec = None
+    if getattr(item, "callspec", None) is not None:
+        collector.error(
+            f"gate {item.nodeid!r} is parametrized; a gate is one branch of the Task Graph: "
+            "write one gate per variant."
+        )
+    argnames = tuple(item._fixtureinfo.argnames)
+    reads = tuple(s for s in (collector.visit(a, defs, f"gate {name!r}") for a in argnames) if s is not None)
+    return item, spec, reads, defs
+
+
+def _stage_edges(collector: _Collector) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    """Each stage's predecessors (the stages among its arguments) and environment (the other fixtures)."""
     preds: dict[str, tuple[str, ...]] = {}
     envs: dict[str, tuple[str, ...]] = {}
     for name, fixturedef in collector.stage_defs.items():
         preds[name] = tuple(a for a in fixturedef.argnames if a in collector.stage_defs and a != name)
         envs[name] = tuple(a for a in fixturedef.argnames if a not in preds[name] and a != name)
+    return preds, envs
 
+
+def _make_gates(parts: Sequence[GateParts], preds: Mapping[str, tuple[str, ...]], collector: _Collector) -> list[Gate]:
+    """The gates (unkeyed): unique names apart from the stages', at least one stage read, roles resolved."""
     gates: list[Gate] = []
     seen_gate: dict[str, str] = {}
-    for item, spec, reads, defs in gate_parts:
+    for item, spec, reads, defs in parts:
         name = getattr(item, "originalname", item.name)
         if name in seen_gate and seen_gate[name] != item.nodeid:
             collector.error(
@@ -502,67 +524,53 @@ def build_graph(
         model_stage, metrics_stage = _resolve_roles(name, spec, upstream, collector)
         gates.append(
             Gate(
-                name=name,
-                nodeid=item.nodeid,
-                func=item.obj,
-                reads=reads,
-                environment=_env_names(item._fixtureinfo.argnames, defs),
-                upstream=tuple(upstream),
-                spec=spec,
-                model_stage=model_stage,
-                metrics_stage=metrics_stage,
-                location=_location(item.obj),
-                key="",
+                name=name, nodeid=item.nodeid, func=item.obj, reads=reads,
+                environment=_env_names(item._fixtureinfo.argnames, defs), upstream=tuple(upstream), spec=spec,
+                model_stage=model_stage, metrics_stage=metrics_stage, location=_location(item.obj), key="",
             )
         )
+    return gates
 
-    chain = longest_chain(collector.order, lambda n: preds[n])
-    if len(chain) > max_chain_depth():
-        collector.error(chain_too_deep(chain, max_chain_depth()))
-    if collector.errors:
-        raise GraphError(_format_errors(collector.errors))
 
-    order = _toposort(collector.order, preds)
+def _keyed_stages(
+    collector: _Collector, preds: Mapping[str, tuple[str, ...]], envs: Mapping[str, tuple[str, ...]],
+    config: Mapping[str, Any] | None, root: Path,
+) -> list[Stage]:
+    """The stages in topological order, each keyed on its code, remote options, what it reads and its inputs' keys."""
     keys: dict[str, str] = {}
     stages: list[Stage] = []
-    for name in order:
+    for name in _toposort(collector.order, preds):
         fixturedef = collector.stage_defs[name]
         spec_r = remote_spec(fixturedef.func)
         h = hashlib.sha256()
         h.update(code_hash(fixturedef.func).encode())
         h.update(repr(spec_r).encode())
-        deps = stage_dependencies(fixturedef.func, fixturedef.argnames, config, root or Path.cwd())
+        deps = stage_dependencies(fixturedef.func, fixturedef.argnames, config, root)
         h.update(deps.digest.encode())
         for p in preds[name]:
             h.update(f"{p}={keys[p]}".encode())
         keys[name] = h.hexdigest()[:16]
         stages.append(
             Stage(
-                name=name,
-                func=fixturedef.func,
-                predecessors=preds[name],
-                environment=envs[name],
-                is_yield=inspect.isgeneratorfunction(inspect.unwrap(fixturedef.func)),
-                remote=spec_r,
-                location=_location(fixturedef.func),
-                key=keys[name],
-                calls=deps.calls,
-                config_keys=deps.config_keys,
-                sources=deps.sources,
-                run_fields=deps.run_fields,
+                name=name, func=fixturedef.func, predecessors=preds[name], environment=envs[name],
+                is_yield=inspect.isgeneratorfunction(inspect.unwrap(fixturedef.func)), remote=spec_r,
+                location=_location(fixturedef.func), key=keys[name], calls=deps.calls,
+                config_keys=deps.config_keys, sources=deps.sources, run_fields=deps.run_fields,
             )
         )
-    keyed_gates = []
-    for gate in gates:
-        h = hashlib.sha256()
-        h.update(code_hash(gate.func).encode())
-        h.update(repr((action_label(gate.spec.on_pass), action_label(gate.spec.on_fail))).encode())
-        if gate.spec.version_name or gate.spec.log_model:
-            h.update(repr((gate.spec.version_name, sorted(gate.spec.log_model))).encode())
-        for r in gate.reads:
-            h.update(f"{r}={keys[r]}".encode())
-        keyed_gates.append(_replace_key(gate, h.hexdigest()[:16]))
-    return PipelineGraph(stages=tuple(stages), gates=tuple(keyed_gates))
+    return stages
+
+
+def _keyed_gate(gate: Gate, keys: Mapping[str, str]) -> Gate:
+    """The gate keyed on its code, its actions (and their options) and the keys of the stages it reads."""
+    h = hashlib.sha256()
+    h.update(code_hash(gate.func).encode())
+    h.update(repr((action_label(gate.spec.on_pass), action_label(gate.spec.on_fail))).encode())
+    if gate.spec.version_name or gate.spec.log_model:
+        h.update(repr((gate.spec.version_name, sorted(gate.spec.log_model))).encode())
+    for r in gate.reads:
+        h.update(f"{r}={keys[r]}".encode())
+    return _replace_key(gate, h.hexdigest()[:16])
 
 
 def _resolve_templates(gate: str, spec: GateSpec, config: Mapping[str, Any] | None) -> GateSpec:

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_snowpipe.pipeline.states import Verdict
 from pytest_snowpipe.redact import Redactor, redactor_for
 from pytest_snowpipe.registry.local import jsonable
 from pytest_snowpipe.reports.evidence import CiState
@@ -39,7 +40,6 @@ JSON_NAME = "report.json"
 MD_NAME = "report.md"
 WORKER_KEY = "snowpipe_report"
 
-PASS, FAIL, ERROR, INTERRUPTED = "PASS", "FAIL", "ERROR", "INTERRUPTED"
 
 EXIT_MEANINGS = {
     0: "OK: every test passed, so every gate passed",
@@ -218,7 +218,7 @@ def merge_parts(parts: list[dict[str, Any]]) -> dict[str, Any]:
                     known["computed_by"] = [*known.get("computed_by", []), worker]
         for gate in part.get("gates", []):
             known = gates.get(gate["nodeid"])
-            if known is None or (known["verdict"] == "NOT RUN" and gate["verdict"] != "NOT RUN"):
+            if known is None or (known["verdict"] == Verdict.NOT_RUN and gate["verdict"] != Verdict.NOT_RUN):
                 gates[gate["nodeid"]] = dict(gate, worker=worker) if worker else gate
     merged["stages"] = list(stages.values())
     merged["gates"] = list(gates.values())
@@ -237,38 +237,43 @@ def worker_ids(parts: list[dict[str, Any]]) -> list[str]:
 
 
 def verdict_of(exitstatus: int, part: Mapping[str, Any], state: CiState, deploy: bool = False) -> tuple[str, str]:
-    """PASS / FAIL / ERROR / INTERRUPTED, with the reason in one line."""
+    """PASS / FAIL / ERROR / INTERRUPTED (a plain string), with the reason in one line."""
+    verdict, reason = _verdict_of(exitstatus, part, state, deploy)
+    return str(verdict), reason
+
+
+def _verdict_of(exitstatus: int, part: Mapping[str, Any], state: CiState, deploy: bool) -> tuple[Verdict, str]:
     gates = part.get("gates", [])
     failed = [g for g in gates if g["verdict"] == "FAIL"]
     if exitstatus == 2:
-        return INTERRUPTED, state.interrupted_by or "the session was interrupted"
+        return Verdict.INTERRUPTED, state.interrupted_by or "the session was interrupted"
     if deploy:  # the gates did not run as tests: the compiled run's gates and the deploy command's result count
         run = state.task_graph_runs[-1] if state.task_graph_runs else {}
         if run.get("failed_gates"):
             names = ", ".join(run["failed_gates"])
-            return FAIL, f"gate {names} took its on_fail branch in the compiled Task Graph run (every task ran; the quality gate failed)"
+            return Verdict.FAIL, f"gate {names} took its on_fail branch in the compiled Task Graph run (every task ran; the quality gate failed)"
         if run.get("state") == "FAILED":
-            return FAIL, f"the compiled Task Graph run FAILED: task {run.get('first_error_task_name')}: {run.get('first_error_message')}"
+            return Verdict.FAIL, f"the compiled Task Graph run FAILED: task {run.get('first_error_task_name')}: {run.get('first_error_message')}"
         what = state.interrupted_by or f"exit status {exitstatus}"
-        return (PASS, "--snowpipe-deploy succeeded") if exitstatus == 0 else (ERROR, f"--snowpipe-deploy failed: {what}")
+        return (Verdict.PASS, "--snowpipe-deploy succeeded") if exitstatus == 0 else (Verdict.ERROR, f"--snowpipe-deploy failed: {what}")
     if exitstatus == 0:
         passed = [g for g in gates if g["verdict"] == "PASS"]
-        return PASS, f"{len(passed)} gate{'s' if len(passed) != 1 else ''} passed" if gates else "no gate was collected"
+        return Verdict.PASS, f"{len(passed)} gate{'s' if len(passed) != 1 else ''} passed" if gates else "no gate was collected"
     if exitstatus == 1:
         if failed:
             first = failed[0]
             text = (first["message"] or first["failure"]).strip().splitlines()
             more = f" (and {len(failed) - 1} more gate{'s' if len(failed) > 2 else ''})" if len(failed) > 1 else ""
-            return FAIL, f"gate {first['name']} failed: {text[0] if text else 'assertion failed'}{more}"
+            return Verdict.FAIL, f"gate {first['name']} failed: {text[0] if text else 'assertion failed'}{more}"
         broken = [s for s in part.get("stages", []) if s["status"] == "error"]
         if broken:
-            return ERROR, f"stage {broken[0]['name']} errored: {broken[0]['error']}"
+            return Verdict.ERROR, f"stage {broken[0]['name']} errored: {broken[0]['error']}"
         errored = [g for g in gates if g["verdict"] == "ERROR"]
         if errored:
-            return ERROR, f"gate {errored[0]['name']} errored: {errored[0]['failure'] or errored[0]['message']}"
+            return Verdict.ERROR, f"gate {errored[0]['name']} errored: {errored[0]['failure'] or errored[0]['message']}"
         failures = [f"{nodeid} ({text})" for nodeid, text in state.failures.items()]
-        return FAIL, "every gate passed, but test(s) outside the gates failed: " + "; ".join(failures[:3])
-    return ERROR, EXIT_MEANINGS.get(exitstatus, f"pytest exit status {exitstatus}")
+        return Verdict.FAIL, "every gate passed, but test(s) outside the gates failed: " + "; ".join(failures[:3])
+    return Verdict.ERROR, EXIT_MEANINGS.get(exitstatus, f"pytest exit status {exitstatus}")
 
 
 def build_report(

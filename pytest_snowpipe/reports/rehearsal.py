@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pytest_snowpipe.pipeline.states import TaskState, Verdict
 from pytest_snowpipe.taskgraph.compile import task_name
 
-_STATUS = {"SUCCEEDED": "ok", "FAILED": "error"}  # SKIPPED / NOT_EXECUTED: the stage did not run
+_STATUS = {TaskState.SUCCEEDED: "ok", TaskState.FAILED: "error"}  # SKIPPED / NOT_EXECUTED: the stage did not run
 
 
 def apply_task_graph_run(part: dict[str, Any], run: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -36,8 +37,8 @@ def apply_task_graph_run(part: dict[str, Any], run: Mapping[str, Any] | None) ->
         if task is None:
             continue
         branch = task.get("return_value")
-        if task["state"] != "SUCCEEDED":
-            gate["verdict"] = "ERROR" if task["state"] == "FAILED" else "NOT RUN"
+        if task["state"] != TaskState.SUCCEEDED:
+            gate["verdict"] = str(Verdict.ERROR if task["state"] == TaskState.FAILED else Verdict.NOT_RUN)
             gate["message"] = f"its task {task['name']} {task['state']}: {task.get('error') or task.get('reason') or ''}".strip()
             continue
         gate["verdict"] = "FAIL" if gate["name"] in failed else "PASS"

@@ -16,6 +16,7 @@ import re
 import sys
 import textwrap
 import types
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -292,13 +293,28 @@ def _cycle(graph: PipelineGraph) -> list[str]:
     return cycle_members(names, lambda n: preds[n])
 
 
+STAGE_ENVIRONMENT = frozenset({"snowpipe_session", "snowpipe_config", "snowpipe_run", "snowpipe_registry"})
+GATE_ENVIRONMENT = frozenset({"snowpipe_session", "snowpipe_config", "snowpipe_champion", "snowpipe_run"})
+
+
 def validate(graph: PipelineGraph, opts: CompileOptions) -> list[str]:
-    """Every reason the graph cannot ship, before anything is created."""
+    """Every reason the graph cannot ship, before anything is created: one check per rule."""
+    return [
+        *_check_graph_options(opts),
+        *_check_task_names(graph, opts.dag_name),
+        *_check_edges(graph),
+        *_check_environment(graph),
+        *_check_actions(graph),
+        *_check_acyclic(graph),
+        *_check_teardowns(graph),
+    ]
+
+
+def _check_graph_options(opts: CompileOptions) -> list[str]:
+    """The graph's name, its config (no secrets, only the value types a Task Graph config holds), its schedule."""
     problems: list[str] = []
-    stage_names = {s.name for s in graph.stages}
-    dag = opts.dag_name
-    if not IDENTIFIER.match(dag or ""):
-        problems.append(f"task graph name {dag!r} is not an unquoted Snowflake identifier ({IDENTIFIER.pattern})")
+    if not IDENTIFIER.match(opts.dag_name or ""):
+        problems.append(f"task graph name {opts.dag_name!r} is not an unquoted Snowflake identifier ({IDENTIFIER.pattern})")
     for key, value in dict(opts.config).items():
         if isinstance(key, str) and is_shipped_secret_name(key):  # one rule with the settings' (model_key passes)
             problems.append(
@@ -313,17 +329,24 @@ def validate(graph: PipelineGraph, opts: CompileOptions) -> list[str]:
             )
     if isinstance(opts.schedule, timedelta) and not MIN_INTERVAL <= opts.schedule <= MAX_INTERVAL:
         problems.append(f"schedule {opts.schedule}: a Task Graph interval must be between 10 seconds and 8 days")
+    return problems
 
-    # names: (task name, what) for every task
-    named: list[tuple[str, str]] = []
-    for s in graph.stages:
-        named.append((task_name(s.name), f"stage {s.name!r}"))
+
+def _named_tasks(graph: PipelineGraph) -> list[tuple[str, str]]:
+    """(task name, what it is) of every task but the root."""
+    named = [(task_name(s.name), f"stage {s.name!r}") for s in graph.stages]
     for g in graph.gates:
         named.append((task_name(g.name), f"gate {g.name!r}"))
-        for side, name in action_names(g).items():
-            named.append((name, f"gate {g.name!r} {side} action"))
-    if any(s.is_yield for s in graph.stages) or graph.stages:
+        named.extend((name, f"gate {g.name!r} {side} action") for side, name in action_names(g).items())
+    if graph.stages:
         named.append((FINALIZER_NAME, "the finalizer"))
+    return named
+
+
+def _check_task_names(graph: PipelineGraph, dag: str) -> list[str]:
+    """Each task name a valid identifier, short enough, unique ignoring case; at most MAX_TASKS tasks."""
+    problems: list[str] = []
+    named = _named_tasks(graph)
     seen: dict[str, str] = {}
     for name, what in named:
         if not IDENTIFIER.match(name):
@@ -340,15 +363,19 @@ def validate(graph: PipelineGraph, opts: CompileOptions) -> list[str]:
             )
         else:
             seen[name.upper()] = what
-
     total = 1 + len(named)
     if total > MAX_TASKS:
         problems.append(
             f"the Task Graph would have {total} tasks (root, {len(graph.stages)} stages, gates, actions and "
             f"finalizer); Snowflake allows at most {MAX_TASKS}: merge stages or split the suite"
         )
-    children: dict[str, int] = {s.name: 0 for s in graph.stages}
-    sources = 0
+    return problems
+
+
+def _check_edges(graph: PipelineGraph) -> list[str]:
+    """Predecessors that exist; at most MAX_EDGES predecessors and children per task and under the root."""
+    problems: list[str] = []
+    stage_names = {s.name for s in graph.stages}
     for s in graph.stages:
         missing = [p for p in s.predecessors if p not in stage_names]
         if missing:
@@ -358,32 +385,52 @@ def validate(graph: PipelineGraph, opts: CompileOptions) -> list[str]:
                 f"stage {s.name!r} has {len(s.predecessors)} predecessors; a task may have at most {MAX_EDGES}: "
                 "combine inputs into an intermediate stage"
             )
-        if not s.predecessors:
-            sources += 1
-        for p in s.predecessors:
-            if p in children:
-                children[p] += 1
-        extra = set(s.environment) - {"snowpipe_session", "snowpipe_config", "snowpipe_run", "snowpipe_registry"}
+    for g in graph.gates:
+        missing = [r for r in g.reads if r not in stage_names]
+        if missing:
+            problems.append(f"gate {g.name!r} reads {', '.join(missing)}, which are not stages of the graph")
+        if len(g.reads) > MAX_EDGES:
+            problems.append(f"gate {g.name!r} has {len(g.reads)} predecessors; a task may have at most {MAX_EDGES}")
+    inputs = [s.predecessors for s in graph.stages] + [g.reads for g in graph.gates]
+    children = Counter(r for reads in inputs for r in reads if r in stage_names)
+    for name, count in children.items():
+        if count > MAX_EDGES:
+            problems.append(
+                f"stage {name!r} has {count} children; a task may have at most {MAX_EDGES}: "
+                "fan out through intermediate stages"
+            )
+    sources = sum(1 for reads in inputs if not reads)
+    if sources > MAX_EDGES:
+        problems.append(
+            f"{sources} stages have no predecessor; dagv1 hangs each off the root, which may have at most "
+            f"{MAX_EDGES} children: join source stages under fewer roots"
+        )
+    return problems
+
+
+def _check_environment(graph: PipelineGraph) -> list[str]:
+    """Only the fixtures a task can be given (session, config, run, registry; a gate's champion)."""
+    problems: list[str] = []
+    for s in graph.stages:
+        extra = set(s.environment) - STAGE_ENVIRONMENT
         if extra:
             problems.append(f"stage {s.name!r} requests {', '.join(sorted(extra))}, unavailable in a Task Graph task")
         if s.remote is not None and s.is_yield:
             problems.append(f"stage {s.name!r}: a remote stage cannot be a yield fixture")
     for g in graph.gates:
-        missing = [r for r in g.reads if r not in stage_names]
-        unknown = set(g.environment) - {"snowpipe_session", "snowpipe_config", "snowpipe_champion", "snowpipe_run"}
+        unknown = set(g.environment) - GATE_ENVIRONMENT
         if unknown:
             problems.append(f"gate {g.name!r} requests {', '.join(sorted(unknown))}, unavailable in a Task Graph task")
         if "snowpipe_champion" in g.environment and not g.model_name:
             problems.append(f"gate {g.name!r} requests snowpipe_champion but names no model: add model_name=... to its marker")
-        if missing:
-            problems.append(f"gate {g.name!r} reads {', '.join(missing)}, which are not stages of the graph")
-        if len(g.reads) > MAX_EDGES:
-            problems.append(f"gate {g.name!r} has {len(g.reads)} predecessors; a task may have at most {MAX_EDGES}")
-        if not g.reads:
-            sources += 1
-        for r in g.reads:
-            if r in children:
-                children[r] += 1
+    return problems
+
+
+def _check_actions(graph: PipelineGraph) -> list[str]:
+    """Each gate side names a built-in action (with what it needs) or a function."""
+    problems: list[str] = []
+    stage_names = {s.name for s in graph.stages}
+    for g in graph.gates:
         for side in ("on_pass", "on_fail"):
             action = getattr(g.spec, side)
             if isinstance(action, str) and builtin(action) is None:
@@ -399,20 +446,17 @@ def validate(graph: PipelineGraph, opts: CompileOptions) -> list[str]:
                     f"gate {g.name!r}: {side}={action!r} needs a model stage (snowpipe_gate(model=...)); "
                     f"{g.model_stage!r} is not a stage"
                 )
-    for name, count in children.items():
-        if count > MAX_EDGES:
-            problems.append(
-                f"stage {name!r} has {count} children; a task may have at most {MAX_EDGES}: "
-                "fan out through intermediate stages"
-            )
-    if sources > MAX_EDGES:
-        problems.append(
-            f"{sources} stages have no predecessor; dagv1 hangs each off the root, which may have at most "
-            f"{MAX_EDGES} children: join source stages under fewer roots"
-        )
+    return problems
+
+
+def _check_acyclic(graph: PipelineGraph) -> list[str]:
     cyclic = _cycle(graph)
-    if cyclic:
-        problems.append(f"stages {', '.join(cyclic)} form a cycle; a Task Graph is acyclic: break it")
+    return [f"stages {', '.join(cyclic)} form a cycle; a Task Graph is acyclic: break it"] if cyclic else []
+
+
+def _check_teardowns(graph: PipelineGraph) -> list[str]:
+    """A yield stage's teardown can run in the finalizer (see :func:`teardown_of`)."""
+    problems: list[str] = []
     for s in graph.stages:
         if s.is_yield:
             try:

@@ -19,6 +19,7 @@ from typing import Any
 
 from pytest_snowpipe.errors import SnowpipeError, SnowpipeUsageError, first_line
 from pytest_snowpipe.pipeline.graph import PipelineGraph
+from pytest_snowpipe.pipeline.states import RUNNING, TaskState
 from pytest_snowpipe.taskgraph.channel import from_account
 from pytest_snowpipe.taskgraph.compile import (
     CompiledPipeline,
@@ -37,7 +38,7 @@ from pytest_snowpipe.taskgraph.deployed import (
 from pytest_snowpipe.taskgraph.interrupts import Interrupted, deferred, interruptible
 from pytest_snowpipe.taskgraph.ml_job_task import bound, job_tasks
 
-RUNNING_STATES = ("SCHEDULED", "EXECUTING")
+RUNNING_STATES = RUNNING
 
 class DeployUsageError(SnowpipeUsageError):
     """The deploy was asked for in a way that cannot work (the plugin turns it into a UsageError)."""
@@ -383,7 +384,7 @@ def run_and_wait(
                   + (f" (first error: {run.first_error_task_name}: {run.first_error_message})"
                      if getattr(run, "first_error_task_name", None) else ""))
             _print_task_states(session, dag.name, getattr(run, "run_id", None), write)
-            return 0 if run.state == "SUCCEEDED" else 1
+            return 0 if run.state == TaskState.SUCCEEDED else 1
         current = [r.state for r in op.get_current_dag_runs(dag)]
         write(f"  ... {', '.join(current) or 'waiting'} ({waited:.0f}s)")
         sleep(delay)
