@@ -533,7 +533,7 @@ def _execute(
     )
 
 
-def _gate(node: _Node) -> tuple[str | None, str | None, str | None]:
+def _readiness(node: _Node) -> tuple[str | None, str | None, str | None]:
     """Decide a ready task's fate: (state or None to run it, reason, error)."""
     states = [p.run.state for p in node.preds.values() if p is not None and p.run is not None]
     real_preds = [p for p in node.preds.values() if p is not None]
@@ -648,7 +648,7 @@ def emulate(
                         continue
                     waiting.remove(node)
                     progressed = True
-                    state, reason, error = _gate(node)
+                    state, reason, error = _readiness(node)
                     if state is None:
                         _tell(node.task.name)
                         running[pool.submit(_execute, node, session, graph, runners.get(node.task.name), executor)] = node
@@ -660,7 +660,7 @@ def emulate(
                     settle(running.pop(future), future.result())
         for task in finalizers:  # after every other task, whatever their outcome
             node = nodes[id(task)]
-            state, reason, error = _gate(node)
+            state, reason, error = _readiness(node)
             if state is None:
                 _tell(task.name)
                 settle(node, pool.submit(_execute, node, session, graph, runners.get(task.name), executor).result())
