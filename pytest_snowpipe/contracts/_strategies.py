@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from pytest_snowpipe.contracts._core import ColumnSpec, ContractError
+from pytest_snowpipe.errors import SnowpipeError
 
 if TYPE_CHECKING:  # pragma: no cover
     from hypothesis.strategies import DrawFn, SearchStrategy
@@ -160,7 +161,7 @@ def _regex_size(pattern: str) -> int | None:
         return None
 
 
-class _Unsupported(Exception):
+class _Unsupported(SnowpipeError):
     """A regex construct the small sampler does not handle."""
 
 

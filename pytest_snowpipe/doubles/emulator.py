@@ -88,7 +88,7 @@ class EmulatorError(SnowpipeError):
     """The graph cannot be emulated at all (cycle, bad config, unknown runner name...)."""
 
 
-class _TaskFailure(Exception):
+class _TaskFailure(SnowpipeError):
     """A task failed for a reason the emulator itself detected; the message is recorded as is."""
 
 

@@ -40,6 +40,7 @@ from typing import Any
 
 import pytest
 
+from pytest_snowpipe.errors import SnowpipeError
 from pytest_snowpipe.pipeline.frames import describe, is_pandas_frame, is_snowpark_frame
 
 FORMAT = 1
@@ -52,7 +53,7 @@ class SnowpipeCacheWarning(pytest.PytestWarning):
     """The stage cache could not use an entry or store an output (the run goes on, recomputing)."""
 
 
-class CorruptEntry(Exception):
+class CorruptEntry(SnowpipeError):
     """A cache entry failed its checksum or could not be decoded; ``path`` is the culprit file."""
 
     def __init__(self, path: Path, reason: str) -> None:
@@ -61,7 +62,7 @@ class CorruptEntry(Exception):
         self.reason = reason
 
 
-class Uncacheable(Exception):
+class Uncacheable(SnowpipeError):
     """A stage output cannot be stored (e.g. an open connection); it is recomputed every run.
 
     ``quiet``: an expected case that needs no warning (a Snowpark frame on an account).
