@@ -35,6 +35,7 @@ from pytest_snowpipe.taskgraph.deployed import (
     stage_files_of,
 )
 from pytest_snowpipe.taskgraph.interrupts import Interrupted, deferred, interruptible
+from pytest_snowpipe.taskgraph import monitors_deploy
 from pytest_snowpipe.taskgraph.ml_job_task import bound, job_tasks
 
 RUNNING_STATES = ("SCHEDULED", "EXECUTING")
@@ -217,6 +218,8 @@ def deploy(
             if old is not None and old.suspended and copts.schedule is not None:
                 step = "keeping the graph suspended"
                 tasks[dag.name].suspend()
+            step = "applying the monitors"
+            monitors_deploy.apply(session, compiled, graph, write)  # all or nothing; a failure restores the graph
     except BaseException as exc:
         raise _undone(op, compiled, old, session, folders, before, step, exc) from exc
     if old is not None and old.suspended and copts.schedule is not None:
@@ -360,6 +363,7 @@ def undeploy(op: Any, copts: CompileOptions, session: Any, write: Callable[[str]
                 what = f"restoring it failed too ({first_line(undo)}): check SHOW TASKS LIKE '{name}%' in {where}"
         raise DeployError(f"undeploying Task Graph {name} {cause}; {what}", exit_code=code) from exc
     removed = _remove_unused(op, old, session)
+    monitors_deploy.remove(session, where, name)  # the watched tables and their DMF associations
     write(f"undeployed Task Graph {name} from {where}: dropped {len(old.tasks)} task(s), removed {len(removed)} stage "
           "path(s) only it used")
     return 0

@@ -24,6 +24,7 @@ from typing import Any
 from pytest_snowpipe.doubles.sql.embedded import is_embedded_session
 from pytest_snowpipe.errors import SnowpipeError
 from pytest_snowpipe.pipeline.checks import check_output
+from pytest_snowpipe.taskgraph.monitor_tables import refresh as refresh_watched
 from pytest_snowpipe.pipeline.remote import materialize
 from pytest_snowpipe.taskgraph.artifacts import load, lookup, pointer_text, publish, run_key, store, tables_of
 
@@ -223,6 +224,7 @@ def run_stage(spec: StageSpec, session: Any) -> str:
     else:
         value = spec.func(**kwargs)
     check_output(spec.name, spec.func, value)  # a blocking check: a violation fails this task
+    refresh_watched(spec.env.dag, spec.name, spec.func, value, session)  # sp.expect(monitor=): the DMFs' table
     return _finish(spec, session, run_id, value)
 
 
