@@ -138,9 +138,14 @@ class MonitorState:
                 latest[k] = r
         cols = ["table_database", "table_schema", "table_name", "metric_name", "expectation_name", "expectation_expression",
                 "value", "expectation_violated", "measurement_time"]
-        rows = [[r[c] for c in cols] for _, r in sorted(latest.items(), key=lambda kv: (kv[0][2], kv[0][3]))]
+        rows = [[_text(r[c]) for c in cols] for _, r in sorted(latest.items(), key=lambda kv: (kv[0][2], kv[0][3]))]
         types = ["text"] * 6 + ["text", "boolean", "text"]
         return _result([c.upper() for c in cols], rows, types=types)
+
+
+def _text(value: Any) -> Any:
+    """A cell as the wire carries it (a boolean is ``1``/``0``)."""
+    return ("1" if value else "0") if isinstance(value, bool) else value
 
 
 __all__ = ["UNSUPPORTED", "MonitorState", "Table"]

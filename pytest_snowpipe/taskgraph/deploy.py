@@ -19,6 +19,7 @@ from typing import Any
 
 from pytest_snowpipe.errors import SnowpipeError, SnowpipeUsageError, first_line
 from pytest_snowpipe.pipeline.graph import PipelineGraph
+from pytest_snowpipe.taskgraph import monitors_deploy
 from pytest_snowpipe.taskgraph.channel import from_account
 from pytest_snowpipe.taskgraph.compile import (
     CompiledPipeline,
@@ -35,7 +36,6 @@ from pytest_snowpipe.taskgraph.deployed import (
     stage_files_of,
 )
 from pytest_snowpipe.taskgraph.interrupts import Interrupted, deferred, interruptible
-from pytest_snowpipe.taskgraph import monitors_deploy
 from pytest_snowpipe.taskgraph.ml_job_task import bound, job_tasks
 
 RUNNING_STATES = ("SCHEDULED", "EXECUTING")

@@ -3,9 +3,9 @@
 A stage's per-run output tables change name every run and the finalizer drops them, so a Data Metric
 Function cannot watch them. A stage whose contract has ``monitor=`` gets one STABLE table,
 ``SNOWPIPE_<DAG>_<STAGE>[_<KEY>]_LATEST``: the deploy creates it from the contract's columns and attaches the
-DMFs; every graph run, right after the stage's check passed, replaces its rows with the contract's columns of
+DMFs; every graph run, right before the stage's blocking check, replaces its rows with the contract's columns of
 the output (``save_as_table(mode="truncate")``: the table, and so its DMF associations, stays). Between runs
-it holds what the last run produced, which is what the monitors report on.
+it holds what the last run produced, good or bad, which is what the monitors report on.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pytest_snowpipe.pipeline.checks import Expectation, expectations_of
+from pytest_snowpipe.pipeline.frames import is_snowpark_frame
 
 TABLE_NAME_LIMIT = 255
 SUFFIX = "_LATEST"
@@ -41,14 +42,28 @@ def monitored(func: Callable[..., Any]) -> list[Expectation]:
 
 
 def refresh(dag: str, stage: str, func: Callable[..., Any], value: Any, session: Any) -> list[str]:
-    """Copy the contract's columns of each monitored output into its watched table; return the tables written."""
+    """Copy the contract's columns of each monitored output into its watched table; return the tables written.
+
+    Called BEFORE the blocking check: a run whose output breaks the contract still leaves it in the watched table,
+    so the monitors record that run's violations in Snowflake's data-quality views. An output the check will
+    refuse anyway (no Snowpark frame, a contract column missing, a value the table's type cannot hold) is skipped:
+    the table keeps the last rows it could take, and the check says what is wrong.
+    """
     from pytest_snowpipe.contracts.monitors import quote
 
     written = []
     for exp in monitored(func):
-        target = value[exp.key] if exp.key is not None else value  # check_output has checked the shape
+        target = value.get(exp.key) if exp.key is not None and isinstance(value, dict) else value
+        if (exp.key is not None and not isinstance(value, dict)) or not is_snowpark_frame(target):
+            continue
+        present = {c.strip('"') for c in target.columns}
+        if not set(exp.contract.columns) <= present:
+            continue
         table = monitor_table(dag, stage, exp.key)
-        target.select([quote(c) for c in exp.contract.columns]).write.save_as_table(table, mode="truncate")
+        try:
+            target.select([quote(c) for c in exp.contract.columns]).write.save_as_table(table, mode="truncate")
+        except Exception:
+            continue
         written.append(table)
     return written
 

@@ -105,7 +105,7 @@ def _staging(table: str) -> str:
 
 def _unsupported(exc: BaseException) -> bool:
     text = str(exc).lower()
-    return "unsupported feature" in text or "data metric function" in text and "not supported" in text
+    return "unsupported feature" in text or ("data metric function" in text and "not supported" in text)
 
 
 def existing_tables(session: Any, where: str, dag_name: str) -> set[str]:
@@ -127,7 +127,7 @@ def apply(session: Any, compiled: Any, graph: Any, write: Callable[[str], Any] =
         if not monitors:
             return []  # nothing to apply, and no way to tell whether an earlier deploy left watched tables
         raise MonitorDeployError(f"listing the watched tables in {where} failed ({first_line(exc)}); "
-                                 "no monitor was changed") from exc
+                                 "the monitors were left as they were") from exc
     if not monitors and not existing:
         return []
     made: list[str] = []
