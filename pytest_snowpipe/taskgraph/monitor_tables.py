@@ -53,8 +53,10 @@ def refresh(dag: str, stage: str, func: Callable[..., Any], value: Any, session:
 
     written = []
     for exp in monitored(func):
-        target = value.get(exp.key) if exp.key is not None and isinstance(value, dict) else value
-        if (exp.key is not None and not isinstance(value, dict)) or not is_snowpark_frame(target):
+        target: Any = value
+        if exp.key is not None:
+            target = value.get(exp.key) if isinstance(value, dict) else None
+        if not is_snowpark_frame(target):
             continue
         present = {c.strip('"') for c in target.columns}
         if not set(exp.contract.columns) <= present:
@@ -62,7 +64,7 @@ def refresh(dag: str, stage: str, func: Callable[..., Any], value: Any, session:
         table = monitor_table(dag, stage, exp.key)
         try:
             target.select([quote(c) for c in exp.contract.columns]).write.save_as_table(table, mode="truncate")
-        except Exception:
+        except Exception:  # the blocking check that follows says which value the table's type could not take
             continue
         written.append(table)
     return written
