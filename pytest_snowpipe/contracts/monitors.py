@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_snowpipe.contracts._core import Contract, ContractError
+from pytest_snowpipe.errors import SnowpipeUsageError
 
 #: the fixed minute schedules a DMF accepts (DATA_METRIC_SCHEDULE = '<num> MINUTE')
 MINUTE_SCHEDULES = (5, 15, 30, 60, 720, 1440)
@@ -44,8 +45,9 @@ _SQL_TYPES = {"int": "NUMBER(38,0)", "float": "FLOAT", "str": "VARCHAR", "bool":
 SYSTEM = "SNOWFLAKE.CORE."
 
 
-class MonitorError(ContractError):
-    """A monitor is declared in a way Snowflake cannot schedule or watch; the message says how to fix it."""
+class MonitorError(ContractError, SnowpipeUsageError):
+    """A monitor is declared in a way Snowflake cannot schedule or watch; the message says how to fix it
+    (a usage error: at plan or deploy time pytest shows it without a traceback)."""
 
 
 def parse_monitor_schedule(text: Any) -> str:

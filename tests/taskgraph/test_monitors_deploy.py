@@ -187,3 +187,52 @@ def test_two_monitors_on_one_output_are_refused() -> None:
     twice = sp.expect(RAW, monitor="5m")(sp.expect(RAW, monitor="1h")(lambda snowpipe_session: None))
     with pytest.raises(MonitorError, match="two sp.expect"):
         planned_monitors(monitored(twice), "DEMO")
+
+
+MONITORED_SUITE = '''
+import pytest
+import pytest_snowpipe as sp
+
+@pytest.fixture(scope="session")
+@sp.expect(sp.Contract(ID=sp.column(int, unique=True)), monitor=MONITOR)
+def raw(snowpipe_session):
+    return snowpipe_session.create_dataframe([(1,), (2,)], schema=["ID"])
+
+@pytest.fixture(scope="session")
+def model(raw):
+    return {"weights": raw.count()}
+
+@pytest.fixture(scope="session")
+def metrics(model):
+    return {"score": model["weights"] / 10}
+'''
+GATE = '''
+import pytest
+
+@pytest.mark.snowpipe_gate(on_pass="promote", on_fail="alert")
+def test_gate(metrics):
+    assert metrics["score"] >= 0.1
+'''
+
+
+@pytest.mark.parametrize(("monitor", "code", "expected"), [
+    ('"15m"', 0, "-> SNOWPIPE_SNOWPIPE_PIPELINE_RAW_LATEST  DATA_METRIC_SCHEDULE = '15 MINUTE'"),
+    ('"USING CRON 0 6 * * 9 UTC"', 4, "stage raw: monitor: 'USING CRON 0 6 * * 9 UTC' has an invalid cron day of week"),
+])
+def test_a_suite_s_dry_run_lists_its_monitor_or_names_the_bad_one(pytester: pytest.Pytester, monitor: str, code: int,
+                                                                   expected: str) -> None:
+    pytester.makeconftest(MONITORED_SUITE.replace("MONITOR", monitor))
+    pytester.makepyfile(test_gate=GATE)
+    result = pytester.runpytest("--snowpipe-deploy", "--snowpipe-dry-run", "-p", "no:cacheprovider")
+    assert result.ret == code
+    out = result.stdout.str() + result.stderr.str()
+    assert expected in out
+    assert "Traceback" not in out
+
+
+def test_a_schedule_snowflake_lacks_fails_the_suite_s_collection_with_the_valid_ones(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(MONITORED_SUITE.replace("MONITOR", '"2h"'))
+    pytester.makepyfile(test_gate=GATE)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert result.ret != 0
+    assert "monitor='2h' is 120 minutes, which Snowflake's DATA_METRIC_SCHEDULE does not offer" in result.stderr.str()
