@@ -236,3 +236,32 @@ def test_a_schedule_snowflake_lacks_fails_the_suite_s_collection_with_the_valid_
     result = pytester.runpytest("-p", "no:cacheprovider")
     assert result.ret != 0
     assert "monitor='2h' is 120 minutes, which Snowflake's DATA_METRIC_SCHEDULE does not offer" in result.stderr.str()
+
+
+def test_a_run_refills_the_watched_table_with_the_contract_s_columns_and_skips_what_the_check_refuses(
+    embedded_session: Any,
+) -> None:
+    import pandas as pd
+
+    from pytest_snowpipe.taskgraph.monitor_tables import refresh
+
+    contract = sp.Contract(ID=sp.column(int), strict=False)
+
+    @sp.expect(contract, key="train", monitor="1h")
+    def split(): ...
+
+    table = "SNOWPIPE_T26A_SPLIT_TRAIN_LATEST"
+    frame = embedded_session.create_dataframe([(1, "x"), (2, "y")], schema=["ID", "EXTRA"])
+    try:
+        assert refresh("T26A", "split", split, {"train": frame}, embedded_session) == [table]
+        assert embedded_session.table(table).columns == ["ID"]  # only the contract's columns
+        assert sorted(r[0] for r in embedded_session.table(table).collect()) == [1, 2]
+        smaller = embedded_session.create_dataframe([(7, "z")], schema=["ID", "EXTRA"])
+        assert refresh("T26A", "split", split, {"train": smaller}, embedded_session) == [table]
+        assert [r[0] for r in embedded_session.table(table).collect()] == [7]  # replaced, not appended
+        for refused in ({"train": pd.DataFrame({"ID": [1]})}, {"test": frame}, frame,
+                        {"train": embedded_session.create_dataframe([(1,)], schema=["OTHER"])}):
+            assert refresh("T26A", "split", split, refused, embedded_session) == []
+        assert [r[0] for r in embedded_session.table(table).collect()] == [7]  # the last rows it could take
+    finally:
+        embedded_session.sql(f"DROP TABLE IF EXISTS {table}").collect()
