@@ -21,6 +21,7 @@ from pytest_snowpipe.engines.tempdirs import owned_temporary_directory
 from pytest_snowpipe.pipeline.graph import PipelineGraph
 from pytest_snowpipe.pipeline.states import TaskState
 from pytest_snowpipe.taskgraph import deploy as account
+from pytest_snowpipe.taskgraph import monitors_deploy
 from pytest_snowpipe.taskgraph.channel import ChannelError, from_snapshot, write_snapshot
 from pytest_snowpipe.taskgraph.compile import (
     CompiledPipeline,
@@ -195,6 +196,7 @@ def _run_local(
     from pytest_snowpipe.doubles.sql.embedded import create_embedded_session, engine
 
     t0 = time.perf_counter()
+    monitor_lines: list[str] = []
     with owned_temporary_directory("snowpipe-rehearsal-") as tmp:  # its owner's pid: swept if pytest dies
         copts = dataclasses.replace(copts, registry_path=tmp, check_pickle=not rehearsal and copts.check_pickle)
         compiled = compile_graph(graph, copts)
@@ -208,6 +210,7 @@ def _run_local(
                     compiled.dag, session=session, config_overrides=dict(opts.config_overrides),
                     executor=sandbox.run if sandbox is not None else None,
                 )
+                monitor_lines = monitors_deploy.rehearse_lines(session, compiled)  # what the DMFs would report
         finally:
             session.close()
     failed = failed_gates(compiled, record)
@@ -217,6 +220,8 @@ def _run_local(
                  f"{len(sandbox.interpreters)} sandbox interpreter(s) ready in {sandbox.start_s:.1f}s")
     write(("rehearsal: " if rehearsal else "") + record.format(width=None if opts.verbose else 40)
           + f"\n(ran {where}; {time.perf_counter() - t0:.1f}s in all, compile included)")
+    if monitor_lines:
+        write("\n".join(monitor_lines))
     for name in failed:
         spec = next(b for b in compiled.bodies.values() if getattr(b, "name", None) == name and hasattr(b, "on_fail"))
         write(f"quality gate {name} FAILED: its branch took on_fail ({spec.on_fail}); exit 1")

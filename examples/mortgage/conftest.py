@@ -13,7 +13,7 @@ from mortgage_contracts import features_contract, raw_contract
 
 
 @pytest.fixture(scope="session")
-@sp.expect(raw_contract)
+@sp.expect(raw_contract, monitor="1h")  # also a Snowflake monitor: DMFs on its watched table
 def loans(snowpipe_session, snowpipe_config):
     table = snowpipe_config["raw_table"]
     yield pipeline.load_raw(snowpipe_session, snowpipe_config["n_rows"], table)

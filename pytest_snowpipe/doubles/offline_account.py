@@ -158,7 +158,11 @@ class OfflineAccount:
         role: str = "SYSADMIN",
         compute_pools: Iterable[str] = (),
         pool_max_nodes: int = 4,
+        dmf_supported: bool = True,
     ) -> None:
+        from pytest_snowpipe.doubles.offline_monitors import MonitorState
+
+        self.monitors = MonitorState(dmf_supported)  # tables, DMFs and their results (sp.expect monitor=)
         self.warehouse = warehouse
         self.compute_pools = {ident(p): pool_max_nodes for p in compute_pools}
         self.role = role
@@ -651,6 +655,8 @@ class OfflineAccount:
         if m := re.match(r"(?:remove|rm)\s+('[^']*'|\S+)", s, re.I):
             gone = self.remove(m[1] if "." in m[1] else self._qualify(m[1], sess))
             return _result(["name", "result"], [[g, "removed"] for g in gone])
+        if (answer := self.monitors.handle(sess, s)) is not None:
+            return answer
         raise InjectedError(1003, f"SQL compilation error: the offline account does not support this statement: {s[:200]}")
 
     def _result_scan(self, qid: str, sql: str) -> dict[str, Any]:

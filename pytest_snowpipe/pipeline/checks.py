@@ -1,7 +1,9 @@
 """Blocking data checks: contracts attached to a stage's output.
 
 ``@sp.expect(contract)`` (or ``@sp.expect(contract, key="train")`` for one entry of a dict
-output) declares what a stage must produce. The check runs right after the stage, in a
+output) declares what a stage must produce; ``monitor="1h"`` also deploys the contract as Snowflake
+Data Metric Functions that keep watching the output between runs (``contracts/monitors.py``).
+The check runs right after the stage, in a
 local run and in the compiled graph alike; a violation fails the stage, so the stages that
 consume its output never run on bad data (a blocking check, as Dagster's asset checks).
 """
@@ -37,6 +39,7 @@ class Expectation:
 
     contract: Any
     key: str | None = None
+    monitor: str | None = None  # a DATA_METRIC_SCHEDULE value (contracts.monitors.parse_monitor_schedule)
 
     @property
     def label(self) -> str:
@@ -53,15 +56,23 @@ class CheckOutcome:
     result: Any  # ContractResult
 
 
-def expect(contract: Any, *, key: str | None = None) -> Callable[[F], F]:
-    """Attach ``contract`` to a stage; put it under ``@pytest.fixture``."""
+def expect(contract: Any, *, key: str | None = None, monitor: str | None = None) -> Callable[[F], F]:
+    """Attach ``contract`` to a stage; put it under ``@pytest.fixture``.
+
+    ``monitor`` ('5m' ... '1d', 'TRIGGER_ON_CHANGES' or 'USING CRON ...'): at deploy the contract also becomes
+    Data Metric Functions on the stage's watched table, evaluated on that schedule.
+    """
     if not (callable(getattr(contract, "validate", None)) and callable(getattr(contract, "strategy", None))):
         raise TypeError(f"sp.expect takes a sp.Contract, got {type(contract).__name__}; build one with sp.Contract(...)")
+    if monitor is not None:
+        from pytest_snowpipe.contracts.monitors import parse_monitor_schedule
+
+        monitor = parse_monitor_schedule(monitor)
 
     def decorate(func: F) -> F:
         refuse_fixture(func, "sp.expect(...)")
         found = list(getattr(func, CONTRACTS_ATTR, ()))
-        found.append(Expectation(contract, key))
+        found.append(Expectation(contract, key, monitor))
         setattr(func, CONTRACTS_ATTR, tuple(found))
         return func
 
@@ -105,6 +116,12 @@ def check_output(stage: str, func: Callable[..., Any], value: Any) -> list[Check
                 f"stage {stage!r} {exp.label}: sp.expect({_contract_name(exp.contract)}) checks a DataFrame, but the "
                 f"stage returned {type(target).__module__}.{type(target).__qualname__}; return a pandas or "
                 "Snowpark DataFrame" + ("" if exp.key is not None else ", or check one entry of a dict with key=...")
+            )
+        if exp.monitor is not None and not is_snowpark_frame(target):
+            raise ContractTargetError(
+                f"stage {stage!r} {exp.label}: sp.expect(..., monitor={exp.monitor!r}) watches a Snowflake table, but "
+                "the stage returned a pandas DataFrame; return a Snowpark DataFrame (session.create_dataframe(df)) "
+                "or drop monitor="
             )
         result = exp.contract.validate(target, report_only=True)
         outcomes.append(CheckOutcome(stage, exp, result))

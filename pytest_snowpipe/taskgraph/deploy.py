@@ -20,6 +20,7 @@ from typing import Any
 from pytest_snowpipe.errors import SnowpipeError, SnowpipeUsageError, first_line
 from pytest_snowpipe.pipeline.graph import PipelineGraph
 from pytest_snowpipe.pipeline.states import RUNNING, TaskState
+from pytest_snowpipe.taskgraph import monitors_deploy
 from pytest_snowpipe.taskgraph.channel import from_account
 from pytest_snowpipe.taskgraph.compile import (
     CompiledPipeline,
@@ -218,6 +219,8 @@ def deploy(
             if old is not None and old.suspended and copts.schedule is not None:
                 step = "keeping the graph suspended"
                 tasks[dag.name].suspend()
+            step = "applying the monitors"
+            monitors_deploy.apply(session, compiled, graph, write)  # all or nothing; a failure restores the graph
     except BaseException as exc:
         raise _undone(op, compiled, old, session, folders, before, step, exc) from exc
     if old is not None and old.suspended and copts.schedule is not None:
@@ -361,6 +364,7 @@ def undeploy(op: Any, copts: CompileOptions, session: Any, write: Callable[[str]
                 what = f"restoring it failed too ({first_line(undo)}): check SHOW TASKS LIKE '{name}%' in {where}"
         raise DeployError(f"undeploying Task Graph {name} {cause}; {what}", exit_code=code) from exc
     removed = _remove_unused(op, old, session)
+    monitors_deploy.remove(session, where, name)  # the watched tables and their DMF associations
     write(f"undeployed Task Graph {name} from {where}: dropped {len(old.tasks)} task(s), removed {len(removed)} stage "
           "path(s) only it used")
     return 0

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_snowpipe.taskgraph.monitors_deploy import plan_lines as monitor_plan_lines
+
 
 def _preds(task: Any, dag_name: str) -> list[str]:
     names = sorted(p.name for p in task.predecessors)
@@ -94,6 +96,7 @@ def format_plan(compiled: Any) -> str:
             f"  {task.name:<32} {'finalizer':<14} finalize = {getattr(low, 'finalize', dag.name)} (after all tasks, on success "
             f"and failure): teardown of {teardowns}; drops the run's artifact tables"
         )
+    lines += monitor_plan_lines(compiled)  # sp.expect(monitor=): the watched tables and their DMFs
     lines += ["", mermaid(compiled)]
     return "\n".join(lines)
 

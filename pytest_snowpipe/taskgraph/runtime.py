@@ -26,6 +26,7 @@ from pytest_snowpipe.errors import SnowpipeError
 from pytest_snowpipe.pipeline.checks import check_output
 from pytest_snowpipe.pipeline.remote import materialize
 from pytest_snowpipe.taskgraph.artifacts import load, lookup, pointer_text, publish, run_key, store, tables_of
+from pytest_snowpipe.taskgraph.monitor_tables import refresh as refresh_watched
 
 SESSION_FIXTURE = "snowpipe_session"
 CONFIG_FIXTURE = "snowpipe_config"
@@ -222,6 +223,7 @@ def run_stage(spec: StageSpec, session: Any) -> str:
         _finish(spec, session, run_id, keep, name=f"_LOCALS_{spec.name}")
     else:
         value = spec.func(**kwargs)
+    refresh_watched(spec.env.dag, spec.name, spec.func, value, session)  # sp.expect(monitor=): every run's output
     check_output(spec.name, spec.func, value)  # a blocking check: a violation fails this task
     return _finish(spec, session, run_id, value)
 

@@ -141,7 +141,9 @@ def test_examples_plan_declares_pinned_packages_pools_and_the_integration():
     for line in (f"xgboost=={xgboost_version()}", f"scikit-learn=={version('scikit-learn')}",
                  "notify:     SNOWPIPE_ALERTS",
                  "ML Job SNOWPIPE_PIPELINE_MODEL on compute pool DEMO_POOL, job stage JOB_STAGE, 2 instance(s)",
-                 "checked against the bundled snapshot (a guess, not your account)"):
+                 "checked against the bundled snapshot (a guess, not your account)",
+                 "monitors:   1 watched table(s) in <database>.<schema>",  # the raw table's contract, sp.expect(monitor=)
+                 "-> SNOWPIPE_SNOWPIPE_PIPELINE_LOANS_LATEST  DATA_METRIC_SCHEDULE = '60 MINUTE'"):
         assert line in out, line
     assert "pytest==" not in out
 
@@ -188,3 +190,11 @@ def test_readme_deploy_command_on_examples_against_the_offline_account(tmp_path)
         assert job["spec"]["STAGE_PATH"].startswith("@DB.SCH.JOB_STAGE/")
         assert job["spec"]["STAGE_PATH"].endswith("/SNOWPIPE_PIPELINE_MODEL")
         assert account.task_names(schema="PUBLIC") == []
+        # the raw table's contract deployed as a monitor: in the double's SQL log, with what the rehearsal saw
+        watched = account.monitors.tables[("DB", "SCH", "SNOWPIPE_SNOWPIPE_PIPELINE_LOANS_LATEST")]
+        assert watched.schedule == "60 MINUTE" and len(watched.metrics) == 17
+        sql = [c.sql for c in account.sql_calls()]
+        assert ('ALTER TABLE DB.SCH.SNOWPIPE_SNOWPIPE_PIPELINE_LOANS_NEXT ADD DATA METRIC FUNCTION '
+                'SNOWFLAKE.CORE.DUPLICATE_COUNT ON ("LOAN_ID") EXPECTATION LOAN_ID_UNIQUE (VALUE = 0)') in sql
+        assert "monitors: 1 watched table(s), 17 Data Metric Function(s) with expectations in DB.SCH" in result.stdout
+        assert "SNOWPIPE_SNOWPIPE_PIPELINE_LOANS_LATEST (loans): 17 of 17 expectation(s) met" in result.stdout
