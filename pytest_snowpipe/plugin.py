@@ -92,6 +92,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run every stage: neither read stage outputs from the stage cache nor store them")
     group.addoption("--snowpipe-cache-clear", dest="snowpipe_cache_clear", action="store_true",
                     help="empty the stage cache before the run")
+    group.addoption("--snowpipe-replay", dest="snowpipe_replay", metavar="RUN",
+                    help="rerun a recorded Task Graph run (an id from `snowpipe runs`, or 'last'): its config and the "
+                    "outputs its tasks stored are given, the rest (the failing stage or gate) runs here, e.g. under --pdb")
     for name, kind, default, help_text in INI_KEYS:
         parser.addini(name, help_text, type=kind, default=default)
 
@@ -129,6 +132,10 @@ def pytest_configure(config: pytest.Config) -> None:
             load_connection(settings.connection)
         except ConnectionConfigError as exc:
             raise pytest.UsageError(str(exc)) from None
+    if settings.replay:  # the run's config and outputs; registers the replay's hooks (reports/replay.py)
+        from pytest_snowpipe.reports.replay import start_replay
+
+        settings = start_replay(config, settings, lambda: config.stash.get(memo_key, None))
     config.stash[settings_key] = settings
     from pytest_snowpipe.pipeline.run_info import RunInfo, new_local_run
 
@@ -241,6 +248,7 @@ def pytest_runtestloop(session: pytest.Session) -> object:
     from pytest_snowpipe.errors import SnowpipeUsageError
     from pytest_snowpipe.redact import redactor_for
     from pytest_snowpipe.release import run_deploy
+    from pytest_snowpipe.reports import run_history
 
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     line_out = reporter.write_line if reporter is not None else print
@@ -264,6 +272,7 @@ def pytest_runtestloop(session: pytest.Session) -> object:
             ),
             verbose=int(getattr(config.option, "verbose", 0) or 0) > 0,
             on_record=keep_record,
+            keep_run=run_history.keeper(settings.runs_dir, write),
         )
     except SnowpipeUsageError as exc:
         raise pytest.UsageError(str(exc)) from None
