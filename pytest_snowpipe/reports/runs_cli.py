@@ -95,7 +95,9 @@ def _account(args: argparse.Namespace, connection: str, dag: str, ini: dict[str,
     from pytest_snowpipe.reports.account_runs import HISTORY_WINDOW, fetch_runs
 
     if session_for is None:
-        from pytest_snowpipe.engines.connection import create_session as session_for
+        from pytest_snowpipe.engines.connection import create_session
+
+        session_for = create_session
     session = session_for(connection)
     try:
         database = (args.database or ini.get("snowpipe_database") or session.get_current_database() or "").strip('"')
