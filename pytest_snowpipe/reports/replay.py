@@ -124,6 +124,7 @@ def _fetch_outputs(connection: str, run: GraphRun, folder: Path) -> Path:
                 run.outputs[stage] = f"{CLEANED} ({type(exc).__name__}: {str(exc)[:200]})"
     finally:
         account.close()
+        local.close()
     return folder
 
 
