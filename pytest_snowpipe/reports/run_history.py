@@ -223,12 +223,17 @@ def keeper(runs_dir: Path | None, warn: Callable[[str], Any]) -> Callable[[Any, 
         return None
 
     def keep(compiled: Any, record: Any, session: Any, rehearsal: bool) -> None:
+        import time
+
+        t0 = time.perf_counter()
         try:
             run = keep_run(runs_dir, compiled, record, session, "rehearsal" if rehearsal else "emulator")
         except Exception as exc:  # never changes the run's outcome
             warn(f"snowpipe runs: could not keep this run in {runs_dir}: {type(exc).__name__}: {exc}")
             return
-        warn(f"run {run.run_id} kept in {runs_dir} (`snowpipe runs`; replay it with --snowpipe-replay={run.run_id})")
+        kept = sum(1 for state in run.outputs.values() if state == KEPT)
+        warn(f"run {run.run_id} kept in {runs_dir} with {kept} of {len(run.outputs)} stage outputs "
+             f"({time.perf_counter() - t0:.2f}s; `snowpipe runs`; replay it with --snowpipe-replay={run.run_id})")
 
     return keep
 
