@@ -77,6 +77,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run every stage: neither read stage outputs from the stage cache nor store them")
     group.addoption("--snowpipe-cache-clear", dest="snowpipe_cache_clear", action="store_true",
                     help="empty the stage cache before the run")
+    group.addoption("--snowpipe-replay", dest="snowpipe_replay", metavar="RUN",
+                    help="rerun a recorded Task Graph run (an id from `snowpipe runs`, or 'last'): its config and the "
+                    "outputs its tasks stored are given, the rest (the failing stage or gate) runs here, e.g. under --pdb")
     for name, kind, default, help_text in INI_KEYS:
         parser.addini(name, help_text, type=kind, default=default)
 
@@ -108,6 +111,10 @@ def pytest_configure(config: pytest.Config) -> None:
             from pytest_snowpipe.engines.connection import load_connection
 
             load_connection(settings.connection)
+        if settings.replay:  # the run's config and outputs; registers the replay's hooks (reports/replay.py)
+            from pytest_snowpipe.reports.replay import start_replay
+
+            settings = start_replay(config, settings, lambda: run_state_of(config).memo)
     from pytest_snowpipe.pipeline.run_info import RunInfo, new_local_run
 
     given = getattr(config, "workerinput", {}).get(RUN_INFO_INPUT)  # an xdist worker: the controller's run

@@ -47,6 +47,8 @@ class DeployOptions:
     poll_timeout_s: float = 3600.0
     verbose: bool = False  # -v: the emulator's table shows whole return values
     sandbox: bool = True  # rehearse the shipped procedures in their own environment (False: in this process)
+    # keep_run(compiled, record, session, rehearsal): called while the run's outputs are still on the engine
+    keep_run: Callable[[Any, Any, Any, bool], Any] | None = None
 
 
 def execute(
@@ -211,6 +213,8 @@ def _run_local(
                     executor=sandbox.run if sandbox is not None else None,
                 )
                 monitor_lines = monitors_deploy.rehearse_lines(session, compiled)  # what the DMFs would report
+                if opts.keep_run is not None:  # `snowpipe runs` and --snowpipe-replay read it later
+                    opts.keep_run(compiled, record, session, rehearsal)
         finally:
             session.close()
     failed = failed_gates(compiled, record)
@@ -252,6 +256,7 @@ def run_deploy(
     adjust_task: Callable[[Any, str, Any], Any] | None = None,
     verbose: bool = False,
     on_record: Callable[[Any, list[str]], Any] | None = None,
+    keep_run: Callable[[Any, Any, Any, bool], Any] | None = None,
 ) -> int:
     """Run the deploy command the settings ask for; returns the exit code.
 
@@ -274,6 +279,7 @@ def run_deploy(
         channel=from_snapshot(dep.packages_snapshot),
         notification_integration=dep.notification_integration,
         registry_path=str(settings.registry),
+        keep_outputs=settings.keep_outputs,
         artifact_location=artifact_location,
         adjust_task=adjust_task,
     )
@@ -283,7 +289,7 @@ def run_deploy(
         session_factory = lambda: create_session(connection)  # noqa: E731
     return execute(
         graph,
-        DeployOptions(compile=copts, verbose=verbose),
+        DeployOptions(compile=copts, verbose=verbose, keep_run=keep_run),
         target=dep.target,
         dry_run=dep.dry_run,
         run_once=dep.run_once,

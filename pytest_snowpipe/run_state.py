@@ -199,6 +199,7 @@ class SnowpipeRun:
         if self.graph is None:
             raise pytest.UsageError("--snowpipe-deploy: no test is marked snowpipe_gate, so there is no pipeline to deploy.")
         from pytest_snowpipe.release import run_deploy
+        from pytest_snowpipe.reports import run_history
 
         config = self.config
         reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -219,6 +220,7 @@ class SnowpipeRun:
             ),
             verbose=int(getattr(config.option, "verbose", 0) or 0) > 0,
             on_record=keep_record,
+            keep_run=run_history.keeper(self.settings.runs_dir, write),
         )
         assert self.settings.deploy is not None
         if self.settings.deploy.dry_run and code == 0:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pytest_snowpipe.pipeline.config import ConfigError, ConfigValue, apply_overrides, freeze, parse_lines
 
 DEFAULT_REGISTRY = ".snowpipe/registry"
+DEFAULT_RUNS = ".snowpipe/runs"
 
 # (name, type, default, help) of every ini key; the plugin registers them from here.
 IniType = Literal["string", "linelist", "bool", "int", "float"]
@@ -42,6 +43,10 @@ INI_KEYS: tuple[tuple[str, IniType, Any, str], ...] = (
     ("snowpipe_report_dir", "string", "", "folder for report.json and report.md (like --snowpipe-report; relative to the rootdir)"),
     ("snowpipe_cache_dir", "string", "", "folder of the stage cache (default: .pytest_cache/d/snowpipe; relative to the rootdir)"),
     ("snowpipe_cache_max_size", "string", "2GB", "size bound of the stage cache, e.g. 500MB or 2GB; least recently used entries go first"),
+    ("snowpipe_runs_dir", "string", DEFAULT_RUNS, "folder where emulated and rehearsed Task Graph runs are kept for "
+     "'snowpipe runs' and --snowpipe-replay (relative to the rootdir)"),
+    ("snowpipe_keep_outputs", "bool", False, "the graph's finalizer keeps each run's output tables and stage files "
+     "(for --snowpipe-replay); default: it drops them"),
 )
 
 TARGETS = ("local", "snowflake")
@@ -84,6 +89,9 @@ class Settings:
     cache_dir: Path | None = None  # ini snowpipe_cache_dir; None: inside pytest's cache dir
     cache_max_bytes: int = 2 * 10**9  # ini snowpipe_cache_max_size
     remote: str = "local"  # --snowpipe-remote: 'job' submits remote stages as ML Jobs, 'local' runs a fresh process
+    runs_dir: Path | None = None  # ini snowpipe_runs_dir: emulated runs kept for `snowpipe runs` and --snowpipe-replay
+    keep_outputs: bool = False  # ini snowpipe_keep_outputs: the finalizer keeps each run's outputs
+    replay: str | None = None  # --snowpipe-replay RUN: the run whose config and stored outputs this run starts from
 
 
 def read_settings(
@@ -121,12 +129,26 @@ def read_settings(
         if shipped:
             raise ConfigError("; ".join(shipped))
     remote = _read_remote(getoption("snowpipe_remote"), connection)
+    replay = _read_replay(getoption("snowpipe_replay"), deploy)
     return Settings(
+        runs_dir=_rooted(str(getini("snowpipe_runs_dir") or DEFAULT_RUNS), rootpath),
+        keep_outputs=bool(getini("snowpipe_keep_outputs")), replay=replay,
         remote=remote,
         config=freeze(config), registry=registry, webhook_env=webhook_env, connection=connection, deploy=deploy,
         report_dir=_read_report_dir(getoption, getini, rootpath),
         **_read_cache(getoption, getini, rootpath),
     )
+
+
+def _read_replay(value: str | None, deploy: DeploySettings | None) -> str | None:
+    """``--snowpipe-replay RUN``: a run id (or ``last``); it reruns a recorded run locally, so never with a deploy."""
+    if value is None:
+        return None
+    if not str(value).strip():
+        raise ConfigError("--snowpipe-replay needs a run id (see `snowpipe runs`), or 'last' for the latest run")
+    if deploy is not None:
+        raise ConfigError("--snowpipe-replay reruns a recorded run locally; drop --snowpipe-deploy (or the replay).")
+    return str(value).strip()
 
 
 def _read_remote(value: str | None, connection: str | None) -> str:

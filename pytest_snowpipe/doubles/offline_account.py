@@ -183,6 +183,7 @@ class OfflineAccount:
         # root appends a completed run in state ``execute_outcome`` when it is set (no task body runs here).
         self.graph_runs: list[dict[str, Any]] = []
         self.execute_outcome: str | None = None
+        self.task_history: list[dict[str, Any]] = []  # TASK_HISTORY rows (add_task_run)
         self._failures: list[_Failure] = []
         self._sessions: dict[str, dict[str, str | None]] = {}
         self._results: dict[str, tuple[list[dict[str, Any]], list[list[Any]]]] = {}
@@ -327,20 +328,64 @@ class OfflineAccount:
 
     def add_graph_run(
         self, root: str, state: str, *, database: str = "DB", schema: str = "S", first_error_task_name: str | None = None,
-        first_error_message: str | None = None,
+        first_error_message: str | None = None, graph_run_group_id: str | None = None, config: str | None = None,
+        attempt_number: int = 1, scheduled_time: str | None = None, duration_s: float = 0.0,
     ) -> dict[str, Any]:
-        """Record a graph run of ``root`` (SCHEDULED/EXECUTING: current; else complete), as TaskRun JSON."""
-        now = time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime())
+        """Record a graph run of ``root`` (SCHEDULED/EXECUTING: current; else complete), as TaskRun JSON; it is
+        also a COMPLETE_TASK_GRAPHS row (``graph_run_group_id``, ``config`` JSON, ``attempt_number``)."""
+        now = scheduled_time or time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime())
+        done = time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime(_epoch(now) + duration_s))
         run = {
             "root_task_name": ident(root), "database_name": ident(database), "schema_name": ident(schema),
             "state": state, "scheduled_time": now, "next_scheduled_time": now, "query_start_time": now,
-            "completed_time": None if state in ("SCHEDULED", "EXECUTING") else now,
+            "completed_time": None if state in ("SCHEDULED", "EXECUTING") else done,
             "root_task_id": "offline", "graph_version": 1, "run_id": len(self.graph_runs) + 1,
             "first_error_task_name": first_error_task_name, "first_error_message": first_error_message,
+            "graph_run_group_id": graph_run_group_id or str(uuid.uuid4()), "config": config,
+            "attempt_number": attempt_number,
         }
         with self._lock:
             self.graph_runs.append(run)
         return run
+
+    def add_task_run(
+        self, graph_run: dict[str, Any], name: str, state: str, *, return_value: str | None = None,
+        error_message: str | None = None, condition_text: str | None = None, duration_s: float = 0.0,
+    ) -> dict[str, Any]:
+        """Record one task's run in ``graph_run`` (from :meth:`add_graph_run`): a TASK_HISTORY row. ``name`` is
+        the task's name as Snowflake stores it (a child of root R: ``R$TASK``)."""
+        start = graph_run["query_start_time"]
+        row = {
+            "NAME": name, "DATABASE_NAME": graph_run["database_name"], "SCHEMA_NAME": graph_run["schema_name"],
+            "STATE": state, "RETURN_VALUE": return_value, "ERROR_MESSAGE": error_message, "CONDITION_TEXT": condition_text,
+            "SCHEDULED_TIME": graph_run["scheduled_time"], "QUERY_START_TIME": start,
+            "COMPLETED_TIME": time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime(_epoch(start) + duration_s)),
+            "GRAPH_RUN_GROUP_ID": graph_run["graph_run_group_id"], "ATTEMPT_NUMBER": graph_run["attempt_number"],
+        }
+        with self._lock:
+            self.task_history.append(row)
+        return row
+
+    def _history_query(self, sql: str) -> dict[str, Any]:
+        """COMPLETE_TASK_GRAPHS / TASK_HISTORY table functions: the selected columns of the rows the WHERE names
+        (database, schema, root task, run groups), as the functions return them (newest first)."""
+        head = re.match(r"\s*select\s+(.*?)\s+from\s", sql, re.I | re.S)
+        cols = [ident(c.strip()) for c in head[1].split(",")] if head else []
+        db, sch = re.search(r"database_name\s*=\s*'([^']*)'", sql, re.I), re.search(r"schema_name\s*=\s*'([^']*)'", sql, re.I)
+        if "complete_task_graphs" in sql.lower():
+            root = re.search(r"root_task_name\s*=>\s*'([^']*)'", sql, re.I)
+            limit = re.search(r"result_limit\s*=>\s*(\d+)", sql, re.I)
+            rows = [{k.upper(): v for k, v in r.items()} for r in reversed(self.graph_runs)
+                    if r["state"] not in ("SCHEDULED", "EXECUTING") and (root is None or r["root_task_name"] == ident(root[1]))]
+            rows = rows[: int(limit[1])] if limit else rows
+        else:
+            groups = re.search(r"graph_run_group_id\s+in\s*\(([^)]*)\)", sql, re.I)
+            wanted = set(re.findall(r"'((?:[^']|'')*)'", groups[1])) if groups else None
+            rows = [r for r in self.task_history if wanted is None or r["GRAPH_RUN_GROUP_ID"] in wanted]
+        rows = [r for r in rows if (db is None or r["DATABASE_NAME"] == ident(db[1]))
+                and (sch is None or r["SCHEMA_NAME"] == ident(sch[1]))]
+        types = ["fixed" if c == "ATTEMPT_NUMBER" else "text" for c in cols]
+        return _result(cols, [[r.get(c) for c in cols] for r in rows], types=types)
 
     # ----------------------------------------------------------------- stages
 
@@ -610,6 +655,8 @@ class OfflineAccount:
             return _result(["CURRENT_ACCOUNT()"], [["OFFLINE"]])
         if m := re.search(r"result_scan\('([^']+)'\)", s, re.I):
             return self._result_scan(m[1], s)
+        if re.search(r"information_schema\.(complete_task_graphs|task_history)\s*\(", low):
+            return self._history_query(s)
         if "information_schema.packages" in low:
             return self._packages_query(s, describe_only)
         if m := re.match(r"(describe|desc)\s+stage\s+(?:identifier\('([^']*)'\)|(\S+))$", s, re.I):
@@ -816,6 +863,12 @@ def bind_params(sql: str, params: Any) -> str:
     kinds = {bool: "BOOLEAN", int: "FIXED", float: "REAL"}
     return bind(sql, {str(i): {"type": kinds.get(type(v), "TEXT"), "value": None if v is None else str(v)}
                       for i, v in enumerate(params, 1)})
+
+
+def _epoch(stamp: str) -> float:
+    import calendar
+
+    return float(calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")))
 
 
 def _result(

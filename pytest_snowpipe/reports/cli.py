@@ -7,6 +7,7 @@
     snowpipe show mortgage_model [v0002]      # metrics, config, lineage, run, fingerprints (default: the default)
     snowpipe compare mortgage_model v0001 v0002
     snowpipe plot mortgage_model test_accuracy
+    snowpipe runs [RUN]                       # the deployed graph's recent runs (or the emulated ones): see runs_cli
 
 The registry is ``--registry DIR``, else the first ``.snowpipe/registry`` found in the current
 folder or a parent (where ``pytest`` puts it, under the rootdir). It only reads. Works on the
@@ -187,11 +188,23 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("plot", help="a metric over the versions, as bars in the terminal")
     s.add_argument("model")
     s.add_argument("metric")
+    from pytest_snowpipe.reports.runs_cli import add_parser
+
+    add_parser(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "runs":  # Task Graph runs, not the registry
+        from pytest_snowpipe.reports.runs_cli import run_command
+
+        try:
+            print("\n".join(run_command(args)))
+        except SnowpipeError as exc:  # a run not found, a bad connection, an unreadable history
+            print(f"snowpipe: {exc}", file=sys.stderr)
+            return 2
+        return 0
     root = Path(args.registry) if args.registry else find_registry(Path.cwd())
     if root is None or not root.is_dir():
         where = args.registry or f"{Path.cwd()} or its parents ({DEFAULT_FOLDER})"

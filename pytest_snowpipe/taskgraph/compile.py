@@ -70,6 +70,7 @@ class CompileOptions:
     notification_integration: str | None = None
     registry_path: str | None = None
     check_pickle: bool = True
+    keep_outputs: bool = False  # ini snowpipe_keep_outputs: the finalizer leaves the run's tables and files
     # Extension points (the plugin wires them to its hooks; a library caller may pass plain functions):
     # where one stage's output files go (None: ``stage_location``), and a last look at each task.
     artifact_location: Callable[[Stage], str | None] | None = None
@@ -613,6 +614,7 @@ def compile_graph(graph: PipelineGraph, opts: CompileOptions | None = None) -> C
         stage_location=opts.stage_location,
         registry_path=opts.registry_path,
         notification_integration=opts.notification_integration,
+        keep_outputs=opts.keep_outputs,
     )
     from pytest_snowpipe.taskgraph.packages import PackageError
 

@@ -44,6 +44,7 @@ class RunEnv:
     stage_location: str
     registry_path: str | None = None
     notification_integration: str | None = None
+    keep_outputs: bool = False  # ini snowpipe_keep_outputs: the finalizer keeps the run's tables and files (replay)
 
 
 @dataclass(frozen=True)
@@ -338,6 +339,19 @@ def run_finalizer(spec: FinalizerSpec, session: Any) -> str:
         except Exception as exc:
             failed.append(f"{td.stage}: {type(exc).__name__}: {exc}")
     dropped = 0
+    if not env.keep_outputs:  # ini snowpipe_keep_outputs keeps them for --snowpipe-replay
+        dropped = _drop_outputs(spec, session, run_id, failed)
+    if failed:
+        raise TaskBodyError(f"finalizer {spec.task}: " + "; ".join(failed))
+    if env.keep_outputs:
+        return f"teardown: {', '.join(done) or 'none'}; kept the run's outputs (snowpipe_keep_outputs)"
+    return f"teardown: {', '.join(done) or 'none'}; dropped {dropped} table(s)"
+
+
+def _drop_outputs(spec: FinalizerSpec, session: Any, run_id: str, failed: list[str]) -> int:
+    """Drop the run's output tables and (on an account) remove its stage files; return the tables dropped."""
+    env = spec.env
+    dropped = 0
     for name in spec.stages:
         text = lookup(session, env.stage_location, run_id, name)
         for table in tables_of(text) if text else []:
@@ -351,6 +365,4 @@ def run_finalizer(spec: FinalizerSpec, session: Any) -> str:
             session.sql(f"REMOVE {env.stage_location.rstrip('/')}/{run_key(run_id)}/").collect()
         except Exception as exc:
             failed.append(f"remove run files: {type(exc).__name__}: {exc}")
-    if failed:
-        raise TaskBodyError(f"finalizer {spec.task}: " + "; ".join(failed))
-    return f"teardown: {', '.join(done) or 'none'}; dropped {dropped} table(s)"
+    return dropped
