@@ -263,22 +263,34 @@ def _engine_session_params(payload: bytes) -> str | None:
     return json.dumps(engine.connection_params())
 
 
-def run_in_fresh_process(func: Callable[..., Any], stage: str, arguments: dict[str, Any], env_vars: dict[str, str]) -> Any:
-    """Run ``func(**arguments)`` in a spawned interpreter, the way an ML Job would."""
+def run_in_fresh_process(
+    func: Callable[..., Any],
+    stage: str,
+    arguments: dict[str, Any],
+    env_vars: dict[str, str],
+    prepare: Callable[[Any, Path], Any] | None = None,
+) -> Any:
+    """Run ``func(**arguments)`` in a spawned interpreter, the way an ML Job would.
+
+    ``prepare(value, folder)`` readies each argument inside the trip's temp folder before the
+    payload is pickled (the pipeline reads Snowpark frames into pandas and spills each to a file
+    of its own there, one at a time: see ``engines/spilled.py``).
+    """
     import cloudpickle
 
-    entered = time.perf_counter()
     for name, value in arguments.items():
         _refuse_session(stage, name, value)
 
-    with modules_pickled_by_value(project_modules(func)):
-        try:  # one pass over the data; only a failure pays for finding the culprit
-            payload = cloudpickle.dumps((func, arguments))
-        except Exception as exc:
-            raise _unpicklable_part(stage, arguments, exc) from None
-
     sweep_orphaned_folders()
     with owned_temporary_directory(TEMP_PREFIX) as tmp:
+        if prepare is not None:
+            arguments = {name: prepare(value, Path(tmp)) for name, value in arguments.items()}
+        entered = time.perf_counter()
+        with modules_pickled_by_value(project_modules(func)):
+            try:  # one pass over the data; only a failure pays for finding the culprit
+                payload = cloudpickle.dumps((func, arguments))
+            except Exception as exc:
+                raise _unpicklable_part(stage, arguments, exc) from None
         inp, out = Path(tmp) / "payload.pkl", Path(tmp) / "result.pkl"
         inp.write_bytes(payload)
         env = dict(os.environ)
