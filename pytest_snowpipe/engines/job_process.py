@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pytest_snowpipe.engines import prefetch
 from pytest_snowpipe.engines.job_worker import PARENT_ENV, timing_path
 from pytest_snowpipe.engines.tempdirs import owned_temporary_directory
 from pytest_snowpipe.errors import RemoteError
@@ -301,6 +302,7 @@ def run_in_fresh_process(
             env[SESSION_ENV] = session_params
         trip_env = {k: v for k, v in env.items() if os.environ.get(k) != v}  # what this trip adds
         pickled, handed = time.perf_counter(), time.time()
+        prefetch.start(_PRELOAD)  # the result's libraries, imported here while the worker works
         code = _warm_run(inp, out, trip_env)
         warm = code is not None
         if code is None:

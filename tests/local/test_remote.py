@@ -493,3 +493,31 @@ def test_gate(model):
     )
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
     assert "missing 1 required positional argument" not in result.stderr.str() + result.stdout.str()
+
+
+def _returns_seven():
+    return 7
+
+
+def test_the_remote_stages_libraries_are_imported_here_while_the_worker_works(tmp_path, monkeypatch):
+    """The result's library (the model's) is imported in this process during the trip, off the
+    critical path after it; a library that fails to import is left for its user to report."""
+    import sys
+
+    from pytest_snowpipe.engines import job_process
+
+    (tmp_path / "snowpipe_prefetched_lib.py").write_text("LOADED = True\n")
+    (tmp_path / "snowpipe_broken_lib.py").write_text("raise ImportError('broken on purpose')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("snowpipe_prefetched_lib", "snowpipe_broken_lib"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(job_process, "_PRELOAD", ["snowpipe_broken_lib", "snowpipe_prefetched_lib"])
+    threads = []
+    real_start = job_process.prefetch.start
+    monkeypatch.setattr(job_process.prefetch, "start", lambda modules: threads.append(real_start(modules)))
+    stage = sp.remote(compute_pool="POOL", stage_name="JOB_STAGE")(_returns_seven)
+    assert stage() == 7
+    assert len(threads) == 1 and threads[0] is not None
+    threads[0].join(timeout=60)
+    assert sys.modules["snowpipe_prefetched_lib"].LOADED is True
+    assert "snowpipe_broken_lib" not in sys.modules
