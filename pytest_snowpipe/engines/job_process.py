@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pytest_snowpipe.engines import prefetch
 from pytest_snowpipe.engines.job_worker import PARENT_ENV, timing_path
 from pytest_snowpipe.engines.tempdirs import owned_temporary_directory
 from pytest_snowpipe.errors import RemoteError
@@ -263,22 +264,34 @@ def _engine_session_params(payload: bytes) -> str | None:
     return json.dumps(engine.connection_params())
 
 
-def run_in_fresh_process(func: Callable[..., Any], stage: str, arguments: dict[str, Any], env_vars: dict[str, str]) -> Any:
-    """Run ``func(**arguments)`` in a spawned interpreter, the way an ML Job would."""
+def run_in_fresh_process(
+    func: Callable[..., Any],
+    stage: str,
+    arguments: dict[str, Any],
+    env_vars: dict[str, str],
+    prepare: Callable[[Any, Path], Any] | None = None,
+) -> Any:
+    """Run ``func(**arguments)`` in a spawned interpreter, the way an ML Job would.
+
+    ``prepare(value, folder)`` readies each argument inside the trip's temp folder before the
+    payload is pickled (the pipeline reads Snowpark frames into pandas and spills each to a file
+    of its own there, one at a time: see ``engines/spilled.py``).
+    """
     import cloudpickle
 
-    entered = time.perf_counter()
     for name, value in arguments.items():
         _refuse_session(stage, name, value)
 
-    with modules_pickled_by_value(project_modules(func)):
-        try:  # one pass over the data; only a failure pays for finding the culprit
-            payload = cloudpickle.dumps((func, arguments))
-        except Exception as exc:
-            raise _unpicklable_part(stage, arguments, exc) from None
-
     sweep_orphaned_folders()
     with owned_temporary_directory(TEMP_PREFIX) as tmp:
+        if prepare is not None:
+            arguments = {name: prepare(value, Path(tmp)) for name, value in arguments.items()}
+        entered = time.perf_counter()
+        with modules_pickled_by_value(project_modules(func)):
+            try:  # one pass over the data; only a failure pays for finding the culprit
+                payload = cloudpickle.dumps((func, arguments))
+            except Exception as exc:
+                raise _unpicklable_part(stage, arguments, exc) from None
         inp, out = Path(tmp) / "payload.pkl", Path(tmp) / "result.pkl"
         inp.write_bytes(payload)
         env = dict(os.environ)
@@ -289,6 +302,7 @@ def run_in_fresh_process(func: Callable[..., Any], stage: str, arguments: dict[s
             env[SESSION_ENV] = session_params
         trip_env = {k: v for k, v in env.items() if os.environ.get(k) != v}  # what this trip adds
         pickled, handed = time.perf_counter(), time.time()
+        prefetch.start(_PRELOAD)  # the result's libraries, imported here while the worker works
         code = _warm_run(inp, out, trip_env)
         warm = code is not None
         if code is None:

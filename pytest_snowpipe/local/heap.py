@@ -12,17 +12,12 @@ collector, so a run inside another process (pytester) leaves nothing frozen behi
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import gc
-import sys
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 _FROZE: list[bool] = []
-_LIBC: list[Any] = []  # malloc_trim, or None where there is none
 
 
 def settle() -> None:
@@ -35,17 +30,9 @@ def settle() -> None:
 
 
 def _trim() -> None:
-    """``malloc_trim(0)`` where the C library has it (glibc): freed heap pages go back to the system."""
-    if not _LIBC:
-        try:
-            _LIBC.append(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim)
-        except (OSError, AttributeError):  # not glibc (musl, macOS, Windows): nothing to trim
-            _LIBC.append(None)
-    if _LIBC[0] is not None:
-        _LIBC[0](0)
-    pyarrow = sys.modules.get("pyarrow")
-    if pyarrow is not None:  # Arrow's own allocator keeps freed buffers for reuse, as glibc does
-        pyarrow.default_memory_pool().release_unused()
+    from pytest_snowpipe.engines.memory import trim
+
+    trim()
 
 
 @contextlib.contextmanager

@@ -329,12 +329,15 @@ def run_remote(
     from pytest_snowpipe.engines.job_process import run_in_fresh_process
 
     bound = inspect.signature(func).bind(*args, **kwargs)
-    arguments = {name: materialize(value) for name, value in bound.arguments.items()}
     jobs = _JOBS.get()
     if jobs is not None:
         from pytest_snowpipe.engines.ml_job import submit_job
 
+        arguments = {name: materialize(value) for name, value in bound.arguments.items()}
         get_session, factory = jobs
         return submit_job(func, stage, spec.compute_pool, spec.job_options(), arguments, get_session(), factory)
+    from pytest_snowpipe.pipeline.trip_inputs import spill_frames
+
     env = {**spec.env_vars, "SNOWFLAKE_JOBS_COUNT": str(spec.target_instances), "SNOWPIPE_REMOTE_STAGE": stage}
-    return run_in_fresh_process(func, stage, arguments, env)
+    # frames are read into pandas one at a time, each spilled to the trip's folder (the same frames arrive)
+    return run_in_fresh_process(func, stage, dict(bound.arguments), env, prepare=spill_frames)

@@ -88,6 +88,46 @@ def _types(split):
     return {"train": (type(frame).__name__, [str(frame["T"].dtype)], frame["T"].tolist())}
 
 
+def _frames_as_lists(split, pair):
+    return {
+        "train": split["train"].to_dict("list"), "test": split["test"].to_dict("list"),
+        "pair": [frame.to_dict("list") for frame in pair], "dtypes": [str(t) for t in split["train"].dtypes],
+    }
+
+
+def test_frames_are_read_one_at_a_time_and_arrive_as_the_same_pandas_frames(embedded_session, monkeypatch):
+    """Each Snowpark input is read into pandas, spilled to the trip's folder and freed before the
+    next is read (the parent's peak holds one input, not all); the stage gets what to_pandas gives."""
+    import weakref
+
+    from snowflake.snowpark.functions import col
+
+    from pytest_snowpipe.pipeline import trip_inputs
+
+    df = embedded_session.create_dataframe([(i, float(i) / 3, f"r{i}") for i in range(40)], schema=["N", "X", "S"])
+    frames = {"train": df.filter(col("N") < 30), "test": df.filter(col("N") >= 30)}
+    pair = (df.filter(col("N") < 2), df.filter(col("N") > 37))
+    expected = {
+        "train": frames["train"].to_pandas().to_dict("list"), "test": frames["test"].to_pandas().to_dict("list"),
+        "pair": [f.to_pandas().to_dict("list") for f in pair],
+        "dtypes": [str(t) for t in frames["train"].to_pandas().dtypes],
+    }
+    read: list[weakref.ref] = []
+    alive_when_read: list[int] = []
+    real = trip_inputs.to_pandas
+
+    def to_pandas(frame):
+        alive_when_read.append(sum(ref() is not None for ref in read))
+        out = real(frame)
+        read.append(weakref.ref(out))
+        return out
+
+    monkeypatch.setattr(trip_inputs, "to_pandas", to_pandas)
+    stage = sp.remote(compute_pool="POOL", stage_name="JOB_STAGE")(_frames_as_lists)
+    assert stage(frames, pair) == expected
+    assert alive_when_read == [0, 0, 0, 0]  # four frames read, none of the earlier ones still held
+
+
 def test_remote_stage_in_a_pipeline_suite(pytester: pytest.Pytester):
     pytester.makeconftest(
         '''
@@ -453,3 +493,31 @@ def test_gate(model):
     )
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
     assert "missing 1 required positional argument" not in result.stderr.str() + result.stdout.str()
+
+
+def _returns_seven():
+    return 7
+
+
+def test_the_remote_stages_libraries_are_imported_here_while_the_worker_works(tmp_path, monkeypatch):
+    """The result's library (the model's) is imported in this process during the trip, off the
+    critical path after it; a library that fails to import is left for its user to report."""
+    import sys
+
+    from pytest_snowpipe.engines import job_process
+
+    (tmp_path / "snowpipe_prefetched_lib.py").write_text("LOADED = True\n")
+    (tmp_path / "snowpipe_broken_lib.py").write_text("raise ImportError('broken on purpose')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("snowpipe_prefetched_lib", "snowpipe_broken_lib"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(job_process, "_PRELOAD", ["snowpipe_broken_lib", "snowpipe_prefetched_lib"])
+    threads = []
+    real_start = job_process.prefetch.start
+    monkeypatch.setattr(job_process.prefetch, "start", lambda modules: threads.append(real_start(modules)))
+    stage = sp.remote(compute_pool="POOL", stage_name="JOB_STAGE")(_returns_seven)
+    assert stage() == 7
+    assert len(threads) == 1 and threads[0] is not None
+    threads[0].join(timeout=60)
+    assert sys.modules["snowpipe_prefetched_lib"].LOADED is True
+    assert "snowpipe_broken_lib" not in sys.modules
