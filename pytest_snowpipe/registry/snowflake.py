@@ -62,8 +62,8 @@ class SnowflakeRegistry:
         _mark(mv, aliased=True)
         return mv
 
-    def _version(self, model_name: str, mv: Any) -> ModelVersion:
-        metrics = dict(mv.show_metrics() or {})
+    def _version(self, model_name: str, mv: Any, metrics: Mapping[str, Any] | None = None) -> ModelVersion:
+        metrics = dict(mv.show_metrics() or {} if metrics is None else metrics)
         record = metrics.pop(RECORD, None)
         metrics.pop(ROLLED_BACK, None)
         return self._as_version(model_name, str(mv.version_name), metrics, record)
@@ -210,26 +210,73 @@ class SnowflakeRegistry:
         """
         if not isinstance(reason, str) or not reason.strip():
             raise RegistryError(f"rollback of {model_name!r}: say why (reason='the new model misroutes loans'); it is recorded")
-        model = self._model(model_name)
-        current = self._champion_of(model) if model is not None else None
-        if model is None or current is None:
-            raise RegistryError(f"rollback of {model_name!r}: it has no champion yet (nothing was promoted)")
-        previous = self._version(model_name, current).extra.get("previous_champion")
-        existing = {v.upper() for v in self.versions(model_name)}
-        if not isinstance(previous, str) or previous.upper() not in existing:
+        try:
+            model = self._model(model_name)
+            current = self._champion_of(model) if model is not None else None
+            if model is None or current is None:
+                raise RegistryError(f"rollback of {model_name!r}: it has no champion yet (nothing was promoted)")
+            current_metrics = dict(current.show_metrics() or {})
+            previous = self._version(model_name, current, current_metrics).extra.get("previous_champion")
+            frame = model.show_versions()
+            existing = {str(n).upper() for n in frame["name"]}
+            if not isinstance(previous, str) or previous.upper() not in existing:
+                raise RegistryError(
+                    f"rollback of {model_name!r}: {current.version_name} is the first champion there is (no previous "
+                    "champion to go back to, or it was deleted since); promote a better version instead"
+                )
+            default_before = next((str(r["name"]) for _, r in frame.iterrows()
+                                   if str(r.get("is_default_version", "false")).lower() == "true"), None)
+            target = model.version(previous)
+            back = self._version(model_name, target)  # read before anything changes: nothing is read after
+        except RegistryError:
+            raise
+        except Exception as exc:
             raise RegistryError(
-                f"rollback of {model_name!r}: {current.version_name} is the first champion there is (no previous "
-                "champion to go back to, or it was deleted since); promote a better version instead"
-            )
-        target_name = previous
-        target = model.version(target_name)
+                f"rollback of {model_name!r}: reading its versions in {self.location} failed ({first_line(exc)}); "
+                "nothing was changed"
+            ) from exc
         now = _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
-        current.set_metric(ROLLED_BACK, {"by": who or _user(), "at": now, "reason": reason.strip(), "to": target_name})
-        model.default = target
-        if _has_alias(current):
-            current.unset_alias(CHAMPION)
-        target.set_alias(CHAMPION)
-        return self._version(model_name, target)
+        done: list[str] = []
+        current_aliased = _has_alias(current)
+        try:
+            current.set_metric(ROLLED_BACK, {"by": who or _user(), "at": now, "reason": reason.strip(), "to": previous})
+            done.append("record")
+            model.default = target
+            done.append("default")
+            if current_aliased:
+                current.unset_alias(CHAMPION)
+                _mark(current, aliased=False)
+            target.set_alias(CHAMPION)
+        except Exception as exc:
+            undo = self._undo_rollback(model, current, done, current_aliased, default_before,
+                                       current_metrics.get(ROLLED_BACK))
+            raise RegistryError(
+                f"rollback of {model_name!r} to {previous} failed ({first_line(exc)}); "
+                + (f"undoing it failed too ({undo}): check SHOW VERSIONS IN MODEL {model_name}" if undo else
+                   f"{current.version_name} is still the champion")
+            ) from exc
+        return back
+
+    def _undo_rollback(
+        self, model: Any, current: Any, done: list[str], current_aliased: bool, default_before: str | None,
+        old_record: Any,
+    ) -> str | None:
+        """Give ``current`` its alias, the default and its record back after a failed rollback; what failed, or None."""
+        try:
+            if current_aliased and not _has_alias(current):
+                current.set_alias(CHAMPION)
+                _mark(current, aliased=True)
+            if "default" in done and default_before is not None:
+                same = default_before.upper() == str(current.version_name).upper()
+                model.default = current if same else model.version(default_before)
+            if "record" in done:
+                if old_record is None:
+                    current.delete_metric(ROLLED_BACK)
+                else:
+                    current.set_metric(ROLLED_BACK, old_record)
+        except Exception as exc:
+            return first_line(exc)
+        return None
 
     def prune(self, model_name: str, keep: int) -> list[str]:
         """Delete all but the ``keep`` newest versions, never the champion or default; return the deleted names."""

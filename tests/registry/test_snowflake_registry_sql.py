@@ -236,6 +236,44 @@ def test_rollback_moves_the_alias_back_and_records_who_when_why(
     assert changes(acct.sql_calls()) == [] and acct.models.champion("churn") == "V1"
 
 
+def test_a_rollback_failing_at_any_step_leaves_the_champion_where_it_was(
+    acct: OfflineAccount, session: Session, classifier: Any
+) -> None:
+    """Fail each SQL statement of a rollback in turn: a RegistryError every time, V2 still the champion and
+    the default, and no rolled-back record left on it."""
+    reg = SnowflakeRegistry(session, registry=_StoreLogged(session, acct))
+    promote(reg, "V1", 0.80, classifier)
+    promote(reg, "V2", 0.82, classifier)
+    before = state(acct)
+    acct.clear_log()
+    reg.rollback("churn", "baseline", who="ana")
+    baseline = [c.sql for c in acct.sql_calls()]
+    assert baseline[-1] == "ALTER MODEL DB.S.CHURN VERSION V1 SET ALIAS = CHAMPION"  # nothing is read back after
+    for sql in ("ALTER MODEL churn SET DEFAULT_VERSION = V2", "ALTER MODEL churn VERSION CHAMPION UNSET ALIAS",
+                "ALTER MODEL churn VERSION V2 SET ALIAS = CHAMPION"):
+        session.sql(sql).collect()
+    acct.models.model("churn").versions["V2"].metadata["metrics"].pop("snowpipe_rolled_back")
+    assert state(acct) == before
+
+    problems = []
+    for k in range(1, len(baseline) + 1):
+        acct.clear_log()
+        acct.fail_at(k)
+        try:
+            reg.rollback("churn", "misroutes loans", who="ana")
+            problems.append(f"step {k} ({baseline[k - 1][:60]}): the rollback did not fail")
+        except RegistryError as exc:
+            if "nothing was changed" not in str(exc) and "V2 is still the champion" not in str(exc):
+                problems.append(f"step {k} ({baseline[k - 1][:60]}): {exc}")
+        except Exception as exc:
+            problems.append(f"step {k} ({baseline[k - 1][:60]}): not a RegistryError: {type(exc).__name__}: {exc}")
+        acct.clear_failures()
+        if state(acct) != before:
+            problems.append(f"step {k} ({baseline[k - 1][:60]}): left {state(acct)}")
+            break
+    assert not problems, "\n".join(problems)
+
+
 def test_the_champion_is_read_by_alias(acct: OfflineAccount, session: Session, classifier: Any) -> None:
     assert read_snowflake_champion(session, "churn") is None  # before the first promote
     reg = SnowflakeRegistry(session, registry=_StoreLogged(session, acct))
