@@ -52,7 +52,7 @@ class Version:
     created_on: dt.datetime
     metadata: dict[str, Any] = field(default_factory=dict)
     comment: str | None = None
-    aliases: list[str] = field(default_factory=list)  # user aliases (system ones are derived)
+    aliases: list[str] = field(default_factory=list)  # its user alias, at most one (system ones are derived)
     model_spec: str = ""  # the model.yaml the version was created from (YAML text)
     functions: list[tuple[str, str]] = field(default_factory=list)  # (name, return type)
     user_data: dict[str, Any] = field(default_factory=dict)
@@ -200,6 +200,9 @@ class ModelRegistry:
             if holder is not None:
                 raise InjectedError(2002, f"SQL compilation error:\nAlias '{alias}' already exists in model "
                                           f"'{model.fqn}' (version '{holder.name}').")
+            if version.aliases:  # documented: "A version can have at most one alias."
+                raise InjectedError(2002, f"SQL compilation error:\nVersion '{version.name}' of model '{model.fqn}' "
+                                          f"already has the alias '{version.aliases[0]}'.")
             version.aliases.append(alias)
             return _status("Statement executed successfully.")
         if m := re.match(rf"version\s+({_NAME})\s+unset\s+alias$", rest, re.I):
