@@ -274,6 +274,31 @@ def test_a_rollback_failing_at_any_step_leaves_the_champion_where_it_was(
     assert not problems, "\n".join(problems)
 
 
+def test_a_rollback_to_a_version_with_an_alias_of_yours_fails_and_changes_nothing(
+    acct: OfflineAccount, session: Session, classifier: Any
+) -> None:
+    """Snowflake gives a version at most one alias: CHAMPION cannot go back onto a version someone aliased PROD."""
+    reg = SnowflakeRegistry(session, registry=_StoreLogged(session, acct))
+    promote(reg, "V1", 0.80, classifier)
+    promote(reg, "V2", 0.82, classifier)
+    session.sql("ALTER MODEL churn VERSION V1 SET ALIAS = PROD").collect()
+    before = state(acct)
+    with pytest.raises(RegistryError, match="rollback of 'churn' to V1 failed .*already has the alias 'PROD'.*"
+                                            "V2 is still the champion"):
+        reg.rollback("churn", "misroutes loans")
+    assert state(acct) == before and acct.models.champion("churn") == "V2"
+
+
+def test_our_messages_keep_the_line_of_a_snowflake_error_that_says_what() -> None:
+    """Snowflake's errors read "SQL compilation error:" then, on the next line, what: both go into a message."""
+    from pytest_snowpipe.errors import first_line
+
+    err = RuntimeError("002002 (42000): SQL compilation error:\nAlias 'CHAMPION' already exists.\nmore")
+    assert first_line(err) == "RuntimeError: 002002 (42000): SQL compilation error: Alias 'CHAMPION' already exists."
+    assert first_line(RuntimeError("boom\nsecond")) == "RuntimeError: boom"  # a complete first line stays alone
+    assert first_line(RuntimeError("")) == "RuntimeError"
+
+
 def test_the_champion_is_read_by_alias(acct: OfflineAccount, session: Session, classifier: Any) -> None:
     assert read_snowflake_champion(session, "churn") is None  # before the first promote
     reg = SnowflakeRegistry(session, registry=_StoreLogged(session, acct))
