@@ -357,7 +357,7 @@ def test_record_the_live_registry_sql_and_compare_it_with_the_double(tmp_path: A
                         log_model={"sample_input_data": sample, "options": {"relax_version": True}})
         reg.rollback("SNOWPIPE_TRAFFIC_CHURN", "live traffic check", who="snowpipe-tests")
         assert read_snowflake_champion(session, "SNOWPIPE_TRAFFIC_CHURN").version == "V2"  # type: ignore[union-attr]
-        assert reg.prune("SNOWPIPE_TRAFFIC_CHURN", keep=0) == ["V1"]
+        assert reg.prune("SNOWPIPE_TRAFFIC_CHURN", keep=0) == ["V1", "V3"]  # V2: champion and default
 
     def registry_calls(calls: list[Call]) -> list[Call]:
         return [c for c in calls if c.kind == "sql" and re.match(r"\s*(show\s+(models|versions|functions)|create\s+model|"
