@@ -28,9 +28,14 @@ class ActionError(SnowpipeError):
 
 
 def first_line(exc: BaseException) -> str:
-    """``Type: first line of the message``: enough to name a failure in one of our messages, no traceback."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+    """``Type: first line of the message``: enough to name a failure in one of our messages, no traceback.
+
+    A first line that only announces the next (Snowflake's ``SQL compilation error:`` + newline + what)
+    takes the next line along: the what is the part worth reading.
+    """
+    text = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    head = f"{text[0]} {text[1]}" if len(text) > 1 and text[0].endswith(":") else (text[0] if text else "")
+    return f"{type(exc).__name__}: {head}".rstrip(": ")
 
 
 def deliberate(exc: BaseException) -> bool:

@@ -189,6 +189,9 @@ class OfflineAccount:
         self._results: dict[str, tuple[list[dict[str, Any]], list[list[Any]]]] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        from pytest_snowpipe.doubles.model_registry import ModelRegistry
+
+        self.models = ModelRegistry(self)  # the Model Registry's models, versions, aliases (doubles/model_registry.py)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -643,6 +646,8 @@ class OfflineAccount:
     def _sql(self, sess: dict[str, str | None], sql: str, describe_only: bool) -> dict[str, Any]:
         s = sql.strip().rstrip(";").strip()
         low = s.lower()
+        if (registry := self.models.answer(sess, s, describe_only)) is not None:
+            return registry
         if low.startswith("select system$client_version_info()"):
             return _result(["SYSTEM$CLIENT_VERSION_INFO()"], [["[]"]])
         if low.startswith("select system$get_default_python_artifact_repository("):

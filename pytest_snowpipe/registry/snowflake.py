@@ -62,13 +62,16 @@ class SnowflakeRegistry:
         _mark(mv, aliased=True)
         return mv
 
-    def _version(self, model_name: str, mv: Any) -> ModelVersion:
-        metrics = dict(mv.show_metrics() or {})
+    def _version(self, model_name: str, mv: Any, metrics: Mapping[str, Any] | None = None) -> ModelVersion:
+        metrics = dict(mv.show_metrics() or {} if metrics is None else metrics)
         record = metrics.pop(RECORD, None)
         metrics.pop(ROLLED_BACK, None)
+        return self._as_version(model_name, str(mv.version_name), metrics, record)
+
+    def _as_version(self, model_name: str, version: str, metrics: dict[str, Any], record: Any) -> ModelVersion:
         record = record if isinstance(record, Mapping) else {}
         return ModelVersion(
-            model_name=model_name, version=str(mv.version_name), path=Path(self.location),
+            model_name=model_name, version=version, path=Path(self.location),
             metrics=metrics, config=record.get("config", {}), fingerprints=record.get("fingerprints", {}),
             created_at=str(record.get("created_at", "")), extra=record.get("extra", {}),
         )
@@ -113,8 +116,14 @@ class SnowflakeRegistry:
         log_model: Mapping[str, Any] | None = None,
     ) -> ModelVersion:
         """Log ``model`` as a new version, make it the default and the CHAMPION; on failure undo."""
-        previous = self._model(model_name)
-        before = self._champion_of(previous) if previous is not None else None
+        try:
+            previous = self._model(model_name)
+            before = self._champion_of(previous) if previous is not None else None
+        except Exception as exc:
+            raise RegistryError(
+                f"model {model_name!r}: reading its champion in {self.location} failed ({first_line(exc)}); "
+                "nothing was changed"
+            ) from exc
         before_name = str(before.version_name) if before is not None else None
         name = version or "V_" + _dt.datetime.now(_dt.UTC).strftime("%Y%m%d_%H%M%S_%f")
         now = _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
@@ -128,23 +137,26 @@ class SnowflakeRegistry:
                 **dict(log_model or {}),
             )
         except Exception as exc:
+            undo = self._drop_half_logged(model_name, name, created_model=previous is None)
             raise RegistryError(
                 f"model {model_name!r}: logging version {name} into {self.location} failed ({first_line(exc)}); "
-                "nothing was changed"
+                + (f"removing what it left failed too ({undo}): check SHOW VERSIONS IN MODEL {model_name}" if undo
+                   else "nothing was changed")
             ) from exc
-        target = self.registry.get_model(model_name)
         before_aliased = before is not None and _has_alias(before)
         try:
             mv.set_metric(RECORD, record)
-            self._crown(target, mv, before)
+            self._crown(self.registry.get_model(model_name), mv, before)
         except Exception as exc:
-            undo = self._undo_promote(target, mv, before, before_aliased)
+            undo = (self._undo_promote(model_name, mv, before, before_aliased) if previous is not None
+                    else self._drop_half_logged(model_name, name, created_model=True))
             raise RegistryError(
                 f"model {model_name!r}: making {name} the champion failed ({first_line(exc)}); "
                 + (f"undoing it failed too ({undo}): check SHOW VERSIONS IN MODEL {model_name}" if undo else
                    f"the new version was deleted and {before_name or 'no version'} is the champion again")
             ) from exc
-        return self._version(model_name, mv)
+        # what was written, not read back: a failing read after a promote that happened must not raise
+        return self._as_version(model_name, str(mv.version_name), jsonable(dict(metrics or {})), record)
 
     def _crown(self, model: Any, mv: Any, before: Any | None) -> None:
         """Make ``mv`` the default and move the CHAMPION alias onto it (from ``before``)."""
@@ -155,9 +167,10 @@ class SnowflakeRegistry:
         mv.set_alias(CHAMPION)
         _mark(mv, aliased=True)
 
-    def _undo_promote(self, model: Any, mv: Any, before: Any | None, before_aliased: bool) -> str | None:
+    def _undo_promote(self, model_name: str, mv: Any, before: Any | None, before_aliased: bool) -> str | None:
         """Put the default and the alias back as they were and delete ``mv``; what failed, or None."""
         try:
+            model = self.registry.get_model(model_name)
             if before is not None:
                 model.default = before
             if _has_alias(mv):
@@ -166,6 +179,24 @@ class SnowflakeRegistry:
                 before.set_alias(CHAMPION)
                 _mark(before, aliased=True)
             model.delete_version(str(mv.version_name))
+        except Exception as exc:
+            return first_line(exc)
+        return None
+
+    def _drop_half_logged(self, model_name: str, name: str, *, created_model: bool) -> str | None:
+        """Remove version ``name`` if a failed promote left it (the model too if the promote created it).
+
+        Snowflake refuses to drop a model's default version, and a model's first version is its
+        default: a promote that created the model undoes by dropping the model. What failed, or None.
+        """
+        try:
+            model = self._model(model_name)
+            if model is None or name.upper() not in {v.upper() for v in self.versions(model_name)}:
+                return None
+            if created_model:
+                self.registry.delete_model(model_name)
+            else:
+                model.delete_version(name)
         except Exception as exc:
             return first_line(exc)
         return None
@@ -179,26 +210,73 @@ class SnowflakeRegistry:
         """
         if not isinstance(reason, str) or not reason.strip():
             raise RegistryError(f"rollback of {model_name!r}: say why (reason='the new model misroutes loans'); it is recorded")
-        model = self._model(model_name)
-        current = self._champion_of(model) if model is not None else None
-        if model is None or current is None:
-            raise RegistryError(f"rollback of {model_name!r}: it has no champion yet (nothing was promoted)")
-        previous = self._version(model_name, current).extra.get("previous_champion")
-        existing = {v.upper() for v in self.versions(model_name)}
-        if not isinstance(previous, str) or previous.upper() not in existing:
+        try:
+            model = self._model(model_name)
+            current = self._champion_of(model) if model is not None else None
+            if model is None or current is None:
+                raise RegistryError(f"rollback of {model_name!r}: it has no champion yet (nothing was promoted)")
+            current_metrics = dict(current.show_metrics() or {})
+            previous = self._version(model_name, current, current_metrics).extra.get("previous_champion")
+            frame = model.show_versions()
+            existing = {str(n).upper() for n in frame["name"]}
+            if not isinstance(previous, str) or previous.upper() not in existing:
+                raise RegistryError(
+                    f"rollback of {model_name!r}: {current.version_name} is the first champion there is (no previous "
+                    "champion to go back to, or it was deleted since); promote a better version instead"
+                )
+            default_before = next((str(r["name"]) for _, r in frame.iterrows()
+                                   if str(r.get("is_default_version", "false")).lower() == "true"), None)
+            target = model.version(previous)
+            back = self._version(model_name, target)  # read before anything changes: nothing is read after
+        except RegistryError:
+            raise
+        except Exception as exc:
             raise RegistryError(
-                f"rollback of {model_name!r}: {current.version_name} is the first champion there is (no previous "
-                "champion to go back to, or it was deleted since); promote a better version instead"
-            )
-        target_name = previous
-        target = model.version(target_name)
+                f"rollback of {model_name!r}: reading its versions in {self.location} failed ({first_line(exc)}); "
+                "nothing was changed"
+            ) from exc
         now = _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
-        current.set_metric(ROLLED_BACK, {"by": who or _user(), "at": now, "reason": reason.strip(), "to": target_name})
-        model.default = target
-        if _has_alias(current):
-            current.unset_alias(CHAMPION)
-        target.set_alias(CHAMPION)
-        return self._version(model_name, target)
+        done: list[str] = []
+        current_aliased = _has_alias(current)
+        try:
+            current.set_metric(ROLLED_BACK, {"by": who or _user(), "at": now, "reason": reason.strip(), "to": previous})
+            done.append("record")
+            model.default = target
+            done.append("default")
+            if current_aliased:
+                current.unset_alias(CHAMPION)
+                _mark(current, aliased=False)
+            target.set_alias(CHAMPION)
+        except Exception as exc:
+            undo = self._undo_rollback(model, current, done, current_aliased, default_before,
+                                       current_metrics.get(ROLLED_BACK))
+            raise RegistryError(
+                f"rollback of {model_name!r} to {previous} failed ({first_line(exc)}); "
+                + (f"undoing it failed too ({undo}): check SHOW VERSIONS IN MODEL {model_name}" if undo else
+                   f"{current.version_name} is still the champion")
+            ) from exc
+        return back
+
+    def _undo_rollback(
+        self, model: Any, current: Any, done: list[str], current_aliased: bool, default_before: str | None,
+        old_record: Any,
+    ) -> str | None:
+        """Give ``current`` its alias, the default and its record back after a failed rollback; what failed, or None."""
+        try:
+            if current_aliased and not _has_alias(current):
+                current.set_alias(CHAMPION)
+                _mark(current, aliased=True)
+            if "default" in done and default_before is not None:
+                same = default_before.upper() == str(current.version_name).upper()
+                model.default = current if same else model.version(default_before)
+            if "record" in done:
+                if old_record is None:
+                    current.delete_metric(ROLLED_BACK)
+                else:
+                    current.set_metric(ROLLED_BACK, old_record)
+        except Exception as exc:
+            return first_line(exc)
+        return None
 
     def prune(self, model_name: str, keep: int) -> list[str]:
         """Delete all but the ``keep`` newest versions, never the champion or default; return the deleted names."""
