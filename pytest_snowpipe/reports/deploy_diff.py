@@ -32,8 +32,8 @@ def render_diff_markdown(diff: GraphDiff) -> str:
     elif diff.unchanged:
         out.append(f"**Up to date**: the {len(diff.tasks)} deployed tasks are what would ship; a deploy changes nothing.")
     else:
-        counts = ", ".join(f"**{diff.count(s)} {s}**" if s != Status.UNCHANGED else f"{diff.count(s)} {s}"
-                           for s in Status)
+        counts = ", ".join(f"**{diff.count(s)} {s}**" if s != Status.UNCHANGED and diff.count(s) else
+                           f"{diff.count(s)} {s}" for s in Status)
         out.append(f"A deploy changes {len(diff.changed)} of {len(diff.tasks)} tasks: {counts}.")
     if diff.changed:
         out += ["", "| | task | kind | what changes |", "|---|---|---|---|"]

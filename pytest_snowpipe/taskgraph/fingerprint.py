@@ -7,8 +7,9 @@ the way it runs rather than the way it is laid out: each function's bytecode, co
 (not its file path or line numbers, which differ between a laptop and CI and move when a line is added
 above), the project-local code and constants it reaches (:func:`pipeline.codedeps.analyze`, by source),
 the spec's plain fields, and this plugin's version (its runtime ships with every task). Left out: the
-graph an action carries for its lineage (a change upstream changes that stage's task, not the action's)
-and the local registry path (a path of the machine that deployed).
+graph an action carries for its lineage and of its gate all but what the action reads (a change upstream
+or in the gate's test changes that stage's or gate's task, not the action's), and the local registry
+path (a path of the machine that deployed).
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from pytest_snowpipe.pipeline.graph import Gate
 
 TAG = "snowpipe-digest"
 TAG_RE = re.compile(rf"\[?{TAG}:([0-9a-f]{{16}})\]?")
@@ -70,6 +73,10 @@ def _part(value: Any, depth: int) -> str:
         return "{" + ",".join(sorted(_part(v, depth + 1) for v in value)) + "}"
     if isinstance(value, types.FunctionType):
         return _function(value, depth)
+    if isinstance(value, Gate):  # in an action's spec: what the action reads of its gate, not the gate's own code
+        spec = value.spec
+        return _part((value.name, value.nodeid, value.upstream, value.model_stage, value.metrics_stage,
+                      value.model_name, spec.version_name, spec.log_model), depth + 1)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = (f.name for f in dataclasses.fields(value) if f.name not in _SKIPPED_FIELDS)
         return f"{type(value).__qualname__}(" + ",".join(
