@@ -6,6 +6,7 @@ registration over the real connector; only the peer is a double, which records e
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from importlib.metadata import version
@@ -245,3 +246,30 @@ def test_changing_the_gate_s_test_changes_the_gate_not_its_actions(deployed: Off
     graph = PipelineGraph(stages=g.stages, gates=(dataclasses.replace(g.gates[0], func=quality_gate_v2),))
     _, _, diff = run(deployed, tmp_path, graph, dry_run=True)
     assert changed(diff) == {"DEMO$QUALITY_GATE": {"code": changed(diff)["DEMO$QUALITY_GATE"]["code"]}}
+
+
+def test_dry_run_with_a_connection_writes_the_diff_for_a_pull_request(
+    pipeline_suite: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """End to end: ``pytest --snowpipe-deploy --snowpipe-dry-run --snowpipe-connection NAME --snowpipe-report=DIR``."""
+    from tests.conftest import PURE_STAGES
+
+    with OfflineAccount(schemas=["DB.S"]) as acct:
+        home = tmp_path / "sfhome"
+        home.mkdir()
+        params = acct.connection_parameters()
+        (home / "connections.toml").write_text(  # JSON's strings, numbers and booleans are TOML's too
+            "[offline]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in params.items()))
+        monkeypatch.setenv("SNOWFLAKE_HOME", str(home))
+        pytester = pipeline_suite(conftest=PURE_STAGES)
+        result = pytester.runpytest("--snowpipe-deploy", "--snowpipe-dry-run", "--snowpipe-connection", "offline",
+                                    "--schedule", "1h", "--snowpipe-report=out")
+        out = result.stdout.str()
+        assert result.ret == 0, out
+        assert "deploy diff: Task Graph SNOWPIPE_PIPELINE is not deployed in DB.S: all 8 tasks would be added" in out
+        page = (pytester.path / "out" / "deploy-diff.md").read_text()
+        assert page.startswith("## Deploy diff: Task Graph `SNOWPIPE_PIPELINE` in `DB.S`")
+        assert "Not deployed yet: a deploy **adds all 8 tasks**." in page
+        assert "| 🟢 added | `SNOWPIPE_PIPELINE$TEST_GATE` | branch | new task |" in page
+        assert {c.method for c in acct.calls if c.kind == "rest"} == {"GET"}
+        assert acct.task_names(schema="S") == []
