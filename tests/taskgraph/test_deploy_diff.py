@@ -273,3 +273,38 @@ def test_dry_run_with_a_connection_writes_the_diff_for_a_pull_request(
         assert "| 🟢 added | `SNOWPIPE_PIPELINE$TEST_GATE` | branch | new task |" in page
         assert {c.method for c in acct.calls if c.kind == "rest"} == {"GET"}
         assert acct.task_names(schema="S") == []
+
+
+def test_an_unchanged_suspended_graph_stays_suspended_and_says_how_to_resume(
+    deployed: OfflineAccount, tmp_path: Any
+) -> None:
+    session = deployed.session("DB", "SCH")
+    try:
+        deployed.root(session).databases["DB"].schemas["SCH"].tasks["DEMO"].suspend()
+    finally:
+        session.close()
+    deployed.clear_log()
+    code, out, diff = run(deployed, tmp_path)
+    assert code == 0 and diff is not None and diff.unchanged and only_reads(deployed)
+    assert out.splitlines()[-1] == ("Task Graph DEMO is up to date: nothing deployed (it is suspended: resume it with "
+                                    "ALTER TASK DB.SCH.DEMO RESUME)")
+    assert deployed.task("DEMO", schema="SCH")["state"] == "suspended"
+    assert "The deployed graph is **suspended**; a deploy keeps it so." in render_diff_markdown(diff)
+
+
+def test_another_facet_joins_the_comparison(deployed: OfflineAccount, tmp_path: Any) -> None:
+    """The facets are a list: a new one (the monitors of a stage's table, say) is compared like the others."""
+    from pytest_snowpipe.taskgraph.compile import compile_graph
+    from pytest_snowpipe.taskgraph.deployed import snapshot
+    from pytest_snowpipe.taskgraph.diff import FACETS, Facet, compare
+
+    session = deployed.session("DB", "SCH")
+    try:
+        old = snapshot(deployed.root(session).databases["DB"].schemas["SCH"].tasks, "DEMO")
+    finally:
+        session.close()
+    compiled = compile_graph(pipeline(), options(tmp_path).compile)
+    monitors = Facet("monitors", lambda p: "NULL_COUNT(ID) = 0" if p.name == "DEMO$RAW" else None, lambda t: None)
+    assert compare(compiled, old).unchanged
+    diff = compare(compiled, old, [*FACETS, monitors])
+    assert changed(diff) == {"DEMO$RAW": {"monitors": "(none) -> NULL_COUNT(ID) = 0"}}
