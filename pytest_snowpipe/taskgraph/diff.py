@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -315,16 +315,7 @@ def format_diff(diff: GraphDiff) -> str:
     return "\n".join(lines)
 
 
-def as_json(diff: GraphDiff) -> Mapping[str, Any]:
-    """The diff as plain data (for a report)."""
-    return {
-        "dag": diff.dag, "where": diff.where, "deployed": diff.deployed, "up_to_date": diff.unchanged,
-        "tasks": [{"name": t.name, "kind": t.kind, "status": str(t.status),
-                   "changes": [{"facet": c.facet, "change": c.text} for c in t.changes]} for t in diff.tasks],
-    }
-
-
 __all__ = [
-    "FACETS", "Facet", "FacetChange", "GraphDiff", "Planned", "Status", "TaskChange", "as_json", "compare",
+    "FACETS", "Facet", "FacetChange", "GraphDiff", "Planned", "Status", "TaskChange", "compare",
     "fetch_diff", "format_diff", "packages_of", "planned",
 ]
