@@ -31,6 +31,7 @@ from pytest_snowpipe.taskgraph.compile import (
     qualify_stage,
 )
 from pytest_snowpipe.taskgraph.deploy import DeployError, DeployUsageError
+from pytest_snowpipe.taskgraph.diff import GraphDiff, fetch_diff, format_diff
 
 if TYPE_CHECKING:
     from pytest_snowpipe.settings import Settings
@@ -49,6 +50,7 @@ class DeployOptions:
     sandbox: bool = True  # rehearse the shipped procedures in their own environment (False: in this process)
     # keep_run(compiled, record, session, rehearsal): called while the run's outputs are still on the engine
     keep_run: Callable[[Any, Any, Any, bool], Any] | None = None
+    redeploy_unchanged: bool = False  # deploy even when the deployed graph already is what would ship
 
 
 def execute(
@@ -65,8 +67,12 @@ def execute(
     operation_factory: Callable[[Any, str, str], Any] | None = None,
     sleep: Callable[[float], Any] = time.sleep,
     on_record: Callable[[Any, list[str]], Any] | None = None,
+    on_diff: Callable[[GraphDiff], Any] | None = None,
 ) -> int:
     """Do what ``--snowpipe-deploy`` asks; return the exit code (0 = success).
+
+    With a connection, a dry run and a deploy first compare with the deployed graph (``on_diff`` gets the
+    :class:`~pytest_snowpipe.taskgraph.diff.GraphDiff`); a deploy that would change nothing deploys nothing.
 
     Raises :class:`DeployUsageError` (a ValueError) for impossible requests and
     :class:`~pytest_snowpipe.taskgraph.compile.CompileError` when the graph cannot ship.
@@ -85,14 +91,17 @@ def execute(
               f"snowpipe_packages_snapshot at it so that dry runs without a connection judge against your account")
         return 0
     if dry_run:
-        if session_factory is not None:  # with a connection, the plan is judged against the account itself
-            copts = account.against_account(copts, graph, session_factory())
+        session = session_factory() if session_factory is not None else None
+        if session is not None:  # with a connection, the plan is judged against the account itself
+            copts = account.against_account(copts, graph, session)
         compiled = compile_graph(graph, copts)
         from pytest_snowpipe.taskgraph.plan import format_plan
 
         write(format_plan(compiled))
         for warning in compiled.warnings:
             write(f"warning: {warning}")
+        if session is not None and _diff(session, compiled, operation_factory, write, on_diff) is None:
+            return 1
         write(f"dry run: nothing was deployed or run (packages checked against {compiled.channel})")
         return 0
     if target == "local":
@@ -139,6 +148,15 @@ def execute(
     except DeployError as exc:
         write(str(exc))
         return 1
+    found = _diff(session, compiled, operation_factory, write, on_diff)
+    if found is None:
+        return 1
+    op, change = found
+    if change.unchanged and not opts.redeploy_unchanged:
+        write(up_to_date(change, compiled))
+        return 0 if not run_once else account.run_and_wait(
+            op, compiled, session, write, sleep, initial_s=opts.poll_initial_s, max_s=opts.poll_max_s,
+            timeout_s=opts.poll_timeout_s)
 
     try:
         code, record = _run_local(graph, copts, opts, write, rehearsal=True, on_record=on_record)
@@ -153,9 +171,6 @@ def execute(
         write(f"rehearsal on the emulator FAILED ({why}); nothing was deployed")
         return 1
 
-    op = account.operation(operation_factory, session, copts, write)
-    if op is None:
-        return 1
     try:
         removed = account.deploy(op, compiled, graph, session, write)
     except DeployError as exc:
@@ -169,8 +184,36 @@ def execute(
                                 max_s=opts.poll_max_s, timeout_s=opts.poll_timeout_s)
 
 
+def _diff(
+    session: Any, compiled: CompiledPipeline, operation_factory: Callable[[Any, str, str], Any] | None,
+    write: Callable[[str], Any], on_diff: Callable[[GraphDiff], Any] | None,
+) -> tuple[Any, GraphDiff] | None:
+    """Compare ``compiled`` with the deployed graph and show it; None (said why) when the account cannot tell."""
+    op = account.operation(operation_factory, session, compiled.options, write)
+    if op is None:
+        return None
+    try:
+        change = fetch_diff(op, compiled)
+    except DeployError as exc:
+        write(str(exc))
+        return None
+    write(format_diff(change))
+    if on_diff is not None:
+        on_diff(change)
+    return op, change
+
+
+def up_to_date(change: GraphDiff, compiled: CompiledPipeline) -> str:
+    """What a deploy that changes nothing says."""
+    copts = compiled.options
+    line = f"Task Graph {change.dag} is up to date: nothing deployed"
+    if change.suspended and copts.schedule is not None:
+        line += f" (it is suspended: resume it with ALTER TASK {copts.database}.{copts.schema}.{change.dag} RESUME)"
+    return line
+
+
 def failed_gates(compiled: CompiledPipeline, record: Any) -> list[str]:
-    """The gates whose branch took its ``on_fail`` side: every task TaskState.SUCCEEDED, the quality gate did not."""
+    """The gates whose branch took its ``on_fail`` side: every task SUCCEEDED, the quality gate did not."""
     from pytest_snowpipe.taskgraph.compile import KIND_BRANCH
 
     out = []
@@ -298,7 +341,20 @@ def run_deploy(
         session_factory=session_factory,
         write=write,
         on_record=on_record,
+        on_diff=_diff_report(settings, write),
     )
+
+
+def _diff_report(settings: Settings, write: Callable[[str], Any]) -> Callable[[GraphDiff], Any] | None:
+    """With ``--snowpipe-report=DIR``: the deploy diff as ``DIR/deploy-diff.md`` (a pull-request comment)."""
+    folder = settings.report_dir
+    if folder is None:
+        return None
+    from pytest_snowpipe.redact import redactor_for
+    from pytest_snowpipe.reports.deploy_diff import write_diff_markdown
+
+    scrub = redactor_for(settings).text
+    return lambda change: write(f"deploy diff written to {write_diff_markdown(change, folder, scrub)}")
 
 
 __all__ = ["TARGETS", "DeployError", "DeployOptions", "DeployUsageError", "execute", "failed_gates", "run_deploy"]

@@ -112,7 +112,8 @@ def _account(args: argparse.Namespace, connection: str, dag: str, ini: dict[str,
             ) from None
         latest_failed = bool(runs) and runs[0].state in ("FAILED", "CANCELLED")
         lines = _lines(runs, args, f"the history of {database}.{schema}.{dag}", HISTORY_WINDOW, latest_failed)
-        lines += monitor_lines(session, database, schema, dag)
+        if not args.run:  # the listing ends with the monitors; one run's view ends with its retry command
+            lines += monitor_lines(session, database, schema, dag)
     finally:
         session.close()
     return lines

@@ -39,8 +39,10 @@ CREATE_ORDER = ["DEMO$RAW", "DEMO$FEATURES", "DEMO$MODEL", "DEMO$METRICS", "DEMO
 CREATE_REST = ["POST tasks?createMode=errorIfExists"] + [
     c for name in CREATE_ORDER for c in ("POST tasks?createMode=orReplace", f"POST tasks/{name}:resume")
 ] + ["POST tasks/DEMO:resume"]  # scheduled: dagv1 resumes the root last
-FIRST_DEPLOY_REST = ["GET tasks/DEMO", "GET tasks/DEMO", *CREATE_REST]  # our snapshot (404), dagv1's drop (404)
+# the deploy diff's fetch (404), our snapshot (404), dagv1's drop (404)
+FIRST_DEPLOY_REST = ["GET tasks/DEMO", "GET tasks/DEMO", "GET tasks/DEMO", *CREATE_REST]
 REDEPLOY_REST = [
+    "GET tasks/DEMO", "GET tasks/DEMO/dependents",  # the deploy diff, before the rehearsal
     "GET tasks/DEMO", "GET tasks/DEMO/dependents", "GET tasks/DEMO/current-graphs",  # snapshot; no run executing
     "POST tasks/DEMO:suspend",  # the old root, before anything changes
     "GET tasks/DEMO", "GET tasks/DEMO/dependents",  # DAGOperation.drop(dag, drop_finalizer=True)
@@ -65,6 +67,7 @@ def deploy(account: OfflineAccount, tmp_path: Any, graph: PipelineGraph | None =
     out: list[str] = []
     kw.setdefault("schedule", timedelta(minutes=30))
     kw.setdefault("sandbox", False)  # these tests are about the deploy; the sandboxed rehearsal has its own below
+    kw.setdefault("redeploy_unchanged", True)  # they redeploy one graph to test the replace (test_deploy_diff.py: the skip)
     run_once = kw.pop("run_once", False)
     code = execute(graph or pipeline(), options(tmp_path, **kw), target="snowflake", run_once=run_once,
                    session_factory=lambda: account.session("DB", "SCH"), write=out.append, sleep=lambda s: None)
@@ -255,8 +258,9 @@ def test_a_missing_stage_names_the_ini_key(account: OfflineAccount, tmp_path: An
 
 
 def _read_only(account: OfflineAccount) -> bool:
-    """Only the one query reading the account's channel reached it: nothing was changed or uploaded."""
-    return [c.summary for c in account.calls] == ["SQL SELECT"] and "information_schema.packages" in account.calls[0].sql
+    """Only reads reached it (the account's channel first, then the deploy diff's): nothing was changed or uploaded."""
+    return {c.summary for c in account.calls} <= {"SQL SELECT", "GET tasks/DEMO", "GET tasks/DEMO/dependents"} \
+        and "information_schema.packages" in account.calls[0].sql
 
 
 def test_rehearsal_failure_aborts_before_any_deploy(account: OfflineAccount, tmp_path: Any) -> None:

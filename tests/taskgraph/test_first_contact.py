@@ -84,6 +84,7 @@ def deploy(account: OfflineAccount, tmp_path: Path, graph: PipelineGraph | None 
            **kw: Any) -> tuple[int, str]:
     out: list[str] = []
     kw.setdefault("sandbox", False)
+    kw.setdefault("redeploy_unchanged", True)  # these tests redeploy one graph to test the replace and its undo
     flags = {k: kw.pop(k) for k in ("undeploy", "dry_run") if k in kw}
     code = execute(graph or remote_pipeline(), options(tmp_path, **kw), target="snowflake",
                    session_factory=lambda: account.session("DB", session_schema), write=out.append, **flags)
@@ -213,7 +214,8 @@ def test_the_rehearsal_runs_the_shipped_job_and_its_failure_fails_the_deploy(acc
     code, out = deploy(account, tmp_path, spec_failing, sandbox=True)
     assert code == 1 and "rehearsal on the emulator FAILED (first error: MODEL); nothing was deployed" in out
     assert "the job's own failure: out of memory in fit()" in out
-    assert {c.summary for c in account.calls} == {"SQL SELECT", "SQL SHOW"}  # channel and pool lookups: nothing changed
+    # channel and pool lookups, the deploy diff's read (nothing deployed yet): nothing changed
+    assert {c.summary for c in account.calls} == {"SQL SELECT", "SQL SHOW", "GET tasks/DEMO"}
 
 
 def test_a_compute_pool_that_does_not_exist_stops_before_anything_changes(tmp_path: Path) -> None:
