@@ -232,7 +232,7 @@ def _run_local(
 ) -> tuple[int, Any]:
     """Compile and run once on the emulator, always with a throwaway registry (the user's is never touched).
 
-    Exit 0 only when the graph run TaskState.SUCCEEDED and no gate took its on_fail branch: the verdict is the gate's.
+    Exit 0 only when the graph run SUCCEEDED and no gate took its on_fail branch: the verdict is the gate's.
     What runs is what ships: the graph is deployed to an offline account and each task's procedure, as
     registered there, runs in a sandbox interpreter holding only what Snowflake would give it
     (:mod:`pytest_snowpipe.doubles.sandbox`); ``opts.sandbox=False`` runs the task functions in this process.
