@@ -302,7 +302,7 @@ def run_in_fresh_process(
             env[SESSION_ENV] = session_params
         trip_env = {k: v for k, v in env.items() if os.environ.get(k) != v}  # what this trip adds
         pickled, handed = time.perf_counter(), time.time()
-        prefetch.start(_PRELOAD)  # the result's libraries, imported here while the worker works
+        prefetching = prefetch.start(_PRELOAD)  # the result's libraries, imported here while the worker works
         code = _warm_run(inp, out, trip_env)
         warm = code is not None
         if code is None:
@@ -322,6 +322,8 @@ def run_in_fresh_process(
                 f"remote stage {stage!r}: its process exited with code {code} "
                 "without a result (killed, or out of memory?)"
             )
+        if prefetching is not None:  # never two threads importing one package: a failed import in one
+            prefetching.join()  # (a deadlock guard) removes the package the other is importing (KeyError)
         ok, result, remote_tb = cloudpickle.loads(out.read_bytes())
         _PHASES[stage] = _phases(entered, pickled, handed, returned, warm, timing_path(out))
     if ok:

@@ -16,7 +16,9 @@ from collections.abc import Iterable
 def start(modules: Iterable[str]) -> threading.Thread | None:
     """Import each of ``modules`` not yet imported, in a daemon thread; None when there is none.
 
-    An import that fails is left for the code that needs the module to report.
+    An import that fails is left for the code that needs the module to report. Join the thread
+    before this thread imports any of them (unpickling the result does): two threads importing
+    one package can end with it missing from ``sys.modules`` in one of them (seen: KeyError 'xgboost').
     """
     missing = [name for name in modules if name not in sys.modules]
     if not missing:
