@@ -28,6 +28,7 @@ from pytest_snowpipe.errors import SnowpipeUsageError
 from pytest_snowpipe.pipeline.graph import Gate, PipelineGraph, Stage
 from pytest_snowpipe.redact import is_shipped_secret_name
 from pytest_snowpipe.taskgraph.fingerprint import stamp as stamp_digests
+from pytest_snowpipe.taskgraph.monitors_deploy import stamp_monitors
 from pytest_snowpipe.taskgraph.schedule import MAX_INTERVAL, MIN_INTERVAL
 
 MAX_TASKS = 1000
@@ -693,6 +694,7 @@ def compile_graph(graph: PipelineGraph, opts: CompileOptions | None = None) -> C
         for task in dag.tasks:
             opts.adjust_task(task, kinds[task.name], nodes[task.name])
     stamp_digests(dag, bodies)  # each task's COMMENT: a digest of what it ships, for the next deploy's diff
+    stamp_monitors(dag, graph, opts.database, opts.schema)  # and of the monitors its output deploys
 
     compiled = CompiledPipeline(
         dag=dag, kinds=kinds, graph=graph, options=opts, bodies=bodies,

@@ -20,6 +20,7 @@ from pytest_snowpipe.taskgraph.compile import CompiledPipeline
 from pytest_snowpipe.taskgraph.deploy import DeployError
 from pytest_snowpipe.taskgraph.deployed import Snapshot, predecessors_of, snapshot
 from pytest_snowpipe.taskgraph.fingerprint import digest_in
+from pytest_snowpipe.taskgraph.monitors_deploy import monitors_in
 
 KIND_ROOT = "root"
 PACKAGES_RE = re.compile(r"PACKAGES\s*=\s*\(([^)]*)\)", re.IGNORECASE)
@@ -220,6 +221,9 @@ FACETS: list[Facet] = [
           lambda t: _config_of(getattr(t, "config", None)) if _is_root(t) else None, _say_config),
     Facet("warehouse", lambda p: _ident(p.dag.warehouse if p.task is None else p.task.warehouse),
           lambda t: _ident(getattr(t, "warehouse", None))),
+    Facet("monitors", _child(lambda p: monitors_in(p.task.comment)),
+          lambda t: None if _is_root(t) else monitors_in(getattr(t, "comment", None)),
+          lambda old, new: f"{_shown(old)} -> {_shown(new)} (the contract's Data Metric Functions or their schedule)"),
     Facet("state", _child(lambda p: "started"), lambda t: None if _is_root(t) else getattr(t, "state", None),
           lambda old, new: f"{old} -> {new} (a deploy resumes it)"),
 ]

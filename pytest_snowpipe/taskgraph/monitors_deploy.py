@@ -12,6 +12,8 @@ clear error and keeps what it had.
 """
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +69,34 @@ def planned_monitors(graph: Any, dag_name: str) -> list[PlannedMonitor]:
             table = monitor_table(dag_name, stage.name, exp.key)
             out.append(PlannedMonitor(stage.name, exp.key, table, monitor_plan(exp.contract, exp.monitor)))
     return out
+
+
+MONITORS_TAG = "snowpipe-monitors"
+MONITORS_TAG_RE = re.compile(rf"\[{MONITORS_TAG}:([0-9a-f]{{12}})\]")
+
+
+def monitors_in(comment: str | None) -> str | None:
+    """The monitors digest a stage task's COMMENT records (None: it deployed no monitor)."""
+    found = MONITORS_TAG_RE.search(comment or "")
+    return found.group(1) if found else None
+
+
+def stamp_monitors(dag: Any, graph: Any, database: str | None, schema: str | None) -> None:
+    """Record in each monitored stage's task COMMENT a digest of the monitor SQL it deploys.
+
+    A monitor lives on a table, not in the task, so the deploy diff compares this digest: a changed
+    contract or schedule is a change of that stage's task, and an "up to date" graph has its monitors too.
+    """
+    where = ".".join(x for x in (database, schema) if x) or "<database>.<schema>"
+    by_task: dict[str, list[str]] = {}
+    for monitor in planned_monitors(graph, dag.name):
+        by_task.setdefault(monitor.stage.upper(), []).extend(statements(monitor, where))
+    for task in dag.tasks:
+        sql = by_task.get(task.name.upper())
+        if sql:
+            digest = hashlib.sha256("\n".join(sql).encode()).hexdigest()[:12]
+            kept = MONITORS_TAG_RE.sub("", task.comment or "").strip()
+            task.comment = f"{kept} [{MONITORS_TAG}:{digest}]".strip()
 
 
 def _where(compiled: Any) -> str:

@@ -308,3 +308,22 @@ def test_another_facet_joins_the_comparison(deployed: OfflineAccount, tmp_path: 
     assert compare(compiled, old).unchanged
     diff = compare(compiled, old, [*FACETS, monitors])
     assert changed(diff) == {"DEMO$RAW": {"monitors": "(none) -> NULL_COUNT(ID) = 0"}}
+
+
+def test_a_changed_monitor_is_a_change_of_its_stage_and_is_deployed(account: OfflineAccount, tmp_path: Any) -> None:
+    """A monitor lives on a table, not in the task: its digest in the stage task's COMMENT makes a changed
+    schedule a change (so an 'up to date' graph also has the monitors the suite asks for)."""
+    from tests.taskgraph.test_monitors_deploy import TABLE, monitored, raw, raw_every_5m
+
+    code, out, _ = run(account, tmp_path, monitored(raw))
+    assert code == 0, out
+    account.clear_log()
+    code, out, diff = run(account, tmp_path, monitored(raw), dry_run=True)
+    assert code == 0 and diff is not None and diff.unchanged, out
+    code, out, diff = run(account, tmp_path, monitored(raw_every_5m), dry_run=True)
+    assert code == 0, out
+    assert list(changed(diff)) == ["DEMO$RAW"], out  # the shipped spec holds the expectation too: its code digest moves
+    assert "monitors" in changed(diff)["DEMO$RAW"] and "Data Metric Functions" in changed(diff)["DEMO$RAW"]["monitors"]
+    code, out, _ = run(account, tmp_path, monitored(raw_every_5m))
+    assert code == 0 and "up to date" not in out, out
+    assert account.monitors.tables[TABLE].schedule == "5 MINUTE"

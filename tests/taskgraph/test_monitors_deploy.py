@@ -29,6 +29,11 @@ def raw(snowpipe_session):
     return snowpipe_session.create_dataframe([(i, float(i)) for i in range(10)], schema=["ID", "X"])
 
 
+@sp.expect(RAW, monitor="5m")
+def raw_every_5m(snowpipe_session):  # raw's very code, watched every 5 minutes
+    return snowpipe_session.create_dataframe([(i, float(i)) for i in range(10)], schema=["ID", "X"])
+
+
 @sp.expect(RAW, monitor="TRIGGER_ON_CHANGES")
 def raw_on_changes(snowpipe_session):
     return snowpipe_session.create_dataframe([(i, float(i)) for i in range(10)], schema=["ID", "X"])
