@@ -36,6 +36,7 @@ from pytest_snowpipe.reports.run_history import (
     outputs_store,
     pick,
     retry_command,
+    stored_outputs,
 )
 
 if TYPE_CHECKING:
@@ -112,11 +113,7 @@ def _fetch_outputs(connection: str, run: GraphRun, folder: Path) -> Path:
     account = create_session(connection)
     local = create_embedded_session()
     try:
-        for stage, task in run.stages.items():
-            row = run.task(task)
-            if row is None or row.state != "SUCCEEDED" or not row.return_value:
-                run.outputs[stage] = f"none: its task {task} {row.state if row else 'did not run'}"
-                continue
+        for stage, row in stored_outputs(run):
             try:
                 value = load(account, row.return_value)
                 store.put(stage, OUTPUT_KEY, _here(value, local, is_snowpark_frame))

@@ -17,7 +17,7 @@ import dataclasses
 import json
 import re
 import shutil
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,6 +188,17 @@ def run_folder(runs_dir: Path, dag: str, run_id: str) -> Path:
     return runs_dir / _SAFE.sub("_", dag.upper()) / _SAFE.sub("_", run_id)
 
 
+def stored_outputs(run: GraphRun) -> Iterator[tuple[str, TaskRow]]:
+    """(stage, its task's row) for each stage whose task succeeded with a stored output; the others get
+    ``run.outputs[stage]`` saying why there is none."""
+    for stage, task in run.stages.items():
+        row = run.task(task)
+        if row is None or row.state != "SUCCEEDED" or not row.return_value:
+            run.outputs[stage] = f"none: its task {task} {row.state if row else 'did not run'}"
+            continue
+        yield stage, row
+
+
 def keep_run(runs_dir: Path, compiled: Any, record: Any, session: Any, source: str) -> GraphRun:
     """Write the run and every stage output still readable now (before the engine goes) under ``runs_dir``.
 
@@ -200,11 +211,7 @@ def keep_run(runs_dir: Path, compiled: Any, record: Any, session: Any, source: s
     folder = run_folder(runs_dir, run.dag, run.run_id)
     folder.mkdir(parents=True, exist_ok=True)
     store = StageCache(folder / OUTPUTS, max_bytes=2**62)
-    for stage, task in run.stages.items():
-        row = run.task(task)
-        if row is None or row.state != "SUCCEEDED" or not row.return_value:
-            run.outputs[stage] = f"none: its task {task} {row.state if row else 'did not run'}"
-            continue
+    for stage, row in stored_outputs(run):
         try:
             store.put(stage, OUTPUT_KEY, load(session, row.return_value))
             run.outputs[stage] = KEPT
@@ -355,4 +362,5 @@ __all__ = [
     "kept_runs",
     "pick",
     "retry_command",
+    "stored_outputs",
 ]
