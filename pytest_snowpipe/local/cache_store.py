@@ -26,6 +26,7 @@ fits ``max_bytes``.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
 import io
 import json
@@ -403,12 +404,7 @@ class StageCache:
             _write_synced(staging / MANIFEST, json.dumps(manifest, indent=1).encode())  # last
             _fsync_dir(staging)
             target = self.entry_path(stage, key)
-            try:
-                os.rename(staging, target)
-            except OSError:
-                if not target.exists():
-                    raise
-                shutil.rmtree(staging, ignore_errors=True)  # another process stored it first
+            _rename_into_place(staging, target)
             _fsync_dir(self.root)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -498,6 +494,24 @@ def _write_synced(path: Path, data: bytes) -> None:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def _rename_into_place(staging: Path, target: Path, attempts: int = 5) -> None:
+    """Rename a staged entry to ``target``; if another process's entry is there, keep that one.
+
+    The rename fails with EEXIST/ENOTEMPTY while an entry is in place. That entry may be renamed
+    away (a discard, an eviction) before we look: then ours is tried again, never an error.
+    """
+    for _ in range(attempts):
+        try:
+            os.rename(staging, target)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            if target.exists():
+                break  # another process stored the same key first: its entry stands
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -277,3 +277,43 @@ def test_snowpark_frame_fingerprint_is_one_query_on_content_not_row_order(embedd
     assert fingerprint(frame.sort("A", ascending=False)) == first
     assert fingerprint(frame.filter("A = 2")) != first
     assert fingerprint(session.create_dataframe([(1, "a"), (2, "b")], schema=["A", "B"])) != first
+
+
+def test_an_entry_discarded_while_another_is_renamed_into_place_is_retried(tmp_path, monkeypatch):
+    """The race the hammer test found: rename refused (an entry is there), then that entry is discarded
+    before we look. The staged entry is renamed again, not reported as an error."""
+    import errno
+    import os
+    import shutil
+
+    from pytest_snowpipe.local import cache_store
+
+    staging, target = tmp_path / ".staging", tmp_path / "s.k"
+    staging.mkdir()
+    (staging / "manifest.json").write_text("{}")
+    target.mkdir()
+    (target / "other").write_text("x")
+    real_rename, calls = os.rename, []
+
+    def rename(src, dst):
+        calls.append(dst)
+        if len(calls) == 1:
+            shutil.rmtree(target)  # another process discards its entry right after our rename was refused
+            raise OSError(errno.ENOTEMPTY, "Directory not empty")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(cache_store.os, "rename", rename)
+    cache_store._rename_into_place(staging, target)
+    assert len(calls) == 2 and (target / "manifest.json").exists() and not staging.exists()
+
+
+def test_an_entry_already_in_place_stands_and_ours_is_dropped(tmp_path):
+    from pytest_snowpipe.local import cache_store
+
+    staging, target = tmp_path / ".staging", tmp_path / "s.k"
+    staging.mkdir()
+    (staging / "mine").write_text("1")
+    target.mkdir()
+    (target / "theirs").write_text("2")
+    cache_store._rename_into_place(staging, target)
+    assert (target / "theirs").exists() and not (target / "mine").exists() and not staging.exists()
