@@ -48,19 +48,15 @@ class SnowflakeRegistry:
         except ValueError:  # snowflake.ml: the model does not exist (before the first promote)
             return None
 
-    def _champion_of(self, model: Any) -> Any | None:
-        """The version the CHAMPION alias names (marked ``aliased``), else the default version."""
+    def _champion_of(self, model: Any) -> tuple[Any | None, bool]:
+        """(the version the CHAMPION alias names, True), else (the default version, False); (None, False)."""
         try:
-            mv = model.version(CHAMPION)
+            return model.version(CHAMPION), True
         except ValueError:  # no alias yet (promoted before aliases, or by hand): the default version
             try:
-                mv = model.default
+                return model.default, False
             except Exception:
-                return None
-            _mark(mv, aliased=False)
-            return mv
-        _mark(mv, aliased=True)
-        return mv
+                return None, False
 
     def _version(self, model_name: str, mv: Any, metrics: Mapping[str, Any] | None = None) -> ModelVersion:
         metrics = dict(mv.show_metrics() or {} if metrics is None else metrics)
@@ -79,7 +75,7 @@ class SnowflakeRegistry:
     def default(self, model_name: str) -> ModelVersion | None:
         """The CHAMPION of ``model_name`` (its default version without the alias), or None."""
         model = self._model(model_name)
-        mv = self._champion_of(model) if model is not None else None
+        mv = self._champion_of(model)[0] if model is not None else None
         return None if mv is None else self._version(model_name, mv)
 
     def unchanged_default(
@@ -97,7 +93,7 @@ class SnowflakeRegistry:
         if model is None:
             return []
         frame = model.show_versions()
-        champion = self._champion_of(model)
+        champion = self._champion_of(model)[0]
         held = str(champion.version_name).upper() if champion is not None else None
         rows = sorted(
             ((r["created_on"], str(r["name"]),
@@ -118,7 +114,7 @@ class SnowflakeRegistry:
         """Log ``model`` as a new version, make it the default and the CHAMPION; on failure undo."""
         try:
             previous = self._model(model_name)
-            before = self._champion_of(previous) if previous is not None else None
+            before, before_aliased = self._champion_of(previous) if previous is not None else (None, False)
         except Exception as exc:
             raise RegistryError(
                 f"model {model_name!r}: reading its champion in {self.location} failed ({first_line(exc)}); "
@@ -143,12 +139,12 @@ class SnowflakeRegistry:
                 + (f"removing what it left failed too ({undo}): check SHOW VERSIONS IN MODEL {model_name}" if undo
                    else "nothing was changed")
             ) from exc
-        before_aliased = before is not None and _has_alias(before)
+        moved: list[str] = []  # the alias steps done, for the undo
         try:
             mv.set_metric(RECORD, record)
-            self._crown(self.registry.get_model(model_name), mv, before)
+            self._crown(self.registry.get_model(model_name), mv, before if before_aliased else None, moved)
         except Exception as exc:
-            undo = (self._undo_promote(model_name, mv, before, before_aliased) if previous is not None
+            undo = (self._undo_promote(model_name, mv, before, moved) if previous is not None
                     else self._drop_half_logged(model_name, name, created_model=True))
             raise RegistryError(
                 f"model {model_name!r}: making {name} the champion failed ({first_line(exc)}); "
@@ -158,26 +154,26 @@ class SnowflakeRegistry:
         # what was written, not read back: a failing read after a promote that happened must not raise
         return self._as_version(model_name, str(mv.version_name), jsonable(dict(metrics or {})), record)
 
-    def _crown(self, model: Any, mv: Any, before: Any | None) -> None:
-        """Make ``mv`` the default and move the CHAMPION alias onto it (from ``before``)."""
+    def _crown(self, model: Any, mv: Any, aliased: Any | None, moved: list[str]) -> None:
+        """Make ``mv`` the default and move the CHAMPION alias onto it (from ``aliased``, the version
+        holding it); each alias step done is appended to ``moved``."""
         model.default = mv
-        if before is not None and _has_alias(before):
-            before.unset_alias(CHAMPION)
-            _mark(before, aliased=False)
+        if aliased is not None:
+            aliased.unset_alias(CHAMPION)
+            moved.append("unset")
         mv.set_alias(CHAMPION)
-        _mark(mv, aliased=True)
+        moved.append("set")
 
-    def _undo_promote(self, model_name: str, mv: Any, before: Any | None, before_aliased: bool) -> str | None:
+    def _undo_promote(self, model_name: str, mv: Any, before: Any | None, moved: list[str]) -> str | None:
         """Put the default and the alias back as they were and delete ``mv``; what failed, or None."""
         try:
             model = self.registry.get_model(model_name)
             if before is not None:
                 model.default = before
-            if _has_alias(mv):
+            if "set" in moved:
                 mv.unset_alias(CHAMPION)
-            if before is not None and before_aliased and not _has_alias(before):
+            if "unset" in moved and before is not None:
                 before.set_alias(CHAMPION)
-                _mark(before, aliased=True)
             model.delete_version(str(mv.version_name))
         except Exception as exc:
             return first_line(exc)
@@ -212,7 +208,7 @@ class SnowflakeRegistry:
             raise RegistryError(f"rollback of {model_name!r}: say why (reason='the new model misroutes loans'); it is recorded")
         try:
             model = self._model(model_name)
-            current = self._champion_of(model) if model is not None else None
+            current, current_aliased = self._champion_of(model) if model is not None else (None, False)
             if model is None or current is None:
                 raise RegistryError(f"rollback of {model_name!r}: it has no champion yet (nothing was promoted)")
             current_metrics = dict(current.show_metrics() or {})
@@ -237,7 +233,6 @@ class SnowflakeRegistry:
             ) from exc
         now = _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
         done: list[str] = []
-        current_aliased = _has_alias(current)
         try:
             current.set_metric(ROLLED_BACK, {"by": who or _user(), "at": now, "reason": reason.strip(), "to": previous})
             done.append("record")
@@ -245,11 +240,10 @@ class SnowflakeRegistry:
             done.append("default")
             if current_aliased:
                 current.unset_alias(CHAMPION)
-                _mark(current, aliased=False)
+                done.append("unset")
             target.set_alias(CHAMPION)
         except Exception as exc:
-            undo = self._undo_rollback(model, current, done, current_aliased, default_before,
-                                       current_metrics.get(ROLLED_BACK))
+            undo = self._undo_rollback(model, current, done, default_before, current_metrics.get(ROLLED_BACK))
             raise RegistryError(
                 f"rollback of {model_name!r} to {previous} failed ({first_line(exc)}); "
                 + (f"undoing it failed too ({undo}): check SHOW VERSIONS IN MODEL {model_name}" if undo else
@@ -258,14 +252,12 @@ class SnowflakeRegistry:
         return back
 
     def _undo_rollback(
-        self, model: Any, current: Any, done: list[str], current_aliased: bool, default_before: str | None,
-        old_record: Any,
+        self, model: Any, current: Any, done: list[str], default_before: str | None, old_record: Any,
     ) -> str | None:
         """Give ``current`` its alias, the default and its record back after a failed rollback; what failed, or None."""
         try:
-            if current_aliased and not _has_alias(current):
+            if "unset" in done:
                 current.set_alias(CHAMPION)
-                _mark(current, aliased=True)
             if "default" in done and default_before is not None:
                 same = default_before.upper() == str(current.version_name).upper()
                 model.default = current if same else model.version(default_before)
@@ -293,18 +285,3 @@ class SnowflakeRegistry:
 
     def sweep_stale(self, model_name: str) -> None:
         """Nothing to sweep: a Snowflake promote leaves no staging folder behind."""
-
-
-_ALIASED = "_snowpipe_holds_champion_alias"
-
-
-def _mark(mv: Any, *, aliased: bool) -> None:
-    """Remember on the client object whether it was found through the alias (snowflake.ml keeps no list)."""
-    try:
-        setattr(mv, _ALIASED, aliased)
-    except AttributeError:
-        pass
-
-
-def _has_alias(mv: Any) -> bool:
-    return bool(getattr(mv, _ALIASED, False))
