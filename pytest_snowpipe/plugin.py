@@ -7,7 +7,6 @@ gate pays for an option parser and a marker, nothing else (no Snowpark, snowflak
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -153,27 +152,12 @@ def snowpipe_run(pytestconfig: pytest.Config) -> RunInfo:
 
 
 @pytest.fixture(scope="session")
-def snowpipe_session(pytestconfig: pytest.Config) -> Iterator[Any]:
-    """A Snowpark session: the real account if a connection is configured, else the embedded engine."""
-    state = run_state_of(pytestconfig)
-    if state.session is not None:  # opened before the run; the run object closes it at unconfigure
-        yield state.session
-        return
-    if state.settings.connection:
-        from pytest_snowpipe.engines.connection import create_session
+def snowpipe_session(pytestconfig: pytest.Config) -> Any:
+    """A Snowpark session: the real account if a connection is configured, else the embedded engine.
 
-        with usage_errors():
-            session = create_session(state.settings.connection)
-    else:
-        from pytest_snowpipe.doubles.sql.embedded import create_embedded_session
-        from pytest_snowpipe.local import heap
-
-        with heap.quiet():  # Snowpark, the connector, DuckDB, fakesnow: imported without full collections
-            session = create_embedded_session()
-    try:
-        yield session
-    finally:
-        session.close()
+    The run's one session (the stage cache reads sources on it too); the run object closes it at unconfigure.
+    """
+    return run_state_of(pytestconfig).run_session()
 
 
 @pytest.fixture

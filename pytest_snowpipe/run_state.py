@@ -83,16 +83,20 @@ class SnowpipeRun:
         return self.ci
 
     def run_session(self) -> Any:
-        """The run's Snowpark session, opened now if needed (snowpipe_session reuses it)."""
+        """The run's one Snowpark session, opened now if needed: the stage cache, ML Job submission and
+        the ``snowpipe_session`` fixture share it; closed at unconfigure. A broken connection is a usage error."""
         if self.session is None:
-            if self.settings.connection:
-                from pytest_snowpipe.engines.connection import create_session
+            with usage_errors():
+                if self.settings.connection:
+                    from pytest_snowpipe.engines.connection import create_session
 
-                self.session = create_session(self.settings.connection)
-            else:
-                from pytest_snowpipe.doubles.sql.embedded import create_embedded_session
+                    self.session = create_session(self.settings.connection)
+                else:
+                    from pytest_snowpipe.doubles.sql.embedded import create_embedded_session
+                    from pytest_snowpipe.local import heap
 
-                self.session = create_embedded_session()
+                    with heap.quiet():  # Snowpark, the connector, DuckDB, fakesnow: no full collections meanwhile
+                        self.session = create_embedded_session()
         return self.session
 
     def redact(self, text: str) -> str:
@@ -237,17 +241,8 @@ class SnowpipeRun:
             return (yield)
         from pytest_snowpipe.pipeline.remote import jobs_via
 
-        with jobs_via(self.job_session):
+        with jobs_via(self.run_session):  # --snowpipe-remote=job always has a connection (settings)
             return (yield)
-
-    def job_session(self) -> Any:
-        """The session ML Jobs are submitted on: the run's connection (a usage error names a broken one)."""
-        if self.session is None:
-            from pytest_snowpipe.engines.connection import create_session
-
-            with usage_errors():
-                self.session = create_session(self.settings.connection or "")
-        return self.session
 
     # ------------------------------------------------------------------ stages and gates
 
