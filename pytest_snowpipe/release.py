@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_snowpipe.actions.table import builtins_of
+from pytest_snowpipe.actions.table import needs
 from pytest_snowpipe.engines.connection import create_session
 from pytest_snowpipe.engines.tempdirs import owned_temporary_directory
 from pytest_snowpipe.pipeline.graph import PipelineGraph
@@ -128,8 +128,7 @@ def execute(
         )
     if session_factory is None:
         account.connected(session_factory, "deploying to Snowflake")  # the first thing a user is missing: say so first
-    alerts = [g.name for g in graph.gates
-              if any(a.needs_notification_integration for a in builtins_of(g.spec.on_pass, g.spec.on_fail))]
+    alerts = [g.name for g in graph.gates if needs(g.spec, "needs_notification_integration")]
     if alerts and not copts.notification_integration:
         raise DeployUsageError(
             f"gate(s) {', '.join(alerts)} alert, which in Snowflake needs a notification integration: "

@@ -46,9 +46,14 @@ def builtins_of(on_pass: Any, on_fail: Any) -> list[BuiltinAction]:
     return list({b.name: b for b in found}.values())
 
 
+def needs(spec: Any, trait: str) -> bool:
+    """Whether a gate spec (``on_pass``/``on_fail``) names a built-in action with ``trait``."""
+    return any(getattr(b, trait) for b in builtins_of(spec.on_pass, spec.on_fail))
+
+
 def any_gate(specs: Iterable[Any], trait: str) -> bool:
-    """Whether some gate spec (``on_pass``/``on_fail``) names a built-in action with ``trait``."""
-    return any(getattr(b, trait) for s in specs for b in builtins_of(s.on_pass, s.on_fail))
+    """Whether some gate spec names a built-in action with ``trait``."""
+    return any(needs(s, trait) for s in specs)
 
 
-__all__ = ["BUILTIN_ACTIONS", "NAMES", "BuiltinAction", "any_gate", "builtin", "builtins_of"]
+__all__ = ["BUILTIN_ACTIONS", "NAMES", "BuiltinAction", "any_gate", "builtin", "builtins_of", "needs"]

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_snowpipe.actions.table import builtins_of
+from pytest_snowpipe.actions.table import needs
 from pytest_snowpipe.errors import SnowpipeUsageError
 from pytest_snowpipe.local.cache_store import (
     MANIFEST,
@@ -333,7 +333,7 @@ def promoted_sources(graph: PipelineGraph) -> frozenset[str]:
     go into the registry, so the cache keeps them."""
     names: set[str] = set()
     for gate in graph.gates:
-        if any(a.records_sources for a in builtins_of(gate.spec.on_pass, gate.spec.on_fail)):
+        if needs(gate.spec, "records_sources"):
             names.update(s.name for s in graph.stages if not s.predecessors and s.name in gate.upstream)
     return frozenset(names)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from pytest_snowpipe.actions.context import ActionContext, ActionOutcome
 from pytest_snowpipe.actions.run import run_action
-from pytest_snowpipe.actions.table import builtins_of
+from pytest_snowpipe.actions.table import needs
 from pytest_snowpipe.errors import hide_deliberate
 from pytest_snowpipe.pipeline.frames import describe
 from pytest_snowpipe.pipeline.graph import Gate, PipelineGraph
@@ -73,7 +73,7 @@ class PipelineRun:
         from pytest_snowpipe.errors import RegistryError
 
         for gate in self.graph.gates:
-            if gate.model_name and any(a.writes_registry for a in builtins_of(gate.spec.on_pass, gate.spec.on_fail)):
+            if gate.model_name and needs(gate.spec, "writes_registry"):
                 try:
                     self.registry.sweep_stale(gate.model_name)
                 except RegistryError:
