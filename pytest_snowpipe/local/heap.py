@@ -8,6 +8,10 @@ collects the young garbage and freezes what is left (``gc.freeze``): later colle
 only what was made since. Objects are still freed by reference counting; `thaw`, registered
 as the run's last cleanup (after pytest's final collections), gives everything back to the
 collector, so a run inside another process (pytester) leaves nothing frozen behind.
+
+At interpreter exit everything is frozen once more (`freeze_at_exit`): the interpreter's own
+tear-down collections then walk nothing, where they walked every object of those libraries
+(0.5-0.7 s of every run's end, more than a 10k-row pipeline's own work).
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from collections.abc import Iterator
 import pytest
 
 _FROZE: list[bool] = []
+_AT_EXIT: list[bool] = []
 
 
 def settle() -> None:
@@ -59,6 +64,25 @@ def thaw() -> None:
         _FROZE.clear()
 
 
+def freeze_at_exit() -> None:
+    """Freeze every object when the interpreter exits, after the exit handlers registered later.
+
+    The tear-down's collections (CPython's ``finalize_modules`` and the last full collection) then
+    skip what the process still holds: objects are freed by reference counting as modules are
+    cleared, as before; only garbage cycles left at exit are not collected (Python does not promise
+    ``__del__`` for objects alive at exit either), and the process's end reclaims their memory.
+    Registered once per process; a process that keeps running (a notebook, an IDE calling
+    ``pytest.main``) is not affected until it exits.
+    """
+    if not _AT_EXIT:
+        import atexit
+
+        atexit.register(gc.freeze)
+        _AT_EXIT.append(True)
+
+
 def watch(config: pytest.Config) -> None:
-    """Thaw after the run's other cleanups (call from ``pytest_configure``: its cleanups run last)."""
+    """Thaw after the run's other cleanups (call from ``pytest_configure``: its cleanups run last),
+    and freeze everything again when the interpreter exits."""
     config.add_cleanup(thaw)
+    freeze_at_exit()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 import textwrap
 
 from conftest import GATE
@@ -47,3 +48,26 @@ def test_a_run_freezes_after_its_stages_and_thaws_at_its_end(pipeline_suite) -> 
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--snowpipe-no-cache")
     result.assert_outcomes(passed=2)
     assert gc.get_freeze_count() == 0  # nothing of the inner run stays frozen in this process
+
+
+def test_the_interpreter_exits_with_everything_frozen(pytester) -> None:
+    """The exit handler runs after those registered later and leaves the objects frozen for the
+    tear-down (a handler registered before it runs after it and sees the freeze)."""
+    script = pytester.makepyfile(
+        textwrap.dedent(
+            """
+            import atexit, gc, sys
+            atexit.register(lambda: sys.stdout.write(f"at the end: {gc.get_freeze_count()} frozen\\n"))
+            from pytest_snowpipe.local import heap
+            heap.freeze_at_exit()
+            heap.freeze_at_exit()  # once per process
+            atexit.register(lambda: sys.stdout.write(f"before: {gc.get_freeze_count()} frozen\\n"))
+            """
+        )
+    )
+    result = pytester.run(sys.executable, str(script))
+    assert result.ret == 0, result.stderr.str()
+    before, end = result.stdout.lines[-2:]
+    assert before == "before: 0 frozen"
+    assert end.startswith("at the end: ") and int(end.split()[3]) > 1000
+    assert len(result.stdout.lines) == 2
