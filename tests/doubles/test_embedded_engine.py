@@ -108,6 +108,27 @@ def test_close_stops_thread_and_frees_port() -> None:
     assert out == "False False"
 
 
+def test_close_with_a_client_still_connected_shuts_the_connection_down() -> None:
+    """The prompt stop skips uvicorn's drain only when no connection is open; an open one is shut
+    down as uvicorn does (the client sees the end of the stream) and the thread still ends."""
+    out = _run(
+        """
+        import http.client, threading
+        from pytest_snowpipe.doubles.sql.embedded import EmbeddedEngine
+        eng = EmbeddedEngine()
+        client = http.client.HTTPConnection("127.0.0.1", eng.port, timeout=10)
+        client.request("GET", "/nowhere")
+        reply = client.getresponse()
+        reply.read()  # answered: the connection stays open and idle (keep-alive)
+        eng.close()
+        rest = client.sock.recv(4096)
+        names = [t.name for t in threading.enumerate()]
+        print(reply.status, repr(rest), "snowpipe-embedded-engine" in names)
+        """
+    )
+    assert out == "404 b'' False"
+
+
 # -- a. random_split / sample -----------------------------------------------------------------
 
 

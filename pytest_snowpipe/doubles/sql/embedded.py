@@ -158,6 +158,50 @@ def _app(store: Any, credential: tuple[str, str], upload_key: str) -> Any:
     return Starlette(routes=routes)
 
 
+def _prompt_server(config: uvicorn.Config) -> uvicorn.Server:
+    """uvicorn's server, made to stop at once when told (`stop_prompt_server`).
+
+    uvicorn notices ``should_exit`` on a 0.1 s tick and then sleeps another 0.1 s for open
+    connections to notice the shutdown: 0.2 s at the end of every run, whose sessions are closed
+    by then. This one wakes on the request, and skips the wait when no connection is left.
+    """
+    import asyncio
+
+    import uvicorn
+
+    class PromptServer(uvicorn.Server):
+        async def main_loop(self) -> None:
+            self.wake = asyncio.Event()
+            self.loop = asyncio.get_running_loop()
+            counter = 0
+            while not await self.on_tick(counter):
+                counter = (counter + 1) % 864000
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), 0.1)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            if self.server_state.connections or self.server_state.tasks:
+                await super().shutdown(sockets)
+                return
+            for server in self.servers:
+                server.close()
+            for sock in sockets or []:
+                sock.close()
+            for server in self.servers:
+                await server.wait_closed()
+
+    return PromptServer(config)
+
+
+def _stop_prompt_server(server: uvicorn.Server) -> None:
+    """Ask a `_prompt_server` to stop, waking its main loop (any uvicorn server: on its next tick)."""
+    server.should_exit = True
+    loop, wake = getattr(server, "loop", None), getattr(server, "wake", None)
+    if loop is not None and wake is not None:
+        with contextlib.suppress(RuntimeError):  # the loop already ended
+            loop.call_soon_threadsafe(wake.set)
+
+
 class EmbeddedEngine:
     """A lazily started fakesnow server plus Snowpark sessions connected to it.
 
@@ -261,7 +305,7 @@ class EmbeddedEngine:
         fs_server.gcs_stage_info = _signed_uploads(fs_server.gcs_stage_info, upload_key)
         app = _app(self._chunks, (ENGINE_USER, self._password), upload_key)
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
-        self._server = uvicorn.Server(config)
+        self._server = _prompt_server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="snowpipe-embedded-engine", daemon=True
         )
@@ -284,7 +328,7 @@ class EmbeddedEngine:
                 pass
         self._sessions.clear()
         if self._server is not None:
-            self._server.should_exit = True
+            _stop_prompt_server(self._server)
         if self._thread is not None:
             self._thread.join(timeout=30)
             if self._thread.is_alive():
