@@ -129,6 +129,26 @@ def test_close_with_a_client_still_connected_shuts_the_connection_down() -> None
     assert out == "404 b'' False"
 
 
+def test_sqlglot_is_the_compiled_build_where_one_is_installed_with_us() -> None:
+    """pyproject installs sqlglotc (sqlglot's own mypyc build) where it has wheels: parsing, the 90
+    rewrites and generating SQL are most of a statement's time in the engine."""
+    import importlib.metadata
+
+    from packaging.requirements import Requirement
+
+    wanted = [Requirement(r) for r in importlib.metadata.requires("pytest-snowpipe") or [] if r.startswith("sqlglotc")]
+    assert wanted, "pyproject.toml no longer asks for sqlglotc"
+    marker = wanted[0].marker
+    if marker is not None and not marker.evaluate():
+        pytest.skip("sqlglotc has no wheel for this platform: the pure-Python sqlglot runs")
+    import sqlglot.expressions.core
+    import sqlglot.parser
+
+    assert importlib.metadata.version("sqlglotc") == importlib.metadata.version("sqlglot")
+    assert sqlglot.parser.__file__.endswith((".so", ".pyd")), sqlglot.parser.__file__
+    assert sqlglot.expressions.core.__file__.endswith((".so", ".pyd"))
+
+
 # -- a. random_split / sample -----------------------------------------------------------------
 
 
