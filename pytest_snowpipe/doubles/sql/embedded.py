@@ -258,6 +258,7 @@ class EmbeddedEngine:
         from fakesnow.instance import FakeSnow
 
         from pytest_snowpipe.doubles.sql import wire
+        from pytest_snowpipe.doubles.sql.result_cache import BoundedResults
         from pytest_snowpipe.engines.tempdirs import make_owned, sweep_orphans
 
         # the server's per-statement INFO lines and sqlglot's "falling back to a Command" notes are
@@ -287,6 +288,7 @@ class EmbeddedEngine:
         self._bucket = str(make_owned("snowpipe_stages_"))
         fs_stage.LOCAL_BUCKET_PATH = self._bucket
         fs_server.shared_fs = FakeSnow()
+        fs_server.shared_fs.results_cache = BoundedResults()  # fakesnow kept every result for the whole run
         fs_server.to_ipc = wire.chunked_to_ipc(fs_server.to_ipc)  # type: ignore[attr-defined,assignment]
         self._chunks = wire.ChunkStore()
 

@@ -61,7 +61,7 @@ import snowflake.connector.errors
 import sqlglot
 from sqlglot import Expr, exp
 
-from pytest_snowpipe.doubles.sql import lazy_tables
+from pytest_snowpipe.doubles.sql import lazy_tables, streamed_results
 from pytest_snowpipe.doubles.sql.bulk_load import copy_quoted_columns
 
 if TYPE_CHECKING:
@@ -939,8 +939,13 @@ def install() -> None:
     @wraps(run)
     def _run(self: FakeSnowflakeCursor, transformed: Expr, params: Any = None) -> None:
         # the row hashes are resolved here, on the DuckDB SQL about to run: its column types are known
+        final = numeric_aggregates(canonical_row_hashes(transformed, self), self)
         try:
-            run(self, numeric_aggregates(canonical_row_hashes(transformed, self), self), params)
+            if streamed_results.streamable(final):  # its rows go straight into Arrow (no DB-API copy)
+                with streamed_results.streaming(self):
+                    run(self, final, params)
+            else:
+                run(self, final, params)
         except snowflake.connector.errors.ProgrammingError as e:
             first = (e.raw_msg or e.msg or "").strip().splitlines()[0] if (e.raw_msg or e.msg) else ""
             if first.startswith(_DUCKDB_GAP_ERRORS):  # valid Snowflake SQL, not valid DuckDB SQL

@@ -17,8 +17,9 @@ Two wrappers around fakesnow's query-request route (`query_request`), plus a chu
   ``chunkHeaders``, none here; gzip optional) and decodes in its prefetch threads. Results
   above `INLINE_BYTES` are served so: each chunk is an Arrow IPC stream of the same
   Snowflake-typed table (`fakesnow.arrow.to_sf`, so the rowtype and field metadata are
-  identical), held in memory by `ChunkStore` until downloaded, its session logs out or
-  the engine closes.
+  identical). `ChunkStore` holds each chunk as a slice of that table (no copy) until it is
+  downloaded, its session logs out or the engine closes, and writes its stream only when it
+  is downloaded: one chunk's bytes at a time, not the whole result's again beside the table.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ CHUNK_BYTES = 16 << 20  # about this much Arrow data per downloaded chunk
 CHUNK_PATH = "/snowpipe/result-chunk/{chunk_id}"
 
 # set by the query route for the request being served; read by the to_ipc hook
-_pending: contextvars.ContextVar[list[tuple[bytes, int]] | None] = contextvars.ContextVar(
+_pending: contextvars.ContextVar[list[pa.Table] | None] = contextvars.ContextVar(
     "snowpipe_pending_chunks", default=None
 )
 
@@ -55,22 +56,23 @@ class ChunkStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._chunks: dict[str, tuple[str, bytes]] = {}
+        self._chunks: dict[str, tuple[str, pa.Table]] = {}
         self.stored = 0  # chunks put, ever
         self.served = 0  # chunks downloaded, ever
 
-    def put(self, token: str, data: bytes) -> str:
+    def put(self, token: str, part: pa.Table) -> str:
         chunk_id = secrets.token_urlsafe(24)
         with self._lock:
-            self._chunks[chunk_id] = (token, data)
+            self._chunks[chunk_id] = (token, part)
             self.stored += 1
         return chunk_id
 
-    def pop(self, chunk_id: str) -> bytes | None:
+    def pop(self, chunk_id: str) -> pa.Buffer | None:
+        """The chunk's Arrow IPC stream (written now), or None if it is unknown or gone."""
         with self._lock:
             entry = self._chunks.pop(chunk_id, None)
             self.served += entry is not None
-        return None if entry is None else entry[1]
+        return None if entry is None else _ipc(entry[1])
 
     def drop_session(self, token: str) -> None:
         with self._lock:
@@ -86,18 +88,19 @@ class ChunkStore:
 
     @property
     def nbytes(self) -> int:
+        """Arrow data of the chunks waiting (slices: shared with their result's table)."""
         with self._lock:
-            return sum(len(d) for _, d in self._chunks.values())
+            return sum(part.nbytes for _, part in self._chunks.values())
 
 
-def _ipc(table: pa.Table) -> bytes:
+def _ipc(table: pa.Table) -> pa.Buffer:
     import pyarrow as pa
 
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    data: bytes = sink.getvalue().to_pybytes()
-    return data
+    buffer: pa.Buffer = sink.getvalue()
+    return buffer
 
 
 def chunked_to_ipc(original: Callable[[pa.Table], Any]) -> Callable[[pa.Table], Any]:
@@ -115,8 +118,7 @@ def chunked_to_ipc(original: Callable[[pa.Table], Any]) -> Callable[[pa.Table], 
         inline_rows = max(1, INLINE_BYTES // per_row)
         chunk_rows = max(1, CHUNK_BYTES // per_row)
         for start in range(inline_rows, table.num_rows, chunk_rows):
-            part = table.slice(start, chunk_rows)
-            pending.append((_ipc(part), part.num_rows))
+            pending.append(table.slice(start, chunk_rows))  # written when downloaded (ChunkStore.pop)
         return original(table.slice(0, inline_rows))
 
     return to_ipc
@@ -245,7 +247,7 @@ def routes(store: ChunkStore) -> list[Any]:
                 body_json = {**body_json, "sqlText": sql}
                 body_json.pop("bindings")
                 request = _replace_body(request, json.dumps(body_json).encode())
-        pending: list[tuple[bytes, int]] = []
+        pending: list[pa.Table] = []
         reset = _pending.set(pending)
         try:
             response = await query_request(request)
@@ -259,22 +261,22 @@ def routes(store: ChunkStore) -> list[Any]:
         result = json.loads(bytes(response.body))
         data = result["data"]
         base = f"{request.url.scheme}://{request.url.netloc}"
-        data["chunks"] = [
+        data["chunks"] = [  # sizes are the Arrow data's: the connector only reports them
             {
-                "url": base + CHUNK_PATH.format(chunk_id=store.put(token, payload)),
-                "rowCount": rows,
-                "uncompressedSize": len(payload),
-                "compressedSize": len(payload),
+                "url": base + CHUNK_PATH.format(chunk_id=store.put(token, part)),
+                "rowCount": part.num_rows,
+                "uncompressedSize": part.nbytes,
+                "compressedSize": part.nbytes,
             }
-            for payload, rows in pending
+            for part in pending
         ]
         return JSONResponse(result, status_code=response.status_code)
 
     async def chunk(request: Request) -> Response:
-        payload = store.pop(request.path_params["chunk_id"])
+        payload = await run_in_threadpool(store.pop, request.path_params["chunk_id"])  # writes the stream
         if payload is None:
             return Response(status_code=404)
-        return Response(payload, media_type="application/octet-stream")
+        return Response(memoryview(payload), media_type="application/octet-stream")
 
     session_route: Callable[[Request], Awaitable[Response]] = fs_server.session
 
