@@ -21,7 +21,9 @@ time (``--durations``) and the import of the library it is written with (``hypot
 its module imports at collection; measured here as a fresh ``import hypothesis`` minus an empty
 interpreter, best of three) -- the user's non-stage test, not the plugin's.
 Targets: at 1M rows each pytest variant takes at most 1.3x the plain script's wall time and
-at most 1.5x its peak memory; at 10k rows the fixed cost is at most 2.5 s.
+at most 1.5x its peak memory; at 10k rows the fixed cost is at most 2.5 s. The 1M time is also
+printed net of the property test's own cost, the same subtraction as the 10k fixed cost (the
+plain script has no such test); the raw ratio is the target.
 With ``--repeat N`` each side runs N times per size, interleaved (plain, pytest, plain, ...),
 and the best wall time and the lowest peak of each side count: on a shared 2-core machine one
 run can differ by a third from the next, and the best run is the one least disturbed.
@@ -191,7 +193,9 @@ def main() -> None:
         pt, pm = results[1_000_000]["plain"]
         for side in SIDES[1:]:
             t, m = results[1_000_000][side]
-            print(f"at 1M rows, {side:<16}: time {t / pt:.2f}x (target <= 1.3x), memory {m / pm:.2f}x (target <= 1.5x)")
+            own = prop[1_000_000][side] + hypothesis_import
+            print(f"at 1M rows, {side:<16}: time {t / pt:.2f}x (target <= 1.3x), memory {m / pm:.2f}x (target <= 1.5x); "
+                  f"time net of the property test as at 10k rows ({own:.2f} s): {(t - own) / pt:.2f}x")
 
 
 if __name__ == "__main__":
