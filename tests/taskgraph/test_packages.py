@@ -85,3 +85,30 @@ def test_a_package_missing_from_the_channel_is_a_compile_error(tmp_path: Any) ->
     # snowpipe_packages overrides the inference (Snowpark checks it against the live channel at deploy)
     graph = PipelineGraph(stages=stages, gates=(gate(g.gates[0].func, ("metrics",), g.gates[0].upstream),))
     assert f"hypothesis=={version('hypothesis')}" in compile_graph(graph, opts(tmp_path, packages=("hypothesis",))).dag.packages
+
+
+def test_the_installed_distributions_are_read_once_per_environment_state(tmp_path, monkeypatch) -> None:
+    """Reading every distribution's file list costs 0.1-0.3 s and a compile asks per module reached:
+    read once, and again when a folder on the import path changes (a distribution installed)."""
+    import importlib.metadata
+
+    from pytest_snowpipe.taskgraph import packages
+
+    real = importlib.metadata.packages_distributions
+    reads: list[int] = []
+    monkeypatch.setattr(importlib.metadata, "packages_distributions", lambda: reads.append(1) or real())
+    packages._packages_distributions.cache_clear()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert packages.distribution_of("numpy") == "numpy"
+        assert packages.distribution_of("yaml") == "PyYAML"
+        assert packages.distribution_of("snowpipe_fresh_pkg") is None
+        assert len(reads) == 1
+        info = tmp_path / "snowpipe_fresh_pkg-1.0.dist-info"  # pip installs one into a folder on the path
+        info.mkdir()
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: snowpipe-fresh-pkg\nVersion: 1.0\n")
+        (info / "top_level.txt").write_text("snowpipe_fresh_pkg\n")
+        assert packages.distribution_of("snowpipe_fresh_pkg") == "snowpipe-fresh-pkg"
+        assert len(reads) == 2
+    finally:
+        packages._packages_distributions.cache_clear()
