@@ -213,7 +213,7 @@ def keep_run(runs_dir: Path, compiled: Any, record: Any, session: Any, source: s
     store = StageCache(folder / OUTPUTS, max_bytes=2**62)
     for stage, row in stored_outputs(run):
         try:
-            store.put(stage, OUTPUT_KEY, load(session, row.return_value))
+            store.put(stage, OUTPUT_KEY, load(session, row.return_value, unpickle=False))  # a model stays bytes
             run.outputs[stage] = KEPT
         except Exception as exc:  # a table the finalizer dropped, a stage file it removed
             run.outputs[stage] = f"{CLEANED} ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"

@@ -28,3 +28,27 @@ def test_a_stage_file_is_fetched_into_a_private_folder(embedded_session, tmp_pat
 
     with pytest.raises((AttributeError, OSError, SnowparkSQLException)):  # the shared path is what broke: Snowpark's get_stream fails on it
         embedded_session.file.get_stream("@ARTIFACT_TRANSFER/run1/index/blob.bin").read()
+
+
+def test_a_pickled_output_copied_as_bytes_loads_as_the_object(embedded_session, monkeypatch: pytest.MonkeyPatch):
+    """``snowpipe runs`` keeps outputs without unpickling them (a model's library stays unimported);
+    the copy then loads as the object itself, with cloudpickle as with the standard unpickler."""
+    import pickle
+    from fractions import Fraction
+
+    import cloudpickle
+
+
+    embedded_session.sql("CREATE STAGE IF NOT EXISTS ARTIFACT_PICKLES").collect()
+    value = {"model": Fraction(3, 7), "weights": [Fraction(1, 3)]}  # not JSON, no frame: one pickle
+    pointer = artifacts.store(embedded_session, value, dag="D", stage="model", run_id="r1",
+                              stage_location="@ARTIFACT_PICKLES")
+    assert pointer["kind"] == "pickle"
+    assert artifacts.load(embedded_session, pointer) == value
+    nested = {"kind": "dict", "items": {"m": pointer, "n": {"kind": "json", "value": 2}}}
+    monkeypatch.setattr(cloudpickle, "loads", lambda data: pytest.fail("unpickled while copying"))
+    copied = artifacts.load(embedded_session, nested, unpickle=False)
+    assert isinstance(copied["m"], artifacts.Pickled) and copied["n"] == 2
+    monkeypatch.undo()
+    assert pickle.loads(cloudpickle.dumps(copied["m"])) == value
+    assert cloudpickle.loads(pickle.dumps(copied)) == {"m": value, "n": 2}
