@@ -125,7 +125,9 @@ def resolve(packages: tuple[str, ...] | list[str]) -> Environment:
 
 def owners() -> dict[str, str]:
     """Top-level import name -> the distributions providing it (for naming a refused module)."""
-    found = metadata.packages_distributions().items()
+    from pytest_snowpipe.taskgraph.packages import installed_distributions
+
+    found = installed_distributions().items()
     return {k: ", ".join(dict.fromkeys(SAME_MODULE_BUILDS.get(canonicalize_name(d), d) for d in v)) for k, v in found}
 
 

@@ -152,8 +152,13 @@ def distribution_of(module: str) -> str | None:
     if len(parts) > 1 and ".".join(parts[:2]) in NAMESPACES:
         return NAMESPACES[".".join(parts[:2])]
 
-    dists = _packages_distributions(_environment_state()).get(parts[0]) or []
+    dists = installed_distributions().get(parts[0]) or []
     return SAME_MODULE_BUILDS.get(canonical(dists[0]), dists[0]) if dists else None
+
+
+def installed_distributions() -> Mapping[str, list[str]]:
+    """Top-level import name -> the installed distributions providing it (read once per environment state)."""
+    return _packages_distributions(_environment_state())
 
 
 def _environment_state() -> tuple[tuple[str, int], ...]:
@@ -347,4 +352,7 @@ def needed_by(functions: Mapping[str, Callable[..., Any]], *, ml: bool) -> dict[
     return needed
 
 
-__all__ = ["Package", "PackageError", "Resolution", "canonical", "installed_version", "modules_of", "needed_by", "resolve"]
+__all__ = [
+    "Package", "PackageError", "Resolution", "canonical", "installed_distributions", "installed_version", "modules_of",
+    "needed_by", "resolve",
+]
