@@ -171,13 +171,13 @@ def _prompt_server(config: uvicorn.Config) -> uvicorn.Server:
 
     class PromptServer(uvicorn.Server):
         async def main_loop(self) -> None:
-            self.wake = asyncio.Event()
-            self.loop = asyncio.get_running_loop()
+            self.snowpipe_wake = asyncio.Event()  # names of ours: none of uvicorn's
+            self.snowpipe_loop = asyncio.get_running_loop()
             counter = 0
             while not await self.on_tick(counter):
                 counter = (counter + 1) % 864000
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), 0.1)
+                    await asyncio.wait_for(self.snowpipe_wake.wait(), 0.1)
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             if self.server_state.connections or self.server_state.tasks:
@@ -196,7 +196,7 @@ def _prompt_server(config: uvicorn.Config) -> uvicorn.Server:
 def _stop_prompt_server(server: uvicorn.Server) -> None:
     """Ask a `_prompt_server` to stop, waking its main loop (any uvicorn server: on its next tick)."""
     server.should_exit = True
-    loop, wake = getattr(server, "loop", None), getattr(server, "wake", None)
+    loop, wake = getattr(server, "snowpipe_loop", None), getattr(server, "snowpipe_wake", None)
     if loop is not None and wake is not None:
         with contextlib.suppress(RuntimeError):  # the loop already ended
             loop.call_soon_threadsafe(wake.set)
