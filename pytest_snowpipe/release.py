@@ -284,9 +284,12 @@ def _sandbox(compiled: CompiledPipeline, engine: dict[str, Any], workdir: Path) 
 
     copts = compiled.options
     try:
-        with pickle_by_value(compiled.graph):  # as around the real deploy
-            shipped = ship(compiled.dag, copts.stage_location, workdir / "imports", copts.database, copts.schema)
-        with Sandbox(shipped, engine, workdir) as sandbox:
+        with Sandbox(None, engine, workdir, import_dir=workdir / "imports") as sandbox:
+            # the interpreter for the graph's packages starts now and imports while the deploy runs
+            sandbox.expect(tuple(p.spec for p in compiled.packages))
+            with pickle_by_value(compiled.graph):  # as around the real deploy
+                shipped = ship(compiled.dag, copts.stage_location, workdir / "imports", copts.database, copts.schema)
+            sandbox.attach(shipped)
             yield sandbox
     except (ShipError, SandboxError) as exc:
         raise DeployError(f"the rehearsal could not run the shipped graph: {exc}") from None

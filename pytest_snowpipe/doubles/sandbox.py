@@ -87,46 +87,79 @@ class _Interpreter:
 class Sandbox:
     """The interpreters of one rehearsal; ``run`` is the emulator's executor."""
 
-    def __init__(self, shipped: ShippedGraph, engine: dict[str, Any], workdir: Path) -> None:
+    def __init__(self, shipped: ShippedGraph | None, engine: dict[str, Any], workdir: Path,
+                 import_dir: Path | None = None) -> None:
+        """``shipped=None``: the deploy is still to come (`expect` starts interpreters, `attach` gives it)."""
         self.shipped = shipped
+        self.import_dir = import_dir if import_dir is not None else shipped.import_dir if shipped is not None else workdir
         self.engine = engine
         self.workdir = workdir
         self.interpreters: dict[tuple[str, ...], _Interpreter] = {}
+        self.early: dict[tuple[str, ...], _Interpreter] = {}  # started by `expect`, not yet given their IMPORTS
         self.ids = itertools.count(1)
         self.start_s = 0.0
+        self._t0 = time.perf_counter()
 
     # ------------------------------------------------------------------ life cycle
 
     def __enter__(self) -> Sandbox:
-        t0 = time.perf_counter()
-        names = owners()
+        if self.shipped is not None:
+            self.attach(self.shipped)
+        return self
+
+    def expect(self, packages: tuple[str, ...]) -> None:
+        """Start an interpreter for tasks declaring ``packages`` now, before the deploy that ships them:
+        its imports (Snowpark, the session, TaskContext) overlap the deploy. `attach` gives it its
+        IMPORTS if a shipped task declares exactly these packages, and ends it otherwise."""
+        if packages not in self.early:
+            self.early[packages] = self._spawn(packages, [], resolve(packages), owners())
+
+    def attach(self, shipped: ShippedGraph) -> None:
+        """The interpreters of ``shipped``'s tasks (one per package list), started or adopted, and ready."""
+        self.shipped = shipped
         groups: dict[tuple[str, ...], list[str]] = {}
-        for t in self.shipped.tasks.values():
+        for t in shipped.tasks.values():
             paths = groups.setdefault(t.packages, [])
-            paths.extend(str(self.shipped.files[p]) for p in t.imports if str(self.shipped.files[p]) not in paths)
+            paths.extend(str(shipped.files[p]) for p in t.imports if str(shipped.files[p]) not in paths)
+        names: dict[str, str] | None = None
         for packages, paths in sorted(groups.items()):
+            early = self.early.pop(packages, None)
+            if early is not None and early.dead is None:
+                early.send("imports", paths)
+                self.interpreters[packages] = early
+                continue
+            if early is not None:
+                self._end(early)
+            names = names if names is not None else owners()
             self.interpreters[packages] = self._spawn(packages, paths, resolve(packages), names)
+        for unused in self.early.values():  # what no shipped task declares: never used
+            self._end(unused)
+        self.early.clear()
         for interp in self.interpreters.values():
             self._await_ready(interp)
-        self.start_s = time.perf_counter() - t0
-        return self
+        self.start_s = time.perf_counter() - self._t0
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
     def close(self) -> None:
-        for interp in self.interpreters.values():
-            if interp.dead is None:
-                try:
-                    interp.send("exit")
-                except OSError:
-                    pass
+        for interp in [*self.interpreters.values(), *self.early.values()]:
+            self._end(interp)
+        self.early.clear()
+
+    @staticmethod
+    def _end(interp: _Interpreter) -> None:
+        if interp.dead is None:
             try:
-                interp.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                interp.proc.kill()
-                interp.proc.wait()
-            interp.conn.close()
+                interp.send("exit")
+            except OSError:
+                pass
+        try:
+            interp.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            interp.proc.kill()
+            interp.proc.wait()
+        interp.conn.close()
 
     def _spawn(self, packages: tuple[str, ...], import_paths: list[str], env: Environment, names: dict[str, str]) -> _Interpreter:
         ours, theirs = socket.socketpair()
@@ -135,7 +168,7 @@ class Sandbox:
         scratch.mkdir(exist_ok=True)  # with the rehearsal's folder, not into the machine's /tmp
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-X", f"snowflake_import_directory={self.shipped.import_dir}",
+                [sys.executable, "-I", "-S", "-X", f"snowflake_import_directory={self.import_dir}",
                  str(WORKER), str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 cwd=os.getcwd(),  # files a task writes land where they would in-process; imports never see it (-I)
@@ -167,7 +200,7 @@ class Sandbox:
 
     def run(self, task: Any, proxy: Any) -> None:
         """Run ``task``'s shipped procedure in its interpreter; answer its system calls with ``proxy``."""
-        shipped: ShippedTask | None = self.shipped.tasks.get(task.name)
+        shipped: ShippedTask | None = self.shipped.tasks.get(task.name) if self.shipped is not None else None
         if shipped is None:
             raise TaskFailed(f"task {task.name}: the deploy shipped no Python procedure for it, so it cannot be rehearsed")
         interp = self.interpreters[shipped.packages]

@@ -242,3 +242,33 @@ def test_a_rehearsal_fails_a_stage_importing_an_undeclared_module_that_runs_loca
         "add 'hypothesis' to ini snowpipe_packages*",
         "*ran in the shipped environment*",
     ])
+
+
+def test_an_interpreter_started_before_the_deploy_is_adopted_or_ended(embedded_session: Any, tmp_path: Path) -> None:
+    """The rehearsal starts the graph's interpreter while it ships: a shipped package list equal to
+    the expected one adopts it (and gives it its IMPORTS late); one no task declares is ended."""
+    from snowflake.core.task.dagv1 import DAG, DAGTask
+
+    zipped = _zip(tmp_path)
+    shipped = ShippedGraph(
+        tasks={"ZIPPED": ShippedTask(name="ZIPPED", handler="udf_py_123.compute", code=None, packages=CORE,
+                                     imports=("@ST/x/udf_py_123.zip",), runtime_version="3.11")},
+        import_dir=tmp_path, files={"@ST/x/udf_py_123.zip": zipped},
+    )
+
+    def unused(session: Any) -> None:
+        raise AssertionError("ran in the pytest process")
+
+    with DAG("EARLY", stage_location="@ST") as dag:
+        DAGTask("ZIPPED", unused)
+    with Sandbox(None, engine().connection_params(), tmp_path, import_dir=tmp_path) as sandbox:
+        sandbox.expect(CORE)
+        sandbox.expect(NARROW)  # nothing ships with these packages
+        early, unused_early = sandbox.early[CORE], sandbox.early[NARROW]
+        sandbox.attach(shipped)
+        assert sandbox.interpreters == {CORE: early} and not sandbox.early
+        assert unused_early.proc.wait(timeout=30) is not None  # ended, not left behind
+        record = emulate(dag, session=embedded_session, executor=sandbox.run)
+    run = record.tasks["ZIPPED"]
+    assert run.state == SUCCEEDED and run.return_value == "from the zip"  # the IMPORTS it was given late
+    assert early.proc.poll() is not None
