@@ -288,7 +288,8 @@ class EmbeddedEngine:
         self._bucket = str(make_owned("snowpipe_stages_"))
         fs_stage.LOCAL_BUCKET_PATH = self._bucket
         fs_server.shared_fs = FakeSnow()
-        fs_server.shared_fs.results_cache = BoundedResults()  # fakesnow kept every result for the whole run
+        # fakesnow kept every result for the whole run; it only sets and gets them (a mapping will do)
+        fs_server.shared_fs.results_cache = BoundedResults()  # type: ignore[assignment]
         fs_server.to_ipc = wire.chunked_to_ipc(fs_server.to_ipc)  # type: ignore[attr-defined,assignment]
         self._chunks = wire.ChunkStore()
 

@@ -12,6 +12,7 @@ older ones go when the newer ones need the room, and a statement whose result is
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 __all__ = ["RESULT_BYTES", "BoundedResults"]
@@ -24,54 +25,38 @@ def _nbytes(entry: Any) -> int:
     return int(getattr(table, "nbytes", 0) or 0)
 
 
-class BoundedResults(dict[str, Any]):
-    """fakesnow's ``results_cache`` (a dict of sfqid -> (arrow table, rowcount, sql, params, expr))
-    that forgets the oldest results beyond ``budget`` bytes of Arrow data."""
+class BoundedResults(MutableMapping[str, Any]):
+    """fakesnow's ``results_cache`` (sfqid -> (arrow table, rowcount, sql, params, expr); fakesnow
+    only sets and gets) that forgets the oldest results beyond ``budget`` bytes of Arrow data.
+
+    Every statement stores its result here: a store costs O(1) plus what it evicts."""
 
     def __init__(self, budget: int = RESULT_BYTES) -> None:
-        super().__init__()
         self.budget = budget
-        self._sizes: dict[str, int] = {}  # in insertion order: oldest first
+        self._entries: dict[str, tuple[Any, int]] = {}  # oldest first: (result, its Arrow bytes)
         self.nbytes = 0
+
+    def __getitem__(self, key: str) -> Any:
+        return self._entries[key][0]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._forget(key)
-        super().__setitem__(key, value)
+        if key in self._entries:
+            del self[key]  # a result stored again is the newest
         size = _nbytes(value)
-        self._sizes[key] = size
+        self._entries[key] = (value, size)
         self.nbytes += size
-        for oldest in list(self._sizes):
-            if self.nbytes <= self.budget or oldest == key:
+        while self.nbytes > self.budget:
+            oldest = next(iter(self._entries))
+            if oldest == key:
                 break
-            self._forget(oldest)
-            super().pop(oldest, None)
+            del self[oldest]
 
     def __delitem__(self, key: str) -> None:
-        super().__delitem__(key)
-        self._forget(key)
+        _, size = self._entries.pop(key)
+        self.nbytes -= size
 
-    def pop(self, key: str, *default: Any) -> Any:
-        self._forget(key)
-        return super().pop(key, *default)
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
 
-    def setdefault(self, key: str, default: Any = None) -> Any:
-        if key not in self:
-            self[key] = default
-        return self[key]
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        for key, value in dict(*args, **kwargs).items():
-            self[key] = value
-
-    def popitem(self) -> tuple[str, Any]:
-        key, value = super().popitem()
-        self._forget(key)
-        return key, value
-
-    def clear(self) -> None:
-        super().clear()
-        self._sizes.clear()
-        self.nbytes = 0
-
-    def _forget(self, key: str) -> None:
-        self.nbytes -= self._sizes.pop(key, 0)
+    def __len__(self) -> int:
+        return len(self._entries)
