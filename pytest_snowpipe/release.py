@@ -283,12 +283,13 @@ def _sandbox(compiled: CompiledPipeline, engine: dict[str, Any], workdir: Path) 
     from pytest_snowpipe.doubles.shipped import ShipError, ship
 
     copts = compiled.options
+    imports = workdir / "imports"
     try:
-        with Sandbox(None, engine, workdir, import_dir=workdir / "imports") as sandbox:
+        with Sandbox(None, engine, workdir, import_dir=imports) as sandbox:
             # the interpreter for the graph's packages starts now and imports while the deploy runs
             sandbox.expect(tuple(p.spec for p in compiled.packages))
             with pickle_by_value(compiled.graph):  # as around the real deploy
-                shipped = ship(compiled.dag, copts.stage_location, workdir / "imports", copts.database, copts.schema)
+                shipped = ship(compiled.dag, copts.stage_location, imports, copts.database, copts.schema)
             sandbox.attach(shipped)
             yield sandbox
     except (ShipError, SandboxError) as exc:

@@ -89,9 +89,10 @@ class Sandbox:
 
     def __init__(self, shipped: ShippedGraph | None, engine: dict[str, Any], workdir: Path,
                  import_dir: Path | None = None) -> None:
-        """``shipped=None``: the deploy is still to come (`expect` starts interpreters, `attach` gives it)."""
+        """``shipped=None``: the deploy is still to come (`expect` starts interpreters, `attach` gives it);
+        ``import_dir`` is where it will put the IMPORTS, which an interpreter is told when it starts."""
         self.shipped = shipped
-        self.import_dir = import_dir if import_dir is not None else shipped.import_dir if shipped is not None else workdir
+        self.import_dir = shipped.import_dir if shipped is not None else import_dir or workdir
         self.engine = engine
         self.workdir = workdir
         self.interpreters: dict[tuple[str, ...], _Interpreter] = {}
@@ -121,19 +122,19 @@ class Sandbox:
         for t in shipped.tasks.values():
             paths = groups.setdefault(t.packages, [])
             paths.extend(str(shipped.files[p]) for p in t.imports if str(shipped.files[p]) not in paths)
-        names: dict[str, str] | None = None
+        adoptable = shipped.import_dir == self.import_dir  # what the early interpreters were told
+        self.import_dir = shipped.import_dir
+        names = owners()
         for packages, paths in sorted(groups.items()):
-            early = self.early.pop(packages, None)
-            if early is not None and early.dead is None:
+            early = self.early.get(packages)
+            if adoptable and early is not None and early.dead is None:
+                del self.early[packages]
                 early.send("imports", paths)
                 self.interpreters[packages] = early
-                continue
-            if early is not None:
-                self._end(early)
-            names = names if names is not None else owners()
-            self.interpreters[packages] = self._spawn(packages, paths, resolve(packages), names)
-        for unused in self.early.values():  # what no shipped task declares: never used
-            self._end(unused)
+            else:
+                self.interpreters[packages] = self._spawn(packages, paths, resolve(packages), names)
+        for leftover in self.early.values():  # dead, or for packages no shipped task declares
+            self._end(leftover)
         self.early.clear()
         for interp in self.interpreters.values():
             self._await_ready(interp)

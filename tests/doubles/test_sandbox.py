@@ -272,3 +272,18 @@ def test_an_interpreter_started_before_the_deploy_is_adopted_or_ended(embedded_s
     run = record.tasks["ZIPPED"]
     assert run.state == SUCCEEDED and run.return_value == "from the zip"  # the IMPORTS it was given late
     assert early.proc.poll() is not None
+
+
+def test_an_early_interpreter_told_another_imports_folder_is_not_adopted(tmp_path: Path) -> None:
+    """It was started with ``snowflake_import_directory`` pointing elsewhere: a fresh one replaces it."""
+    shipped = ShippedGraph(
+        tasks={"SQL": ShippedTask(name="SQL", handler="run", code=PROCEDURES["SQL"][1], packages=CORE, imports=(),
+                                  runtime_version="3.11")},
+        import_dir=tmp_path / "imports", files={},
+    )
+    with Sandbox(None, engine().connection_params(), tmp_path, import_dir=tmp_path / "elsewhere") as sandbox:
+        sandbox.expect(CORE)
+        early = sandbox.early[CORE]
+        sandbox.attach(shipped)
+        assert sandbox.interpreters[CORE] is not early and sandbox.import_dir == tmp_path / "imports"
+        assert early.proc.wait(timeout=30) is not None
