@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from fresh_process import bytecode_mode, use_bytecode_cache
+
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = {"mortgage": ROOT / "examples" / "mortgage", "all": ROOT / "examples"}
 STAGE_ROW = re.compile(r"^(\S+)(?: \(remote\))?\s+ok\s+(computed|cached)\s+(?:([\d.]+)s|-)\s")
@@ -151,9 +153,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ)
         if args.bytecode_cache:
-            env.pop("PYTHONDONTWRITEBYTECODE", None)
-            env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
-        print(f"bytecode cache: {'on' if 'PYTHONDONTWRITEBYTECODE' not in env else 'off (PYTHONDONTWRITEBYTECODE is set)'}"
+            use_bytecode_cache(env, Path(tmp) / "pycache")
+        print(f"bytecode cache: {bytecode_mode(env)}"
               f"; {os.cpu_count()} CPUs; {args.repeat} runs each")
         for name in names:
             bench_suite(name, SUITES[name], Path(tmp), env, args.repeat)

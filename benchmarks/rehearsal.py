@@ -19,26 +19,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from fresh_process import ROOT, Finished, bytecode_mode, run, use_bytecode_cache
 
 
-def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the process tree) of one fresh process; exits if it failed."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"command failed: {' '.join(cmd)}\n{out[-4000:]}")
-    return elapsed, usage.ru_utime + usage.ru_stime
+def _wall_cpu(done: Finished) -> tuple[float, float]:
+    """Wall seconds and the CPU seconds (user + system) of the whole process tree."""
+    return done.wall, done.usage.ru_utime + done.usage.ru_stime
 
 
 def main() -> None:
@@ -50,20 +40,19 @@ def main() -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     with tempfile.TemporaryDirectory() as tmp:
         if not args.no_bytecode_cache:
-            env.pop("PYTHONDONTWRITEBYTECODE", None)
-            env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
-        print(f"bytecode cache: {'off (PYTHONDONTWRITEBYTECODE)' if 'PYTHONDONTWRITEBYTECODE' in env else 'on'}")
+            use_bytecode_cache(env, Path(tmp) / "pycache")
+        print(f"bytecode cache: {bytecode_mode(env)}")
         base = [sys.executable, "-m", "pytest", "examples/", "-q", "-p", "no:cacheprovider"]
         sides = {
             "local": [*base, "--snowpipe-no-cache", "-o", f"snowpipe_registry={Path(tmp) / 'registry'}"],
             "rehearsal": [*base, "--snowpipe-deploy", "--snowpipe-target", "local"],
         }
         for cmd in sides.values():  # warm: bytecode compiled, libraries in the page cache
-            _run(cmd, env)
+            run(cmd, env)
         runs: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
         for _ in range(max(1, args.repeat)):
             for side, cmd in sides.items():
-                runs[side].append(_run(cmd, env))
+                runs[side].append(_wall_cpu(run(cmd, env)))
     print(f"{'side':<10}{'wall s':>8}{'cpu s':>8}   runs (wall)")
     best = {side: (min(w for w, _ in rs), min(c for _, c in rs)) for side, rs in runs.items()}
     for side, rs in runs.items():

@@ -40,13 +40,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from fresh_process import ROOT, bytecode_mode, run, use_bytecode_cache
+
 EXAMPLE = ROOT / "examples" / "mortgage"
 
 PLAIN = r'''
@@ -91,16 +90,8 @@ def _create_dataframe_suite(folder: Path) -> Path:
 
 def _run(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[float, float, str]:
     """(wall seconds, peak RSS MiB of the process tree, stdout) of one fresh process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        sys.exit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{out[-4000:]}")
-    return elapsed, usage.ru_maxrss / 1024, out
+    done = run(cmd, env, cwd)
+    return done.wall, done.usage.ru_maxrss / 1024, done.out
 
 
 def _property_call(out: str) -> float:
@@ -132,9 +123,8 @@ def main() -> None:
     prop: dict[int, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         if not args.no_bytecode_cache:
-            env.pop("PYTHONDONTWRITEBYTECODE", None)
-            env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
-        print(f"bytecode cache: {'off (PYTHONDONTWRITEBYTECODE)' if 'PYTHONDONTWRITEBYTECODE' in env else 'on'}; "
+            use_bytecode_cache(env, Path(tmp) / "pycache")
+        print(f"bytecode cache: {bytecode_mode(env)}; "
               f"{os.cpu_count()} CPUs; {max(1, args.repeat)} run(s) per side and size", flush=True)
         variant = _create_dataframe_suite(Path(tmp))
 
