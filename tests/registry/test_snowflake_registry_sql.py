@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -78,6 +78,38 @@ def state(acct: OfflineAccount, name: str = "churn") -> Any:
     except KeyError:
         return None
     return m.default_version, {v.name: (list(v.aliases), json.dumps(v.metadata, sort_keys=True)) for v in m.versions.values()}
+
+
+def fail_each_step(
+    acct: OfflineAccount, baseline: list[str], action: Callable[[], Any], what: str, before: Any,
+    kept: tuple[str, ...], put_back: Callable[[], Any] | None = None,
+) -> list[str]:
+    """Fail the k-th SQL call of ``action`` for each statement of ``baseline`` (what it sends when all
+    goes well): the problems found. Each failure must raise a RegistryError saying what was kept
+    (one of ``kept``), at the k-th call, and leave the account as ``before``. A failure that left it
+    otherwise is ``put_back`` by hand and the next step tried; without ``put_back`` the steps stop."""
+    problems = []
+    for k in range(1, len(baseline) + 1):
+        step = f"step {k} ({baseline[k - 1][:60]})"
+        acct.clear_log()
+        acct.fail_at(k)
+        try:
+            action()
+            problems.append(f"{step}: the {what} did not fail")
+        except RegistryError as exc:
+            if not any(message in str(exc) for message in kept):
+                problems.append(f"{step}: {exc}")
+        except Exception as exc:
+            problems.append(f"{step}: not a RegistryError: {type(exc).__name__}: {exc}")
+        acct.clear_failures()
+        if state(acct) != before:
+            problems.append(f"{step}: left {state(acct)}")
+            if put_back is None:
+                break
+            put_back()
+        if acct.sql_calls()[k - 1].error is None:
+            problems.append(f"step {k}: the failure was not at the {k}th call")
+    return problems
 
 
 def promote(reg: SnowflakeRegistry, version: str, auc: float, classifier: Any) -> Any:
@@ -149,24 +181,10 @@ def test_a_promote_failing_at_any_step_leaves_the_registry_as_it_was(
     put_back()
     assert state(acct) == before
 
-    problems = []
-    for k in range(1, len(baseline) + 1):
-        acct.clear_log()
-        acct.fail_at(k)
-        try:
-            promote(reg, "V2", 0.82, classifier)
-            problems.append(f"step {k} ({baseline[k - 1][:60]}): the promote did not fail")
-        except RegistryError as exc:
-            if "nothing was changed" not in str(exc) and "V1 is the champion again" not in str(exc):
-                problems.append(f"step {k} ({baseline[k - 1][:60]}): {exc}")
-        except Exception as exc:
-            problems.append(f"step {k} ({baseline[k - 1][:60]}): not a RegistryError: {type(exc).__name__}: {exc}")
-        acct.clear_failures()
-        if state(acct) != before:
-            problems.append(f"step {k} ({baseline[k - 1][:60]}): left {state(acct)}")
-            put_back()
-        if acct.sql_calls()[k - 1].error is None:
-            problems.append(f"step {k}: the failure was not at the {k}th call")
+    problems = fail_each_step(
+        acct, baseline, lambda: promote(reg, "V2", 0.82, classifier), "promote", before,
+        kept=("nothing was changed", "V1 is the champion again"), put_back=put_back,
+    )
     assert not problems, "\n".join(problems)
 
 
@@ -255,22 +273,10 @@ def test_a_rollback_failing_at_any_step_leaves_the_champion_where_it_was(
     acct.models.model("churn").versions["V2"].metadata["metrics"].pop("snowpipe_rolled_back")
     assert state(acct) == before
 
-    problems = []
-    for k in range(1, len(baseline) + 1):
-        acct.clear_log()
-        acct.fail_at(k)
-        try:
-            reg.rollback("churn", "misroutes loans", who="ana")
-            problems.append(f"step {k} ({baseline[k - 1][:60]}): the rollback did not fail")
-        except RegistryError as exc:
-            if "nothing was changed" not in str(exc) and "V2 is still the champion" not in str(exc):
-                problems.append(f"step {k} ({baseline[k - 1][:60]}): {exc}")
-        except Exception as exc:
-            problems.append(f"step {k} ({baseline[k - 1][:60]}): not a RegistryError: {type(exc).__name__}: {exc}")
-        acct.clear_failures()
-        if state(acct) != before:
-            problems.append(f"step {k} ({baseline[k - 1][:60]}): left {state(acct)}")
-            break
+    problems = fail_each_step(
+        acct, baseline, lambda: reg.rollback("churn", "misroutes loans", who="ana"), "rollback", before,
+        kept=("nothing was changed", "V2 is still the champion"),
+    )
     assert not problems, "\n".join(problems)
 
 
