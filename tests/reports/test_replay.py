@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import GATE  # the gate the suites of tests/ share: promote, or alert below the threshold
+
 # raw is a Snowpark frame (a per-run table the finalizer drops), model and metrics inline JSON values
 STAGES = '''
 import pathlib
@@ -28,14 +30,6 @@ def model(raw, snowpipe_config):
 @pytest.fixture(scope="session")
 def metrics(model):
     return {"score": model["weights"] / 10}
-'''
-
-GATE = '''
-import pytest
-
-@pytest.mark.snowpipe_gate(on_pass="promote", on_fail="alert")
-def test_gate(metrics, snowpipe_config):
-    assert metrics["score"] >= snowpipe_config["threshold"], "score below threshold"
 '''
 
 INI = """
