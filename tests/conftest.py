@@ -1,6 +1,7 @@
 """Shared helpers: small pipeline suites written into a pytester directory."""
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 
@@ -51,6 +52,16 @@ snowpipe_config =
     threshold = 0.5
     label = demo
 """
+
+
+def connections_home(folder, params, name="offline"):
+    """``folder`` as a ``SNOWFLAKE_HOME`` whose connections.toml names ``params`` (an offline account's
+    connection) ``name``, readable by its owner only, as the connector wants it."""
+    toml = folder / "connections.toml"
+    # JSON's strings, numbers and booleans are TOML's too
+    toml.write_text(f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in params.items()))
+    os.chmod(toml, 0o600)
+    return folder
 
 
 @pytest.fixture

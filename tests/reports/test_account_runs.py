@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
@@ -12,6 +11,7 @@ from pytest_snowpipe.doubles.offline_account import OfflineAccount
 from pytest_snowpipe.engines.connection import account_configured
 from pytest_snowpipe.reports.cli import parser
 from pytest_snowpipe.reports.runs_cli import run_command
+from tests.conftest import connections_home
 from tests.reports.test_replay import GATE, INI, STAGES
 
 ROOT = "SNOWPIPE_PIPELINE"
@@ -72,17 +72,6 @@ def test_runs_come_from_complete_task_graphs_and_task_history(tmp_path, monkeypa
                           "RETRY LAST does the same)")
 
 
-def _connections(folder: Path, account: OfflineAccount) -> dict[str, str]:
-    params = account.connection_parameters("DB", "S")
-    toml = "[offline]\n" + "".join(
-        f"{k} = {str(v).lower() if isinstance(v, bool) else v if isinstance(v, int) else chr(34) + v + chr(34)}\n"
-        for k, v in params.items()
-    )
-    (folder / "connections.toml").write_text(toml)
-    os.chmod(folder / "connections.toml", 0o600)
-    return {"SNOWFLAKE_HOME": str(folder)}
-
-
 def test_replay_a_deployed_run_from_the_account(pytester: pytest.Pytester, tmp_path, monkeypatch):
     """The gated run: its config and the metrics its task returned are given, the gate fails the same way locally.
     The failed run: RAW's table is gone from the (offline) account, so it is computed here and MODEL fails the same way;
@@ -92,8 +81,7 @@ def test_replay_a_deployed_run_from_the_account(pytester: pytest.Pytester, tmp_p
     pytester.makefile(".ini", pytest=INI)
     with OfflineAccount(schemas=["DB.S"]) as account:
         gated, failed = record_runs(account)
-        for key, value in _connections(tmp_path, account).items():
-            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("SNOWFLAKE_HOME", str(connections_home(tmp_path, account.connection_parameters("DB", "S"))))
         first = pytester.runpytest_subprocess(f"--snowpipe-replay={gated}", "--snowpipe-connection", "offline")
         second = pytester.runpytest_subprocess(f"--snowpipe-replay={failed}", "--snowpipe-connection", "offline")
     assert first.ret == 1, first.stdout.str()

@@ -160,19 +160,14 @@ def test_readme_deploy_command_on_examples_against_the_offline_account(tmp_path)
 
     from pytest_snowpipe.doubles.offline_account import OfflineAccount
     from pytest_snowpipe.doubles.shipped import parse_ml_job
+    from tests.conftest import connections_home
     from tests.taskgraph.test_first_contact import lagging_snapshot
 
     repo = Path(__file__).resolve().parents[2]
     with OfflineAccount(schemas=["DB.SCH", "DB.PUBLIC"], stages=["DB.SCH.SNOWPIPE_STAGE", "DB.SCH.JOB_STAGE"],
                         compute_pools=["DEMO_POOL"], packages_snapshot=lagging_snapshot(tmp_path / "lag.json")) as account:
-        params = account.connection_parameters("DB", "PUBLIC")
-        toml = "[offline]\n" + "".join(
-            f"{k} = {str(v).lower() if isinstance(v, bool) else v if isinstance(v, int) else chr(34) + v + chr(34)}\n"
-            for k, v in params.items()
-        )
-        (tmp_path / "connections.toml").write_text(toml)
-        os.chmod(tmp_path / "connections.toml", 0o600)
-        env = dict(os.environ, SNOWFLAKE_HOME=str(tmp_path))
+        home = connections_home(tmp_path, account.connection_parameters("DB", "PUBLIC"))
+        env = dict(os.environ, SNOWFLAKE_HOME=str(home))
         result = subprocess.run(
             [sys.executable, "-m", "pytest", "examples/", "-p", "no:cacheprovider", "--snowpipe-deploy", "--schedule", "30m",
              "--snowpipe-connection", "offline", "-o", "snowpipe_schema=SCH"],

@@ -6,7 +6,6 @@ registration over the real connector; only the peer is a double, which records e
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterator
 from datetime import timedelta
 from importlib.metadata import version
@@ -252,15 +251,12 @@ def test_dry_run_with_a_connection_writes_the_diff_for_a_pull_request(
     pipeline_suite: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """End to end: ``pytest --snowpipe-deploy --snowpipe-dry-run --snowpipe-connection NAME --snowpipe-report=DIR``."""
-    from tests.conftest import PURE_STAGES
+    from tests.conftest import PURE_STAGES, connections_home
 
     with OfflineAccount(schemas=["DB.S"]) as acct:
         home = tmp_path / "sfhome"
         home.mkdir()
-        params = acct.connection_parameters()
-        (home / "connections.toml").write_text(  # JSON's strings, numbers and booleans are TOML's too
-            "[offline]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in params.items()))
-        monkeypatch.setenv("SNOWFLAKE_HOME", str(home))
+        monkeypatch.setenv("SNOWFLAKE_HOME", str(connections_home(home, acct.connection_parameters())))
         pytester = pipeline_suite(conftest=PURE_STAGES)
         result = pytester.runpytest("--snowpipe-deploy", "--snowpipe-dry-run", "--snowpipe-connection", "offline",
                                     "--schedule", "1h", "--snowpipe-report=out")
