@@ -492,6 +492,33 @@ def test_gap_union_all_of_parenthesised_selects_is_described(session: Any) -> No
     rows = a.filter(a["A"] > 1).limit(5).union_all(a.limit(5)).collect()
     assert sorted(r[0] for r in rows) == [1, 2, 2]
 
+def test_results_are_described_by_duckdb_in_the_sessions_schema(session: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A result's columns come from ``DESCRIBE <its DuckDB SQL>`` run as it is: never fakesnow's
+    second parse and rewrite of it, also for an unqualified table and fakesnow's own macros
+    (``TO_TIMESTAMP`` of text), which only the session's connection resolves."""
+    import fakesnow.cursor
+
+    reparsed: list[str] = []
+
+    class Spy:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(sqlglot, name)
+
+        @staticmethod
+        def parse_one(sql: str, *args: Any, **kwargs: Any) -> Any:
+            if sql.startswith("DESCRIBE "):
+                reparsed.append(sql)
+            return sqlglot.parse_one(sql, *args, **kwargs)
+
+    session.sql("CREATE OR REPLACE TABLE DESCRIBED_DIRECTLY (N INT, T VARCHAR)").collect()
+    session.sql("INSERT INTO DESCRIBED_DIRECTLY VALUES (1, '2024-01-02 03:04:05')").collect()
+    monkeypatch.setattr(fakesnow.cursor, "sqlglot", Spy())
+    frame = session.sql("SELECT N, TO_TIMESTAMP(T) AS TS FROM DESCRIBED_DIRECTLY").to_pandas()
+    assert list(frame.columns) == ["N", "TS"]
+    assert frame["TS"][0] == pd.Timestamp("2024-01-02 03:04:05")
+    assert reparsed == []
+
+
 # -- the wire: array-bound INSERTs and chunked results ----------------------------------------------
 
 
