@@ -7,6 +7,7 @@ Speed is measured in benchmarks/bulk_load.py, not here.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from typing import Any
 
@@ -21,15 +22,23 @@ _names = itertools.count()
 
 def _codecs(load: Any) -> list[str]:
     """The codecs of the Parquet files ``load()`` wrote (pandas' to_parquet, observed, not replaced)."""
-    seen: list[str] = []
-    write = pd.DataFrame.to_parquet
+    return [codec for codec, _ in _files(load)]
 
-    def spy(self: pd.DataFrame, *args: Any, **kwargs: Any) -> Any:
-        seen.append(kwargs.get("compression", "?"))
-        return write(self, *args, **kwargs)
+
+def _files(load: Any) -> list[tuple[str, int]]:
+    """(codec, rows) of each Parquet file ``load()`` wrote (pyarrow's writer, observed, not replaced):
+    pandas' ``to_parquet`` and the hand-over's row-less file both write through it."""
+    import pyarrow.parquet as pq
+
+    seen: list[tuple[str, int]] = []
+    write = pq.write_table
+
+    def spy(table: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append((kwargs.get("compression", "?"), table.num_rows))
+        return write(table, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pd.DataFrame, "to_parquet", spy)
+        patch.setattr(pq, "write_table", spy)
         load()
     return seen
 
@@ -60,9 +69,20 @@ def _slow(session: Any, frame: pd.DataFrame, name: str, **kwargs: Any) -> None:
         ),
     ],
 )
-def test_every_pandas_load_skips_gzip(embedded_session: Any, load: Any) -> None:
+def test_every_pandas_load_hands_its_rows_over(embedded_session: Any, load: Any) -> None:
+    """In the engine's process no row goes through a file: the staged file is the schema alone."""
     frame = pd.DataFrame({"A": [1, 2, 3], "S": ["x", "y", None]})
-    assert _codecs(lambda: load(embedded_session, frame)) == ["snappy"]
+    assert _files(lambda: load(embedded_session, frame)) == [("snappy", 0)]
+
+
+@pytest.mark.parametrize("load", [pytest.param(lambda s, df: s.create_dataframe(df), id="create_dataframe")])
+def test_a_load_from_another_process_skips_gzip(embedded_session: Any, load: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A remote stage's process reaches the engine over the wire: its rows go in a snappy file."""
+    from pytest_snowpipe.doubles.sql import bulk_load
+
+    monkeypatch.setattr(bulk_load, "_engine_here", lambda conn: False)
+    frame = pd.DataFrame({"A": [1, 2, 3], "S": ["x", "y", None]})
+    assert _files(lambda: load(embedded_session, frame).collect()) == [("snappy", 3)]
 
 
 def test_connector_write_pandas_called_directly_is_hooked_too(embedded_session: Any) -> None:
@@ -70,8 +90,34 @@ def test_connector_write_pandas_called_directly_is_hooked_too(embedded_session: 
 
     frame = pd.DataFrame({"A": [1, 2]})
     conn = embedded_session._conn._conn
-    assert _codecs(lambda: pandas_tools.write_pandas(conn, frame, "BL_DIRECT", auto_create_table=True)) == ["snappy"]
+    assert _files(lambda: pandas_tools.write_pandas(conn, frame, "BL_DIRECT", auto_create_table=True)) == [("snappy", 0)]
     assert embedded_session.table("BL_DIRECT").count() == 2
+
+
+def test_a_chunked_load_hands_each_chunk_over(embedded_session: Any) -> None:
+    frame = pd.DataFrame({"K": range(5), "S": list("abcde")})
+    files = _files(lambda: embedded_session.write_pandas(frame, "BL_CHUNKS", auto_create_table=True, chunk_size=2))
+    assert files == [("snappy", 0)] * 3
+    got = embedded_session.table("BL_CHUNKS").sort("K").to_pandas()
+    pd.testing.assert_frame_equal(got, frame, check_dtype=False)
+
+
+def test_rows_of_a_failed_load_are_not_kept(embedded_session: Any) -> None:
+    """A COPY INTO that fails (here: no such table) leaves no rows waiting and no view behind."""
+    from snowflake.connector.errors import ProgrammingError
+
+    from pytest_snowpipe.doubles.sql import handover
+
+    frame = pd.DataFrame({"K": [1, 2]})
+    with pytest.raises(ProgrammingError):
+        embedded_session.write_pandas(frame, "BL_NO_SUCH_TABLE", auto_create_table=False)
+    assert handover._WAITING == {}
+    views = embedded_session.sql(
+        "SELECT COUNT(*) AS N FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_NAME ILIKE '_SNOWPIPE_HANDOVER_%'"
+    ).collect()
+    assert views[0]["N"] == 0
+    embedded_session.write_pandas(frame, "BL_NO_SUCH_TABLE", auto_create_table=True)  # the next load still works
+    assert embedded_session.table("BL_NO_SUCH_TABLE").count() == 2
 
 
 def test_an_invalid_codec_fails_as_the_connector_says(embedded_session: Any) -> None:
@@ -107,6 +153,20 @@ AWKWARD = {
             "K": [1, 2, 3, 4],
         }
     ),
+    "plain_types_handed_over": pd.DataFrame(
+        {
+            "I": np.array([3, -1, 7], dtype="int64"),
+            "U8": np.array([1, 2, 255], dtype="uint8"),
+            "F32": np.array([1.5, np.nan, -2.25], dtype="float32"),
+            "F": [0.1, np.nan, 1e300],
+            "B": [True, False, True],
+            "S": ["x", None, "ü"],
+            "TS": pd.to_datetime(["2024-01-01 10:00:00.123456", None, "1999-12-31 00:00:00.000000"]),
+            "D": [dt.date(2024, 2, 29), None, dt.date(1970, 1, 1)],
+            "K": [1, 2, 3],
+        },
+        index=[10, 20, 30],  # not a RangeIndex: pandas writes it as a column, the hand-over too
+    ),
     "names_to_quote": pd.DataFrame(
         {"lower": [1], "Mixed Case": [2], 'with"quote': [3], "1st": [4], "SELECT": [5], "a.b": [6], "K": [1]}
     ),
@@ -119,7 +179,9 @@ def test_awkward_frames_make_the_connectors_table(embedded_session: Any, kind: s
     n = next(_names)
     slow, fast = f"BL_SLOW_{kind}_{n}", f"BL_FAST_{kind}_{n}"
     _slow(embedded_session, frame, slow, use_logical_type=True)
-    embedded_session.write_pandas(frame, fast, auto_create_table=True, use_logical_type=True)
+    files = _files(lambda: embedded_session.write_pandas(frame, fast, auto_create_table=True, use_logical_type=True))
+    handed_over = kind in ("plain_types_handed_over", "names_to_quote")  # else a column DuckDB reads otherwise from Arrow
+    assert files == [("snappy", 0 if handed_over else len(frame))]
     (slow_cols, slow_rows), (fast_cols, fast_rows) = _table(embedded_session, slow), _table(embedded_session, fast)
     assert fast_cols == slow_cols
     assert [name for name, _ in fast_cols] == list(frame.columns)  # quoted: the frame's own names

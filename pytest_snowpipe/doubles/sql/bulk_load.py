@@ -11,9 +11,10 @@ Why here: the cost is the client's, so no server-side hook can remove it, and th
 leaves the machine, so `install` hands that function ``compression="snappy"`` whatever the user
 passed (gzip, snappy or nothing): every statement, the file's schema (a codec does not change
 it) and so the table's names and types stay the connector's own. An Arrow hand-over straight to
-DuckDB would skip the file too, but would have to re-derive INFER_SCHEMA's types from the
-frame, and would not reach the engine from a remote stage's process. Sessions on a real account
-are left alone, and an invalid codec still fails as the connector says.
+DuckDB skips the file where the engine runs in this process (`handover`): the file keeps the
+frame's schema, so INFER_SCHEMA's types stay the connector's, and COPY INTO scans the rows from
+memory; a remote stage's process writes the (snappy) file. Sessions on a real account are left
+alone, and an invalid codec still fails as the connector says.
 
 Also here, what the loads of awkward frames need on the server (`copy_quoted_columns`), and
 the clear error for a column pyarrow cannot convert (`BulkLoadError`).
@@ -21,6 +22,7 @@ the clear error for a column pyarrow cannot convert (`BulkLoadError`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import re
@@ -56,6 +58,14 @@ def _is_embedded(conn: Any) -> bool:
     return is_embedded_connection(conn)
 
 
+def _engine_here(conn: Any) -> bool:
+    """True when ``conn`` is a connection to the engine running in this process."""
+    from pytest_snowpipe.doubles.sql.embedded import running_engine
+
+    engine = running_engine()
+    return engine is not None and getattr(conn, "port", None) == engine.port
+
+
 def _column_error(exc: Exception, table: str) -> BulkLoadError:
     """pyarrow's conversion error as one line naming the column and the fix."""
     parts = [str(a) for a in exc.args] if exc.args else [str(exc)]
@@ -84,8 +94,14 @@ def _hooked(original: Callable[..., Any]) -> Callable[..., Any]:
             bound.arguments["compression"] = CHEAP_CODEC
         import pyarrow as pa
 
+        from pytest_snowpipe.doubles.sql import handover
+
+        here = _engine_here(conn)
+        if here:  # the engine's memory is this process's: the rows need not go through a file
+            bound.arguments["df"] = handover.frame_for(bound.arguments["df"])
         try:
-            return original(*bound.args, **bound.kwargs)
+            with handover.pending() if here else contextlib.nullcontext():
+                return original(*bound.args, **bound.kwargs)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
             raise _column_error(exc, str(bound.arguments.get("table_name"))) from None
 

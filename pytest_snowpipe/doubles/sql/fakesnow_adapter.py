@@ -61,7 +61,7 @@ import snowflake.connector.errors
 import sqlglot
 from sqlglot import Expr, exp
 
-from pytest_snowpipe.doubles.sql import lazy_tables, streamed_results
+from pytest_snowpipe.doubles.sql import handover, lazy_tables, streamed_results
 from pytest_snowpipe.doubles.sql.bulk_load import copy_quoted_columns
 
 if TYPE_CHECKING:
@@ -963,6 +963,7 @@ def install() -> None:
         _originals[name] = original
         hooked = _direct_describe(original) if name == "_describe_last_sql" else original
         setattr(FakeSnowflakeCursor, name, _serialised(_describable(hooked)))
+    handover.install()  # COPY INTO of a pandas load scans its rows from memory
     FakeSnowflakeCursor._transform = _transform  # type: ignore[method-assign]
     FakeSnowflakeCursor.execute = _execute  # type: ignore[method-assign]
     FakeSnowflakeCursor._execute = _run  # type: ignore[method-assign]
@@ -982,6 +983,7 @@ def uninstall() -> None:
     FakeSnowflakeCursor._execute = _originals["run"]  # type: ignore[method-assign]
     server.gcs_stage_info = _originals["gcs_stage_info"]
     server.to_sf = _originals["to_sf"]  # type: ignore[attr-defined]
+    handover.uninstall()
     for name in ("_describe_only", "_describe_last_sql"):
         setattr(FakeSnowflakeCursor, name, _originals[name])
     _originals.clear()
