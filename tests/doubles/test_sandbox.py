@@ -287,3 +287,34 @@ def test_an_early_interpreter_told_another_imports_folder_is_not_adopted(tmp_pat
         sandbox.attach(shipped)
         assert sandbox.interpreters[CORE] is not early and sandbox.import_dir == tmp_path / "imports"
         assert early.proc.wait(timeout=30) is not None
+
+
+def test_the_rehearsal_starts_the_graphs_interpreter_before_the_compile_and_adopts_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its imports (3-4 s) overlap the compile (``import snowflake.core``) and the offline deploy:
+    the interpreter expected for the graph's inferred packages is the one its tasks run in."""
+    from pytest_snowpipe import release
+    from tests.taskgraph.test_compile import opts, pipeline
+
+    order: list[str] = []
+    started: dict[tuple[str, ...], Any] = {}
+    expect, compile_graph = Sandbox.expect, release.compile_graph
+
+    def spy_expect(self: Sandbox, packages: tuple[str, ...]) -> None:
+        order.append("expect")
+        expect(self, packages)
+        started[packages] = self.early[packages]
+
+    def spy_compile(*args: Any, **kwargs: Any) -> Any:
+        order.append("compile")
+        return compile_graph(*args, **kwargs)
+
+    monkeypatch.setattr(Sandbox, "expect", spy_expect)
+    monkeypatch.setattr(release, "compile_graph", spy_compile)
+    with release._sandbox(pipeline(), opts(tmp_path, stage_location="@DB.SCH.ST"), engine().connection_params(),
+                          tmp_path) as (compiled, sandbox):
+        assert order == ["expect", "compile"]
+        assert not sandbox.early
+        specs = tuple(p.spec for p in compiled.packages)
+        assert list(started) == [specs] and sandbox.interpreters[specs] is started[specs]  # adopted, not replaced
