@@ -648,6 +648,54 @@ def test_wire_collect_of_many_chunks(engine: EmbeddedEngine, session: Any, monke
     assert store.served - before > 10 and len(store) == 0
 
 
+def test_wire_chunks_reach_this_process_without_a_socket(
+    engine: EmbeddedEngine, session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connector still downloads each chunk (its retries, checks and decoding), through a
+    transport that takes it from the engine's store: no HTTP request for a chunk."""
+    from snowflake.connector.vendored.requests.adapters import HTTPAdapter
+
+    from pytest_snowpipe.doubles.sql import wire
+
+    over_http: list[str] = []
+    send = HTTPAdapter.send
+
+    def spy(self: HTTPAdapter, request: Any, *args: Any, **kwargs: Any) -> Any:
+        over_http.append(str(request.url))
+        return send(self, request, *args, **kwargs)
+
+    df = session.sql(_WIDE.format(n=20_000)).sort("ID")
+    inline = df.to_pandas()
+    monkeypatch.setattr(wire, "INLINE_BYTES", 16 << 10)
+    monkeypatch.setattr(wire, "CHUNK_BYTES", 64 << 10)
+    monkeypatch.setattr(HTTPAdapter, "send", spy)
+    store = engine.chunk_store
+    assert store is not None
+    before = store.served
+    pd.testing.assert_frame_equal(df.to_pandas(), inline, check_exact=True)
+    assert store.served - before > 10 and len(store) == 0
+    assert over_http and not [u for u in over_http if "/snowpipe/result-chunk/" in u]  # queries still go over HTTP
+
+
+def test_wire_chunks_reach_another_process_over_http(engine: EmbeddedEngine, session: Any) -> None:
+    """A remote stage's process has no engine of its own: it downloads the chunks from the chunk route."""
+    session.sql(f"create or replace table WIDE_ELSEWHERE as {_WIDE.format(n=200_000)}").collect()
+    store = engine.chunk_store
+    assert store is not None
+    before = store.served
+    out = _run(
+        """
+        import json, sys
+        from snowflake.snowpark import Session
+        frame = Session.builder.configs(json.loads(sys.argv[1])).create().table("WIDE_ELSEWHERE").to_pandas()
+        print(len(frame), frame["ID"].sum())
+        """,
+        json.dumps(engine.connection_params()),
+    )
+    assert out == f"200000 {sum(range(200_000))}"
+    assert store.served - before >= 1  # a chunk, over HTTP (no engine there, so no adapter)
+
+
 def test_wire_chunks_not_downloaded_are_dropped_at_logout(engine: EmbeddedEngine, monkeypatch: pytest.MonkeyPatch) -> None:
     from pytest_snowpipe.doubles.sql import wire
 

@@ -240,6 +240,11 @@ class EmbeddedEngine:
         return self._thread is not None and self._thread.is_alive()
 
     @property
+    def chunk_store(self) -> ChunkStore | None:
+        """The result chunks waiting for their download (None until started)."""
+        return self._chunks
+
+    @property
     def port(self) -> int:
         """The TCP port the server listens on (starts the server)."""
         self.start()
@@ -257,7 +262,7 @@ class EmbeddedEngine:
         import uvicorn
         from fakesnow.instance import FakeSnow
 
-        from pytest_snowpipe.doubles.sql import wire
+        from pytest_snowpipe.doubles.sql import chunk_transport, wire
         from pytest_snowpipe.doubles.sql.result_cache import BoundedResults
         from pytest_snowpipe.engines.tempdirs import make_owned, sweep_orphans
 
@@ -292,6 +297,7 @@ class EmbeddedEngine:
         fs_server.shared_fs.results_cache = BoundedResults()  # type: ignore[assignment]
         fs_server.to_ipc = wire.chunked_to_ipc(fs_server.to_ipc)  # type: ignore[attr-defined,assignment]
         self._chunks = wire.ChunkStore()
+        chunk_transport.install()  # this process's sessions take the chunks without a socket
 
         # proto=IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on accepted sockets
         # whose proto says TCP, and with Nagle on every response's body (written after its
