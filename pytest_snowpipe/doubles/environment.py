@@ -9,6 +9,7 @@ refuses any other module from site-packages, so an undeclared import fails as it
 """
 from __future__ import annotations
 
+import csv
 import os
 import re
 from dataclasses import dataclass
@@ -107,14 +108,24 @@ def _closure(roots: list[Requirement]) -> tuple[dict[str, metadata.Distribution]
     return seen, missing
 
 
+def _files_of(dist: metadata.Distribution) -> list[str]:
+    """The absolute paths of ``dist``'s installed files: its RECORD's first column read directly
+    (``Distribution.files`` makes a path object per file, 0.3 s for Snowpark's closure, on the
+    rehearsal's way to its first task); other metadata formats through ``files``."""
+    record = dist.read_text("RECORD")
+    if record is None:
+        return [os.path.normpath(str(dist.locate_file(f))) for f in dist.files or []]
+    base = str(dist.locate_file(""))
+    return [os.path.normpath(os.path.join(base, row[0])) for row in csv.reader(record.splitlines()) if row]
+
+
 def resolve(packages: tuple[str, ...] | list[str]) -> Environment:
     """The local files a procedure declaring ``packages`` may import."""
     roots = [r for r in (_requirement(p) for p in (*packages, *ALWAYS)) if r is not None]
     dists, missing = _closure(roots)
     files: set[str] = set()
     for dist in dists.values():
-        for f in dist.files or []:
-            files.add(os.path.normpath(str(dist.locate_file(f))))
+        files.update(_files_of(dist))
     return Environment(
         declared=tuple(packages),
         distributions={n: d.version for n, d in dists.items()},
