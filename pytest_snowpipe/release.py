@@ -247,7 +247,9 @@ def _run_local(
         with contextlib.ExitStack() as stack:
             sandbox = None
             if opts.sandbox:  # its interpreter starts first: its imports overlap the compile and the deploy
-                compiled, sandbox = stack.enter_context(_sandbox(graph, copts, engine().connection_params(), Path(tmp)))
+                compiled, sandbox = stack.enter_context(
+                    _sandbox(graph, copts, lambda: engine().connection_params(), Path(tmp))
+                )
             else:
                 compiled = compile_graph(graph, copts)
             session = create_embedded_session()
@@ -278,24 +280,28 @@ def _run_local(
 
 @contextlib.contextmanager
 def _sandbox(
-    graph: PipelineGraph, copts: CompileOptions, engine: dict[str, Any], workdir: Path
+    graph: PipelineGraph, copts: CompileOptions, engine: Callable[[], dict[str, Any]], workdir: Path
 ) -> Iterator[tuple[CompiledPipeline, Any]]:
     """Compile ``graph``, ship it to an offline account and open the sandbox its procedures run in:
-    (the compiled pipeline, the sandbox).
+    (the compiled pipeline, the sandbox). ``engine()`` starts the engine and gives its parameters.
 
-    The interpreter for the graph's packages starts before the compile: its imports (Snowpark,
-    the session, TaskContext: 3-4 s) overlap the compile (mostly ``import snowflake.core``,
-    2.3 s) and the offline deploy, on another core.
+    The interpreter for the graph's packages starts first, before the engine: its imports
+    (Snowpark, TaskContext, the libraries the stages' modules import: 3-5 s) overlap the engine's
+    start, the compile (mostly ``import snowflake.core``, 2.3 s) and the offline deploy, on another
+    core; it opens its session when the engine's parameters come.
     """
     from pytest_snowpipe.doubles.sandbox import Sandbox, SandboxError
     from pytest_snowpipe.doubles.shipped import ShipError, ship
+    from pytest_snowpipe.engines.job_process import preload_modules
     from pytest_snowpipe.taskgraph.packages import PackageError
 
     imports = workdir / "imports"
+    preload = tuple(preload_modules(stage.func for stage in graph.stages))
     try:
-        with Sandbox(None, engine, workdir, import_dir=imports) as sandbox:
+        with Sandbox(None, None, workdir, import_dir=imports, preload=preload) as sandbox:
             with contextlib.suppress(PackageError):  # the compile reports it, as a CompileError
                 sandbox.expect(tuple(p.spec for p in infer_packages(graph, copts).packages))
+            sandbox.connect(engine())
             compiled = compile_graph(graph, copts)
             with pickle_by_value(compiled.graph):  # as around the real deploy
                 shipped = ship(compiled.dag, copts.stage_location, imports, copts.database, copts.schema)

@@ -87,13 +87,16 @@ class _Interpreter:
 class Sandbox:
     """The interpreters of one rehearsal; ``run`` is the emulator's executor."""
 
-    def __init__(self, shipped: ShippedGraph | None, engine: dict[str, Any], workdir: Path,
-                 import_dir: Path | None = None) -> None:
+    def __init__(self, shipped: ShippedGraph | None, engine: dict[str, Any] | None, workdir: Path,
+                 import_dir: Path | None = None, preload: tuple[str, ...] = ()) -> None:
         """``shipped=None``: the deploy is still to come (`expect` starts interpreters, `attach` gives it);
-        ``import_dir`` is where it will put the IMPORTS, which an interpreter is told when it starts."""
+        ``import_dir`` is where it will put the IMPORTS, which an interpreter is told when it starts.
+        ``engine=None``: the engine's connection parameters come later (`connect`), before `attach`.
+        ``preload``: modules the shipped code imports, imported by each interpreter while it waits."""
         self.shipped = shipped
         self.import_dir = shipped.import_dir if shipped is not None else import_dir or workdir
         self.engine = engine
+        self.preload = preload
         self.workdir = workdir
         self.interpreters: dict[tuple[str, ...], _Interpreter] = {}
         self.early: dict[tuple[str, ...], _Interpreter] = {}  # started by `expect`, not yet given their IMPORTS
@@ -115,8 +118,17 @@ class Sandbox:
         if packages not in self.early:
             self.early[packages] = self._spawn(packages, [], resolve(packages), owners())
 
+    def connect(self, engine: dict[str, Any]) -> None:
+        """The engine's connection parameters, for the interpreters started before them and those to come."""
+        self.engine = engine
+        for interp in self.early.values():
+            if interp.dead is None:
+                interp.send("engine", engine)
+
     def attach(self, shipped: ShippedGraph) -> None:
         """The interpreters of ``shipped``'s tasks (one per package list), started or adopted, and ready."""
+        if self.engine is None:
+            raise SandboxError("the sandbox was attached before it was told the engine's connection parameters")
         self.shipped = shipped
         groups: dict[tuple[str, ...], list[str]] = {}
         for t in shipped.tasks.values():
@@ -182,7 +194,7 @@ class Sandbox:
         threading.Thread(target=interp.read, name=f"sandbox-{proc.pid}", daemon=True).start()
         interp.send("init", {
             "import_paths": import_paths, "site_dirs": list(env.site_dirs), "allowed": sorted(env.files),
-            "owners": names, "packages": list(packages), "engine": self.engine,
+            "owners": names, "packages": list(packages), "engine": self.engine, "preload": list(self.preload),
         })
         return interp
 

@@ -278,25 +278,45 @@ class Worker:
         sys.path.extend(p for p in init["site_dirs"] if p not in sys.path)
         guard = ImportGuard(init["site_dirs"], set(init["allowed"]), init["owners"], init["packages"])
         sys.meta_path.insert(0, guard)
-        from snowflake.snowpark import Session
+        from snowflake.snowpark import Session  # noqa: F401  (imported now: the session opens as soon as it can)
 
-        self.session = Session.builder.configs(init["engine"]).create()
-        # every task reads its run through snowflake.core's TaskContext (about 1.5 s of imports): taken
-        # here, while the parent still ships, if the environment holds it (a refused import stays the
-        # error of the task that makes it)
+        # every task reads its run through snowflake.core's TaskContext (about 1.5 s of imports), and the
+        # stages import their libraries (scikit-learn's datasets: 1.2 s): taken here, while the parent
+        # still compiles and ships. A refused import stays the error of the task that makes it.
         context = os.path.join("snowflake", "core", "task", "context.py")
+        preload = list(init.get("preload", ()))
         if any(f.endswith(context) for f in init["allowed"]):
+            preload.insert(0, "snowflake.core.task.context")
+        for name in preload:
             try:
-                importlib.import_module("snowflake.core.task.context")
+                importlib.import_module(name)
             except Exception:
                 pass
         return {"start_s": time.perf_counter() - t0, "pid": os.getpid()}
+
+    def connect(self, engine: dict[str, Any]) -> None:
+        """The task's session on the parent's engine (its parameters may come after the imports)."""
+        from snowflake.snowpark import Session
+
+        self.session = Session.builder.configs(engine).create()
 
     def serve(self) -> None:
         sys.stdout, sys.stderr = _Stream(sys.stdout), _Stream(sys.stderr)
         message = self.conn.recv()
         try:
             info = self.start(message[1])
+            engine = message[1].get("engine")
+            while engine is None:  # started before the engine: its parameters come as a message
+                message = self.conn.recv()
+                if message[0] == "exit":
+                    return
+                if message[0] == "imports":
+                    _add_imports(message[1])
+                elif message[0] == "engine":
+                    engine = message[1]
+            self.connect(engine)
+        except EOFError:  # the parent is gone before the interpreter was ready
+            os._exit(1)
         except BaseException as exc:  # everything a procedure raises is its failure
             self.send("init_failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
             return
@@ -310,7 +330,7 @@ class Worker:
             if kind == "exit":
                 break
             if kind == "imports":  # an interpreter started before the deploy learns its IMPORTS now
-                sys.path[:0] = [path for path in message[1] if path not in sys.path]
+                _add_imports(message[1])
             elif kind == "run":
                 task_id = message[1]
                 self.replies[task_id] = queue.Queue()
@@ -321,6 +341,11 @@ class Worker:
             self.session.close()
         except Exception:
             pass
+
+
+def _add_imports(paths: list[str]) -> None:
+    """The procedure's IMPORTS, first on the path (an interpreter started before the deploy gets them late)."""
+    sys.path[:0] = [path for path in paths if path not in sys.path]
 
 
 def main() -> None:

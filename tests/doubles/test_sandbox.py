@@ -292,8 +292,9 @@ def test_an_early_interpreter_told_another_imports_folder_is_not_adopted(tmp_pat
 def test_the_rehearsal_starts_the_graphs_interpreter_before_the_compile_and_adopts_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Its imports (3-4 s) overlap the compile (``import snowflake.core``) and the offline deploy:
-    the interpreter expected for the graph's inferred packages is the one its tasks run in."""
+    """Its imports (3-5 s) overlap the engine's start, the compile (``import snowflake.core``) and the
+    offline deploy: the interpreter expected for the graph's inferred packages, started before the
+    engine and told its parameters after, is the one its tasks run in."""
     from pytest_snowpipe import release
     from tests.taskgraph.test_compile import opts, pipeline
 
@@ -312,9 +313,50 @@ def test_the_rehearsal_starts_the_graphs_interpreter_before_the_compile_and_adop
 
     monkeypatch.setattr(Sandbox, "expect", spy_expect)
     monkeypatch.setattr(release, "compile_graph", spy_compile)
-    with release._sandbox(pipeline(), opts(tmp_path, stage_location="@DB.SCH.ST"), engine().connection_params(),
+    def engine_params() -> dict[str, Any]:
+        order.append("engine")
+        return engine().connection_params()
+
+    with release._sandbox(pipeline(), opts(tmp_path, stage_location="@DB.SCH.ST"), engine_params,
                           tmp_path) as (compiled, sandbox):
-        assert order == ["expect", "compile"]
+        assert order == ["expect", "engine", "compile"]
         assert not sandbox.early
         specs = tuple(p.spec for p in compiled.packages)
         assert list(started) == [specs] and sandbox.interpreters[specs] is started[specs]  # adopted, not replaced
+
+
+def test_an_interpreter_started_before_the_engine_preloads_then_connects(embedded_session: Any, tmp_path: Path) -> None:
+    """It imports what the stages' modules import while it waits (a refused one stays the error of
+    the task that imports it), opens its session when told the engine's parameters, and runs."""
+    from snowflake.core.task.dagv1 import DAG, DAGTask
+
+    code = ("def run(session):\n    import sys\n"
+            "    ran = 'colorsys' in sys.modules and session.sql('SELECT 1').collect()[0][0] == 1\n"
+            "    session.call('system$set_return_value', str(ran))\n")
+    refused = "def run(session):\n    import hypothesis\n"
+    shipped = ShippedGraph(
+        tasks={"PRELOADED": ShippedTask(name="PRELOADED", handler="run", code=code, packages=CORE, imports=(),
+                                        runtime_version="3.11"),
+               "REFUSED_LATER": ShippedTask(name="REFUSED_LATER", handler="run", code=refused, packages=CORE,
+                                            imports=(), runtime_version="3.11")},
+        import_dir=tmp_path, files={},
+    )
+
+    def unused(session: Any) -> None:
+        raise AssertionError("ran in the pytest process")
+
+    with DAG("LATE_ENGINE", stage_location="@ST") as dag:
+        DAGTask("PRELOADED", unused)
+        DAGTask("REFUSED_LATER", unused)
+    with Sandbox(None, None, tmp_path, import_dir=tmp_path, preload=("colorsys", "hypothesis")) as sandbox:
+        sandbox.expect(CORE)
+        early = sandbox.early[CORE]
+        with pytest.raises(Exception, match="before it was told the engine"):
+            sandbox.attach(shipped)
+        sandbox.connect(engine().connection_params())
+        sandbox.attach(shipped)
+        assert sandbox.interpreters[CORE] is early
+        record = emulate(dag, session=embedded_session, executor=sandbox.run)
+    assert record.tasks["PRELOADED"].state == SUCCEEDED and record.tasks["PRELOADED"].return_value == "True"
+    assert record.tasks["REFUSED_LATER"].state == FAILED
+    assert "task REFUSED_LATER imports module 'hypothesis'" in (record.tasks["REFUSED_LATER"].error or "")
