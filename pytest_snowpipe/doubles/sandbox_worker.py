@@ -172,7 +172,12 @@ class Worker:
         self.conn = conn
         self.send_lock = threading.Lock()
         self.replies: dict[int, queue.Queue[tuple[bool, Any]]] = {}
-        self.session: Any = None
+        # a session per running task, as in Snowflake (a task's USE, CREATE SCHEMA or temporary
+        # objects never reach a task running beside it), kept for the next task once it ends
+        self.engine: dict[str, Any] | None = None
+        self.sessions: list[Any] = []
+        self.idle: list[Any] = []
+        self.sessions_lock = threading.Lock()
 
     def send(self, *message: Any) -> None:
         with self.send_lock:
@@ -185,8 +190,24 @@ class Worker:
             raise TaskFailure(value)
         return value
 
-    def task_session(self, task_id: int) -> Any:
-        worker, session = self, self.session
+    def take_session(self) -> Any:
+        """An idle session, or a new one when every session is running a task."""
+        with self.sessions_lock:
+            if self.idle:
+                return self.idle.pop()
+        from snowflake.snowpark import Session
+
+        session = Session.builder.configs(self.engine).create()
+        with self.sessions_lock:
+            self.sessions.append(session)
+        return session
+
+    def give_back(self, session: Any) -> None:
+        with self.sessions_lock:
+            self.idle.append(session)
+
+    def task_session(self, task_id: int, session: Any) -> Any:
+        worker = self
 
         class TaskSession:
             """The session a procedure gets: SYSTEM$ calls and runtime info from the emulator."""
@@ -257,16 +278,20 @@ class Worker:
     def run_task(self, task_id: int, job: dict[str, Any]) -> None:
         _LOCAL.task, _LOCAL.buffer = job["task"], [[], 0]
         error = tb = None
+        session = None
         try:
+            session = self.take_session()
             if job.get("job"):
-                self.run_ml_job(job, self.task_session(task_id))
+                self.run_ml_job(job, self.task_session(task_id, session))
             else:
-                self.handler(job)(self.task_session(task_id))
+                self.handler(job)(self.task_session(task_id, session))
         except TaskFailure as exc:
             error, tb = str(exc), traceback.format_exc()
         except BaseException as exc:  # everything a procedure raises is its failure
             error, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc()
         finally:
+            if session is not None:
+                self.give_back(session)
             parts, written = _LOCAL.buffer
             _LOCAL.task = _LOCAL.buffer = None
         output = "".join(parts)
@@ -295,10 +320,9 @@ class Worker:
         return {"start_s": time.perf_counter() - t0, "pid": os.getpid()}
 
     def connect(self, engine: dict[str, Any]) -> None:
-        """The task's session on the parent's engine (its parameters may come after the imports)."""
-        from snowflake.snowpark import Session
-
-        self.session = Session.builder.configs(engine).create()
+        """The first tasks' session on the parent's engine (its parameters may come after the imports)."""
+        self.engine = engine
+        self.give_back(self.take_session())
 
     def serve(self) -> None:
         sys.stdout, sys.stderr = _Stream(sys.stdout), _Stream(sys.stderr)
@@ -337,10 +361,11 @@ class Worker:
                 threading.Thread(target=self.run_task, args=(task_id, message[2]), daemon=True).start()
             elif kind == "reply":
                 self.replies[message[1]].put((message[2], message[3]))
-        try:
-            self.session.close()
-        except Exception:
-            pass
+        for session in self.sessions:
+            try:
+                session.close()
+            except Exception:
+                pass
 
 
 def _add_imports(paths: list[str]) -> None:

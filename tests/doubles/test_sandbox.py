@@ -360,3 +360,24 @@ def test_an_interpreter_started_before_the_engine_preloads_then_connects(embedde
     assert record.tasks["PRELOADED"].state == SUCCEEDED and record.tasks["PRELOADED"].return_value == "True"
     assert record.tasks["REFUSED_LATER"].state == FAILED
     assert "task REFUSED_LATER imports module 'hypothesis'" in (record.tasks["REFUSED_LATER"].error or "")
+
+
+def test_tasks_running_at_once_have_sessions_of_their_own() -> None:
+    """As in Snowflake, where each task run has its session: a task's USE SCHEMA (what provisioning
+    a stage does: CREATE SCHEMA makes it current) never moves a task running beside it. A session
+    is kept for the next task once its task ends."""
+    from pytest_snowpipe.doubles.sandbox_worker import Worker
+
+    worker = Worker(None)  # type: ignore[arg-type]  (no parent: only its sessions are used)
+    worker.connect(engine().connection_params())
+    try:
+        first = worker.take_session()
+        beside = worker.take_session()  # a second task while the first runs
+        assert beside is not first and len(worker.sessions) == 2
+        beside.sql("CREATE SCHEMA IF NOT EXISTS SNOWPIPE.BESIDE").collect()  # current for that session only
+        assert first.sql("SELECT CURRENT_SCHEMA()").collect()[0][0] == "PUBLIC"
+        worker.give_back(beside)
+        assert worker.take_session() is beside and len(worker.sessions) == 2  # kept, not remade
+    finally:
+        for session in worker.sessions:
+            session.close()
