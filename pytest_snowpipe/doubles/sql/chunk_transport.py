@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pytest_snowpipe.doubles.sql.wire import ChunkStore
 
-__all__ = ["install", "mount_prefix", "uninstall"]
+__all__ = ["install", "mount_prefix"]
 
 _ORIGINAL: dict[str, Any] = {}
 
@@ -58,7 +58,8 @@ def _adapter(store: ChunkStore, prefix: str) -> Any:
 
 
 def install() -> None:
-    """Mount the adapter on every ``requests`` session the connector makes while an engine runs here."""
+    """Mount the adapter on every ``requests`` session the connector makes while an engine runs here
+    (for the process's life: a session made for an engine since closed gets 404, as from its route)."""
     if _ORIGINAL:
         return
     from snowflake.connector.session_manager import SessionManager
@@ -79,11 +80,3 @@ def install() -> None:
 
     SessionManager._mount_adapters = _mount_adapters  # type: ignore[method-assign]
 
-
-def uninstall() -> None:
-    """Undo `install()` (sessions made meanwhile keep their adapter; it answers 404 once the engine is gone)."""
-    if not _ORIGINAL:
-        return
-    from snowflake.connector.session_manager import SessionManager
-
-    SessionManager._mount_adapters = _ORIGINAL.pop("mount")  # type: ignore[method-assign]
