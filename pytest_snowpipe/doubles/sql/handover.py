@@ -31,7 +31,7 @@ TOKEN_KEY = b"snowpipe.handover"
 _WAITING: dict[str, Any] = {}  # token -> pyarrow.Table, until its write_pandas returns
 _LOCK = threading.Lock()
 _CALL = threading.local()  # the tokens made by the write_pandas running on this thread
-_COPY_CONN: ContextVar[Any] = ContextVar("snowpipe_copy_conn", default=None)  # DuckDB, during a COPY INTO
+_COPY_CONN: ContextVar[Any] = ContextVar("snowpipe_copy_conn", default=None)  # (DuckDB connection, views registered), during a COPY INTO
 _ORIGINAL: dict[str, Any] = {}
 
 
@@ -118,12 +118,13 @@ def waiting_for(path: str) -> tuple[str, Any] | None:
         metadata = pq.read_schema(path).metadata or {}
     except Exception:  # not a readable Parquet file: the engine's own read reports it
         return None
-    token = metadata.get(TOKEN_KEY)
-    if token is None:
+    raw = metadata.get(TOKEN_KEY)
+    if raw is None:
         return None
+    token = raw.decode()
     with _LOCK:
-        table = _WAITING.get(token.decode())
-    return None if table is None else (token.decode(), table)
+        table = _WAITING.get(token)
+    return None if table is None else (token, table)
 
 
 def _release(duck_conn: Any, names: list[str]) -> None:
