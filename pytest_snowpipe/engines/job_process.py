@@ -269,11 +269,11 @@ def run_in_fresh_process(
     stage: str,
     arguments: dict[str, Any],
     env_vars: dict[str, str],
-    prepare: Callable[[Any, Path], Any] | None = None,
+    prepare: Callable[[dict[str, Any], Path], dict[str, Any]] | None = None,
 ) -> Any:
     """Run ``func(**arguments)`` in a spawned interpreter, the way an ML Job would.
 
-    ``prepare(value, folder)`` readies each argument inside the trip's temp folder before the
+    ``prepare(arguments, folder)`` readies the arguments inside the trip's temp folder before the
     payload is pickled (the pipeline reads Snowpark frames into pandas and spills each to a file
     of its own there, one at a time: see ``engines/spilled.py``).
     """
@@ -285,7 +285,7 @@ def run_in_fresh_process(
     sweep_orphaned_folders()
     with owned_temporary_directory(TEMP_PREFIX) as tmp:
         if prepare is not None:
-            arguments = {name: prepare(value, Path(tmp)) for name, value in arguments.items()}
+            arguments = prepare(arguments, Path(tmp))
         entered = time.perf_counter()
         with modules_pickled_by_value(project_modules(func)):
             try:  # one pass over the data; only a failure pays for finding the culprit

@@ -336,8 +336,8 @@ def run_remote(
         arguments = {name: materialize(value) for name, value in bound.arguments.items()}
         get_session, factory = jobs
         return submit_job(func, stage, spec.compute_pool, spec.job_options(), arguments, get_session(), factory)
-    from pytest_snowpipe.pipeline.trip_inputs import spill_frames
+    from pytest_snowpipe.pipeline.trip_inputs import spill_inputs
 
     env = {**spec.env_vars, "SNOWFLAKE_JOBS_COUNT": str(spec.target_instances), "SNOWPIPE_REMOTE_STAGE": stage}
     # frames are read into pandas one at a time, each spilled to the trip's folder (the same frames arrive)
-    return run_in_fresh_process(func, stage, dict(bound.arguments), env, prepare=spill_frames)
+    return run_in_fresh_process(func, stage, dict(bound.arguments), env, prepare=spill_inputs)

@@ -122,10 +122,24 @@ def test_frames_are_read_one_at_a_time_and_arrive_as_the_same_pandas_frames(embe
         read.append(weakref.ref(out))
         return out
 
+    trims: list[int] = []  # how many frames were read when memory was given back
     monkeypatch.setattr(trip_inputs, "to_pandas", to_pandas)
+    monkeypatch.setattr(trip_inputs, "trim", lambda: trims.append(len(read)))
     stage = sp.remote(compute_pool="POOL", stage_name="JOB_STAGE")(_frames_as_lists)
     assert stage(frames, pair) == expected
     assert alive_when_read == [0, 0, 0, 0]  # four frames read, none of the earlier ones still held
+    # given back once, after the last: a trim between reads made the next read fault its pages in again
+    assert trims == [4]
+
+
+def test_a_trip_without_frames_gives_no_memory_back(monkeypatch, tmp_path):
+    from pytest_snowpipe.pipeline import trip_inputs
+
+    trims: list[int] = []
+    monkeypatch.setattr(trip_inputs, "trim", lambda: trims.append(1))
+    arguments = {"data": [1, 2], "options": {"depth": 3}}
+    assert trip_inputs.spill_inputs(arguments, tmp_path) == arguments
+    assert trims == [] and list(tmp_path.iterdir()) == []
 
 
 def test_remote_stage_in_a_pipeline_suite(pytester: pytest.Pytester):
