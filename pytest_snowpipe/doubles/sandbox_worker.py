@@ -23,6 +23,7 @@ import codecs
 import importlib
 import importlib.machinery
 import importlib.util
+import inspect
 import io
 import os
 import queue
@@ -323,6 +324,12 @@ class Worker:
         """The first tasks' session on the parent's engine (its parameters may come after the imports)."""
         self.engine = engine
         self.give_back(self.take_session())
+        # Snowpark records the caller's source position of every expression it builds (Window,
+        # columns: inspect.getframeinfo -> getmodule). For code imported from a zip, as the tasks'
+        # is, each call maps every module loaded since the last call to its file: the first one,
+        # inside the first task that builds an expression, mapped them all (0.2 s). Mapped here,
+        # once the imports and the session's are done, while the parent still ships.
+        inspect.getmodule(compile("", "<sandbox warm-up>", "exec"))
 
     def serve(self) -> None:
         sys.stdout, sys.stderr = _Stream(sys.stdout), _Stream(sys.stderr)

@@ -327,11 +327,13 @@ def test_the_rehearsal_starts_the_graphs_interpreter_before_the_compile_and_adop
 
 def test_an_interpreter_started_before_the_engine_preloads_then_connects(embedded_session: Any, tmp_path: Path) -> None:
     """It imports what the stages' modules import while it waits (a refused one stays the error of
-    the task that imports it), opens its session when told the engine's parameters, and runs."""
+    the task that imports it), opens its session when told the engine's parameters, maps the loaded
+    modules to their files (Snowpark's source positions: the first task no longer pays it), and runs."""
     from snowflake.core.task.dagv1 import DAG, DAGTask
 
-    code = ("def run(session):\n    import sys\n"
-            "    ran = 'colorsys' in sys.modules and session.sql('SELECT 1').collect()[0][0] == 1\n"
+    code = ("def run(session):\n    import inspect, sys\n"
+            "    mapped = inspect.modulesbyfile.get(inspect.getabsfile(sys.modules['colorsys'])) == 'colorsys'\n"
+            "    ran = mapped and session.sql('SELECT 1').collect()[0][0] == 1\n"
             "    session.call('system$set_return_value', str(ran))\n")
     refused = "def run(session):\n    import hypothesis\n"
     shipped = ShippedGraph(
