@@ -52,6 +52,9 @@ class DeployOptions:
     # keep_run(compiled, record, session, rehearsal): called while the run's outputs are still on the engine
     keep_run: Callable[[Any, Any, Any, bool], Any] | None = None
     redeploy_unchanged: bool = False  # deploy even when the deployed graph already is what would ship
+    # the context the emulated run's compile and offline deploy run in: they import snowflake.core and
+    # the ML Job client (about 1.5 s); the plugin's heap.quiet keeps full collections from walking them
+    loading: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
 
 
 def execute(
@@ -246,13 +249,14 @@ def _run_local(
         copts = dataclasses.replace(copts, registry_path=tmp, check_pickle=not rehearsal and copts.check_pickle)
         with contextlib.ExitStack() as stack:
             sandbox = None
-            if opts.sandbox:  # its interpreter starts first: its imports overlap the compile and the deploy
-                compiled, sandbox = stack.enter_context(
-                    _sandbox(graph, copts, lambda: engine().connection_params(), Path(tmp))
-                )
-            else:
-                compiled = compile_graph(graph, copts)
-            session = create_embedded_session()
+            with opts.loading():
+                if opts.sandbox:  # its interpreter starts first: its imports overlap the compile and the deploy
+                    compiled, sandbox = stack.enter_context(
+                        _sandbox(graph, copts, lambda: engine().connection_params(), Path(tmp))
+                    )
+                else:
+                    compiled = compile_graph(graph, copts)
+                session = create_embedded_session()
             stack.callback(session.close)
             record = emulate(
                 compiled.dag, session=session, config_overrides=dict(opts.config_overrides),
@@ -318,6 +322,7 @@ def run_deploy(
     verbose: bool = False,
     on_record: Callable[[Any, list[str]], Any] | None = None,
     keep_run: Callable[[Any, Any, Any, bool], Any] | None = None,
+    loading: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> int:
     """Run the deploy command the settings ask for; returns the exit code.
 
@@ -350,7 +355,7 @@ def run_deploy(
         session_factory = lambda: create_session(connection)  # noqa: E731
     return execute(
         graph,
-        DeployOptions(compile=copts, verbose=verbose, keep_run=keep_run),
+        DeployOptions(compile=copts, verbose=verbose, keep_run=keep_run, loading=loading),
         target=dep.target,
         dry_run=dep.dry_run,
         run_once=dep.run_once,

@@ -202,6 +202,7 @@ class SnowpipeRun:
     def _deploy(self, session: pytest.Session) -> bool:
         if self.graph is None:
             raise pytest.UsageError("--snowpipe-deploy: no test is marked snowpipe_gate, so there is no pipeline to deploy.")
+        from pytest_snowpipe.local import heap
         from pytest_snowpipe.release import run_deploy
         from pytest_snowpipe.reports import run_history
 
@@ -225,7 +226,9 @@ class SnowpipeRun:
             verbose=int(getattr(config.option, "verbose", 0) or 0) > 0,
             on_record=keep_record,
             keep_run=run_history.keeper(self.settings.runs_dir, write),
+            loading=heap.quiet,  # the compile and offline deploy's imports: no full collection walks them
         )
+        heap.settle()  # what the deploy and the emulated run loaded: pytest's last collections skip it
         assert self.settings.deploy is not None
         if self.settings.deploy.dry_run and code == 0:
             from pytest_snowpipe.taskgraph.plan import format_plan_notes

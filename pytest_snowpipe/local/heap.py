@@ -5,7 +5,8 @@ library: a few hundred thousand long-lived objects that every full collection wa
 (0.1-0.3 s each: the automatic ones during the run, and pytest's own at its end, which look
 for unraisable exceptions). After the engine's session and after each stage, `settle`
 collects the young garbage and freezes what is left (``gc.freeze``): later collections walk
-only what was made since. Objects are still freed by reference counting; `thaw`, registered
+only what was made since. A deploy run's compile and offline deploy (snowflake.core, the ML Job
+client: ~1.5 s of imports) run `quiet`, and it settles after the emulated run. Objects are still freed by reference counting; `thaw`, registered
 as the run's last cleanup (after pytest's final collections), gives everything back to the
 collector, so a run inside another process (pytester) leaves nothing frozen behind.
 
