@@ -31,6 +31,7 @@ def xgboost_version() -> str:
 
 CORE = ("snowflake.core", "xgboost")  # what most procedures below declare
 NARROW = ("cloudpickle",)  # a procedure that declares little
+ML_CORE = (*CORE, "snowflake-ml-python")  # tasks that may run ML Jobs
 DYING = ("pyarrow",)  # its own interpreter: a procedure that kills it must not take the others along
 
 # what a procedure may do with its streams in Snowflake (and does under pytest's capture)
@@ -328,18 +329,20 @@ def test_the_rehearsal_starts_the_graphs_interpreter_before_the_compile_and_adop
 def test_an_interpreter_started_before_the_engine_preloads_then_connects(embedded_session: Any, tmp_path: Path) -> None:
     """It imports what the stages' modules import while it waits (a refused one stays the error of
     the task that imports it), opens its session when told the engine's parameters, maps the loaded
-    modules to their files (Snowpark's source positions: the first task no longer pays it), and runs."""
+    modules to their files (Snowpark's source positions: the first task no longer pays it), and runs.
+    With the ML Job client declared, what its launcher imports first is loaded too."""
     from snowflake.core.task.dagv1 import DAG, DAGTask
 
     code = ("def run(session):\n    import inspect, sys\n"
             "    mapped = inspect.modulesbyfile.get(inspect.getabsfile(sys.modules['colorsys'])) == 'colorsys'\n"
-            "    ran = mapped and session.sql('SELECT 1').collect()[0][0] == 1\n"
+            "    launcher = 'snowflake.ml.jobs._utils.constants' in sys.modules\n"
+            "    ran = mapped and launcher and session.sql('SELECT 1').collect()[0][0] == 1\n"
             "    session.call('system$set_return_value', str(ran))\n")
     refused = "def run(session):\n    import hypothesis\n"
     shipped = ShippedGraph(
-        tasks={"PRELOADED": ShippedTask(name="PRELOADED", handler="run", code=code, packages=CORE, imports=(),
+        tasks={"PRELOADED": ShippedTask(name="PRELOADED", handler="run", code=code, packages=ML_CORE, imports=(),
                                         runtime_version="3.11"),
-               "REFUSED_LATER": ShippedTask(name="REFUSED_LATER", handler="run", code=refused, packages=CORE,
+               "REFUSED_LATER": ShippedTask(name="REFUSED_LATER", handler="run", code=refused, packages=ML_CORE,
                                             imports=(), runtime_version="3.11")},
         import_dir=tmp_path, files={},
     )
@@ -351,13 +354,13 @@ def test_an_interpreter_started_before_the_engine_preloads_then_connects(embedde
         DAGTask("PRELOADED", unused)
         DAGTask("REFUSED_LATER", unused)
     with Sandbox(None, None, tmp_path, import_dir=tmp_path, preload=("colorsys", "hypothesis")) as sandbox:
-        sandbox.expect(CORE)
-        early = sandbox.early[CORE]
+        sandbox.expect(ML_CORE)
+        early = sandbox.early[ML_CORE]
         with pytest.raises(Exception, match="before it was told the engine"):
             sandbox.attach(shipped)
         sandbox.connect(engine().connection_params())
         sandbox.attach(shipped)
-        assert sandbox.interpreters[CORE] is early
+        assert sandbox.interpreters[ML_CORE] is early
         record = emulate(dag, session=embedded_session, executor=sandbox.run)
     assert record.tasks["PRELOADED"].state == SUCCEEDED and record.tasks["PRELOADED"].return_value == "True"
     assert record.tasks["REFUSED_LATER"].state == FAILED
