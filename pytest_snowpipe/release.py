@@ -53,7 +53,7 @@ class DeployOptions:
     keep_run: Callable[[Any, Any, Any, bool], Any] | None = None
     redeploy_unchanged: bool = False  # deploy even when the deployed graph already is what would ship
     # the context the emulated run's compile and offline deploy run in: they import snowflake.core and
-    # the ML Job client (about 1.5 s); the plugin's heap.quiet keeps full collections from walking them
+    # the ML Job client (about 1.5 s); the plugin's heap.settled freezes them out of later collections
     loading: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
 
 

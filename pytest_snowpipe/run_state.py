@@ -226,7 +226,7 @@ class SnowpipeRun:
             verbose=int(getattr(config.option, "verbose", 0) or 0) > 0,
             on_record=keep_record,
             keep_run=run_history.keeper(self.settings.runs_dir, write),
-            loading=heap.quiet,  # the compile and offline deploy's imports: no full collection walks them
+            loading=heap.settled,  # the compile and offline deploy's imports: frozen once loaded
         )
         heap.settle()  # what the deploy and the emulated run loaded: pytest's last collections skip it
         assert self.settings.deploy is not None

@@ -73,21 +73,21 @@ def test_the_interpreter_exits_with_everything_frozen(pytester) -> None:
     assert len(result.stdout.lines) == 2
 
 
-def test_a_rehearsal_compiles_with_the_collector_off_and_ends_frozen(pipeline_suite, monkeypatch) -> None:
-    """The compile and offline deploy import snowflake.core and the ML Job client: no full collection
-    walks them meanwhile, and what the deploy and the emulated run loaded is frozen before pytest's
+def test_a_rehearsal_freezes_what_its_compile_loaded_and_what_its_run_loaded(pipeline_suite, monkeypatch) -> None:
+    """The compile and offline deploy import snowflake.core and the ML Job client: frozen once loaded
+    (later full collections skip them), and what the emulated run loaded is frozen before pytest's
     last collections (they walked it all: 0.37 s of the examples' rehearsal)."""
     from pytest_snowpipe import release
 
-    events: list[tuple[str, bool]] = []
+    events: list[str] = []
     compile_graph, settle = release.compile_graph, heap.settle
 
     def compiling(*args, **kwargs):
-        events.append(("compile", gc.isenabled()))
+        events.append("compile")
         return compile_graph(*args, **kwargs)
 
     def settling() -> None:
-        events.append(("settle", gc.isenabled()))
+        events.append("settle")
         settle()
 
     monkeypatch.setattr(release, "compile_graph", compiling)
@@ -95,6 +95,18 @@ def test_a_rehearsal_compiles_with_the_collector_off_and_ends_frozen(pipeline_su
     pytester = pipeline_suite()
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--snowpipe-deploy", "--snowpipe-target", "local")
     assert result.ret == 0, result.stdout.str()
-    compiled = events.index(("compile", False))  # the collector was off while it compiled
-    assert [name for name, _ in events[compiled + 1:]] == ["settle", "settle"]  # after the loading, after the run
+    assert events[events.index("compile") + 1:] == ["settle", "settle"]  # after the loading, after the run
     assert gc.get_freeze_count() == 0  # nothing of the inner run stays frozen in this process
+
+
+def test_settled_keeps_the_collector_on_and_freezes_after() -> None:
+    heap.thaw()
+    gc.unfreeze()
+    try:
+        with heap.settled():
+            assert gc.isenabled()
+            kept = [[i] for i in range(1000)]
+            assert gc.get_freeze_count() == 0
+        assert gc.get_freeze_count() >= len(kept)
+    finally:
+        heap.thaw()
