@@ -126,6 +126,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if settings.report_dir is not None:
         state.ci_state()  # starts the report's clock
     config.pluginmanager.register(state, PLUGIN_NAME)
+    state.start_rehearsal()  # --snowpipe-deploy to the local target: its sandbox imports while pytest collects
     from pytest_snowpipe.reports.progress import ProgressHooks
 
     hooks = ProgressHooks(config, lambda: state.run, lambda: state.memo, lambda: state.redact)

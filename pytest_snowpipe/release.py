@@ -35,6 +35,7 @@ from pytest_snowpipe.taskgraph.deploy import DeployError, DeployUsageError
 from pytest_snowpipe.taskgraph.diff import GraphDiff, fetch_diff, format_diff
 
 if TYPE_CHECKING:
+    from pytest_snowpipe.doubles.early_sandbox import EarlyRehearsal
     from pytest_snowpipe.settings import Settings
 
 TARGETS = ("local", "snowflake")
@@ -55,6 +56,7 @@ class DeployOptions:
     # the context the emulated run's compile and offline deploy run in: they import snowflake.core and
     # the ML Job client (about 1.5 s); the plugin's heap.settled freezes them out of later collections
     loading: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+    early: EarlyRehearsal | None = None  # the local run's folder and sandbox, made when the session started
 
 
 def execute(
@@ -245,15 +247,22 @@ def _run_local(
 
     t0 = time.perf_counter()
     monitor_lines: list[str] = []
-    with owned_temporary_directory("snowpipe-rehearsal-") as tmp:  # its owner's pid: swept if pytest dies
+    with contextlib.ExitStack() as folder:
+        early = opts.early
+        if early is not None:  # made when the session started, its interpreter importing since
+            folder.callback(early.close)
+            tmp = str(early.workdir)
+        else:
+            tmp = folder.enter_context(owned_temporary_directory("snowpipe-rehearsal-"))  # swept if pytest dies
         copts = dataclasses.replace(copts, registry_path=tmp, check_pickle=not rehearsal and copts.check_pickle)
         with contextlib.ExitStack() as stack:
             sandbox = None
             with opts.loading():
                 if opts.sandbox:  # its interpreter starts first: its imports overlap the compile and the deploy
-                    compiled, sandbox = stack.enter_context(
-                        _sandbox(graph, copts, lambda: engine().connection_params(), Path(tmp))
-                    )
+                    compiled, sandbox = stack.enter_context(_sandbox(
+                        graph, copts, lambda: engine().connection_params(), Path(tmp),
+                        early.sandbox if early is not None else None,
+                    ))
                 else:
                     compiled = compile_graph(graph, copts)
                 session = create_embedded_session()
@@ -284,10 +293,12 @@ def _run_local(
 
 @contextlib.contextmanager
 def _sandbox(
-    graph: PipelineGraph, copts: CompileOptions, engine: Callable[[], dict[str, Any]], workdir: Path
+    graph: PipelineGraph, copts: CompileOptions, engine: Callable[[], dict[str, Any]], workdir: Path,
+    early: Any = None,
 ) -> Iterator[tuple[CompiledPipeline, Any]]:
     """Compile ``graph``, ship it to an offline account and open the sandbox its procedures run in:
-    (the compiled pipeline, the sandbox). ``engine()`` starts the engine and gives its parameters.
+    (the compiled pipeline, the sandbox). ``engine()`` starts the engine and gives its parameters;
+    ``early``: a sandbox made for ``workdir`` when the session started (:mod:`.doubles.early_sandbox`).
 
     The interpreter for the graph's packages starts first, before the engine: its imports
     (Snowpark, TaskContext, the libraries the stages' modules import: 3-5 s) overlap the engine's
@@ -301,8 +312,10 @@ def _sandbox(
 
     imports = workdir / "imports"
     preload = tuple(preload_modules(stage.func for stage in graph.stages))
+    if early is not None:
+        early.preload = preload
     try:
-        with Sandbox(None, None, workdir, import_dir=imports, preload=preload) as sandbox:
+        with early if early is not None else Sandbox(None, None, workdir, import_dir=imports, preload=preload) as sandbox:
             with contextlib.suppress(PackageError):  # the compile reports it, as a CompileError
                 sandbox.expect(tuple(p.spec for p in infer_packages(graph, copts).packages))
             sandbox.connect(engine())
@@ -323,6 +336,7 @@ def run_deploy(
     on_record: Callable[[Any, list[str]], Any] | None = None,
     keep_run: Callable[[Any, Any, Any, bool], Any] | None = None,
     loading: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+    early: EarlyRehearsal | None = None,
 ) -> int:
     """Run the deploy command the settings ask for; returns the exit code.
 
@@ -355,7 +369,7 @@ def run_deploy(
         session_factory = lambda: create_session(connection)  # noqa: E731
     return execute(
         graph,
-        DeployOptions(compile=copts, verbose=verbose, keep_run=keep_run, loading=loading),
+        DeployOptions(compile=copts, verbose=verbose, keep_run=keep_run, loading=loading, early=early),
         target=dep.target,
         dry_run=dep.dry_run,
         run_once=dep.run_once,

@@ -73,6 +73,11 @@ class DeploySettings:
     undeploy: bool = False  # --snowpipe-undeploy: drop the deployed graph and its stage files
     write_packages_snapshot: Path | None = None  # --snowpipe-write-packages-snapshot: write the account's channel here
 
+    @property
+    def runs_locally(self) -> bool:
+        """Whether the deploy command runs the graph here (release.execute: the local target, not a dry run)."""
+        return self.target == "local" and not self.dry_run and self.write_packages_snapshot is None
+
 
 @dataclass(frozen=True)
 class Settings:

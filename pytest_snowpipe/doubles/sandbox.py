@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import os
 import queue
+import re
 import socket
 import subprocess
 import sys
@@ -29,12 +30,25 @@ from types import TracebackType
 from typing import Any
 
 from pytest_snowpipe.doubles.emulator import TaskFailed, record_output
-from pytest_snowpipe.doubles.environment import Environment, owners, resolve
+from pytest_snowpipe.doubles.environment import site_dirs
 from pytest_snowpipe.doubles.shipped import ShippedGraph, ShippedTask
 from pytest_snowpipe.errors import SnowpipeError
 
 WORKER = Path(__file__).with_name("sandbox_worker.py")
+PLUGIN_ROOT = Path(__file__).resolve().parents[2]  # the folder holding pytest_snowpipe: where an interpreter
+# finds .environment to work out what its packages installed (then drops it: see sandbox_worker)
 _LOG_TAIL = 3000
+
+
+def _declares_runtime(packages: tuple[str, ...]) -> bool:
+    """Whether ``packages`` hold the task runtime's own (every compiled graph's do): what an interpreter
+    started before the packages were known has loaded is then theirs."""
+    from pytest_snowpipe.taskgraph.packages import RUNTIME
+
+    def name(spec: str) -> str:
+        return re.split(r"[<>=!~\[; ]", spec.strip(), maxsplit=1)[0].replace(".", "-").replace("_", "-").lower()
+
+    return {name(p) for p in RUNTIME} <= {name(p) for p in packages}
 
 
 class SandboxError(SnowpipeError):
@@ -45,8 +59,7 @@ class SandboxError(SnowpipeError):
 class _Interpreter:
     """One sandbox interpreter and the tasks it serves."""
 
-    packages: tuple[str, ...]
-    environment: Environment
+    packages: tuple[str, ...] | None  # None: started before the tasks' packages were known (`prestart`)
     proc: subprocess.Popen[bytes]
     conn: Connection
     log: Path
@@ -100,6 +113,7 @@ class Sandbox:
         self.workdir = workdir
         self.interpreters: dict[tuple[str, ...], _Interpreter] = {}
         self.early: dict[tuple[str, ...], _Interpreter] = {}  # started by `expect`, not yet given their IMPORTS
+        self.base: _Interpreter | None = None  # started by `prestart`, not yet told its packages
         self.ids = itertools.count(1)
         self.start_s = 0.0
         self._t0 = time.perf_counter()
@@ -111,12 +125,30 @@ class Sandbox:
             self.attach(self.shipped)
         return self
 
+    def prestart(self) -> None:
+        """Start an interpreter before the graph's packages are known (the rehearsal's start, while pytest
+        collects): it imports what every task needs (Snowpark, TaskContext) meanwhile, its guard letting
+        in only the task runtime's own packages until `expect` tells it the graph's."""
+        if self.base is None:
+            self.base = self._spawn(None, [])
+
     def expect(self, packages: tuple[str, ...]) -> None:
         """Start an interpreter for tasks declaring ``packages`` now, before the deploy that ships them:
         its imports (Snowpark, the session, TaskContext) overlap the deploy. `attach` gives it its
-        IMPORTS if a shipped task declares exactly these packages, and ends it otherwise."""
-        if packages not in self.early:
-            self.early[packages] = self._spawn(packages, [], resolve(packages), owners())
+        IMPORTS if a shipped task declares exactly these packages, and ends it otherwise. The
+        interpreter `prestart` started, if alive, is told the packages and serves them (if they hold the
+        task runtime's own, which it loaded meanwhile; else it ends and a fresh one starts)."""
+        if packages in self.early:
+            return
+        base, self.base = self.base, None
+        if base is not None and base.dead is None and _declares_runtime(packages):
+            base.packages = packages
+            base.send("packages", {"packages": list(packages), "preload": list(self.preload)})
+            self.early[packages] = base
+        else:
+            if base is not None:
+                self._end(base)
+            self.early[packages] = self._spawn(packages, [])
 
     def connect(self, engine: dict[str, Any]) -> None:
         """The engine's connection parameters, for the interpreters started before them and those to come."""
@@ -136,7 +168,6 @@ class Sandbox:
             paths.extend(str(shipped.files[p]) for p in t.imports if str(shipped.files[p]) not in paths)
         adoptable = shipped.import_dir == self.import_dir  # what the early interpreters were told
         self.import_dir = shipped.import_dir
-        names = owners()
         for packages, paths in sorted(groups.items()):
             early = self.early.get(packages)
             if adoptable and early is not None and early.dead is None:
@@ -144,10 +175,11 @@ class Sandbox:
                 early.send("imports", paths)
                 self.interpreters[packages] = early
             else:
-                self.interpreters[packages] = self._spawn(packages, paths, resolve(packages), names)
-        for leftover in self.early.values():  # dead, or for packages no shipped task declares
-            self._end(leftover)
+                self.interpreters[packages] = self._spawn(packages, paths)
+        for leftover in [*self.early.values(), *([self.base] if self.base is not None else [])]:
+            self._end(leftover)  # dead, for packages no shipped task declares, or never told any
         self.early.clear()
+        self.base = None
         for interp in self.interpreters.values():
             self._await_ready(interp)
         self.start_s = time.perf_counter() - self._t0
@@ -156,12 +188,15 @@ class Sandbox:
         self.close()
 
     def close(self) -> None:
-        for interp in [*self.interpreters.values(), *self.early.values()]:
+        for interp in [*self.interpreters.values(), *self.early.values(), *([self.base] if self.base else [])]:
             self._end(interp)
         self.early.clear()
+        self.base = None
 
     @staticmethod
     def _end(interp: _Interpreter) -> None:
+        if interp.conn.closed:  # ended before (close() again: the early rehearsal's cleanup)
+            return
         if interp.dead is None:
             try:
                 interp.send("exit")
@@ -174,7 +209,9 @@ class Sandbox:
             interp.proc.wait()
         interp.conn.close()
 
-    def _spawn(self, packages: tuple[str, ...], import_paths: list[str], env: Environment, names: dict[str, str]) -> _Interpreter:
+    def _spawn(self, packages: tuple[str, ...] | None, import_paths: list[str]) -> _Interpreter:
+        """An interpreter for tasks declaring ``packages`` (None: told later); it works out the files they
+        installed itself (:func:`.environment.resolve`, 0.15-0.3 s), off this process's way to the first task."""
         ours, theirs = socket.socketpair()
         log = Path(tempfile.mkstemp(prefix="sandbox-", suffix=".log", dir=self.workdir)[1])
         scratch = self.workdir / "tmp"  # what the procedures and the connector make in the temp folder goes
@@ -190,11 +227,12 @@ class Sandbox:
         theirs.close()
         conn = Connection(os.dup(ours.fileno()))
         ours.close()
-        interp = _Interpreter(packages=packages, environment=env, proc=proc, conn=conn, log=log)
+        interp = _Interpreter(packages=packages, proc=proc, conn=conn, log=log)
         threading.Thread(target=interp.read, name=f"sandbox-{proc.pid}", daemon=True).start()
         interp.send("init", {
-            "import_paths": import_paths, "site_dirs": list(env.site_dirs), "allowed": sorted(env.files),
-            "owners": names, "packages": list(packages), "engine": self.engine, "preload": list(self.preload),
+            "import_paths": import_paths, "site_dirs": list(site_dirs()), "plugin_root": str(PLUGIN_ROOT),
+            "packages": None if packages is None else list(packages), "engine": self.engine,
+            "preload": list(self.preload),
         })
         return interp
 
@@ -205,7 +243,7 @@ class Sandbox:
             return
         detail = message[1] if message[0] == "init_failed" else f"it exited ({interp.dead})"
         raise SandboxError(
-            f"the rehearsal's sandbox interpreter for packages {', '.join(interp.packages) or 'none'} could not "
+            f"the rehearsal's sandbox interpreter for packages {', '.join(interp.packages or ()) or 'none'} could not "
             f"start: {detail}"
         )
 

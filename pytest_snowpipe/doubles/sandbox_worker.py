@@ -298,28 +298,49 @@ class Worker:
         output = "".join(parts)
         self.send("done", task_id, {"error": error, "traceback": tb, "output": output, "cut": written - len(output)})
 
-    def start(self, init: dict[str, Any]) -> dict[str, Any]:
-        t0 = time.perf_counter()
+    def start(self, init: dict[str, Any]) -> None:
+        """Set up the guard and import what every task needs. ``init["packages"]`` None: an interpreter
+        started before the tasks' packages were known (`declare` gives them); the guard lets in the task
+        runtime's own packages meanwhile, which every compiled graph declares."""
+        self.t0 = time.perf_counter()
+        self.plugin_root, self.site_dirs = init["plugin_root"], list(init["site_dirs"])
+        packages = init.get("packages")
+        allowed, owners = _environment(self.plugin_root, self.site_dirs, packages, with_owners=True)
         sys.path[:0] = list(init["import_paths"])  # the procedure's IMPORTS come first
-        sys.path.extend(p for p in init["site_dirs"] if p not in sys.path)
-        guard = ImportGuard(init["site_dirs"], set(init["allowed"]), init["owners"], init["packages"])
-        sys.meta_path.insert(0, guard)
+        sys.path.extend(p for p in self.site_dirs if p not in sys.path)
+        self.guard = ImportGuard(self.site_dirs, allowed, owners, list(packages or ()))
+        sys.meta_path.insert(0, self.guard)
         from snowflake.snowpark import Session  # noqa: F401  (imported now: the session opens as soon as it can)
 
         # every task reads its run through snowflake.core's TaskContext (about 1.5 s of imports), and the
         # stages import their libraries (scikit-learn's datasets: 1.2 s): taken here, while the parent
         # still compiles and ships. A refused import stays the error of the task that makes it.
-        preload = list(init.get("preload", ()))
-        for module in ("snowflake.ml.jobs._utils.constants", "snowflake.core.task.context"):
-            # TaskContext, and what the ML Job launcher imports first (0.1 s in the first job task)
-            if any(f.endswith(os.path.join(*module.split(".")) + ".py") for f in init["allowed"]):
-                preload.insert(0, module)
-        for name in preload:
+        self._preload(["snowflake.core.task.context"])
+        if packages is not None:
+            self.declare(packages, init.get("preload", ()), resolved=True)
+
+    def declare(self, packages: list[str], preload: Any, resolved: bool = False) -> None:
+        """The tasks' ``packages``: the guard lets their files in too, then what their modules import loads."""
+        if not resolved:
+            allowed, _ = _environment(self.plugin_root, self.site_dirs, packages, with_owners=False)
+            loaded = {os.path.normpath(f) for f in (getattr(m, "__file__", None) for m in list(sys.modules.values())) if f}
+            early = {f for f in self.guard.allowed - allowed if f in loaded}
+            if early:  # never with a compiled graph (it declares the runtime's packages): fail, never admit them
+                raise RuntimeError(f"modules loaded before the packages were known are not theirs: {sorted(early)[:5]}")
+            self.guard.allowed, self.guard.packages = allowed, list(packages)
+        # what the ML Job launcher imports first (0.1 s inside the first job task)
+        self._preload(["snowflake.ml.jobs._utils.constants", *preload])
+
+    def _preload(self, modules: list[str]) -> None:
+        for name in modules:
+            if name in ("snowflake.core.task.context", "snowflake.ml.jobs._utils.constants") and not _declared(
+                name, self.guard.allowed
+            ):
+                continue  # ours (TaskContext, the ML Job launcher's first import): only where the packages hold them
             try:
                 importlib.import_module(name)
             except Exception:
                 pass
-        return {"start_s": time.perf_counter() - t0, "pid": os.getpid()}
 
     def connect(self, engine: dict[str, Any]) -> None:
         """The first tasks' session on the parent's engine (its parameters may come after the imports)."""
@@ -336,9 +357,10 @@ class Worker:
         sys.stdout, sys.stderr = _Stream(sys.stdout), _Stream(sys.stderr)
         message = self.conn.recv()
         try:
-            info = self.start(message[1])
+            self.start(message[1])
             engine = message[1].get("engine")
-            while engine is None:  # started before the engine: its parameters come as a message
+            declared = message[1].get("packages") is not None
+            while engine is None or not declared:  # started before the engine or the packages: they come later
                 message = self.conn.recv()
                 if message[0] == "exit":
                     return
@@ -346,7 +368,11 @@ class Worker:
                     _add_imports(message[1])
                 elif message[0] == "engine":
                     engine = message[1]
+                elif message[0] == "packages":
+                    self.declare(message[1]["packages"], message[1]["preload"])
+                    declared = True
             self.connect(engine)
+            info = {"start_s": time.perf_counter() - self.t0, "pid": os.getpid()}
         except EOFError:  # the parent is gone before the interpreter was ready
             os._exit(1)
         except BaseException as exc:  # everything a procedure raises is its failure
@@ -374,6 +400,41 @@ class Worker:
                 session.close()
             except Exception:
                 pass
+
+
+def _declared(module: str, allowed: set[str]) -> bool:
+    """Whether ``module``'s file (as a module or a package) is one of the ``allowed`` files."""
+    base = os.path.join(*module.split("."))
+    return any(f.endswith((base + ".py", os.path.join(base, "__init__.py"))) for f in allowed)
+
+
+def _environment(
+    plugin_root: str, site_dirs: list[str], packages: list[str] | None, with_owners: bool
+) -> tuple[set[str], dict[str, str]]:
+    """The files ``packages`` (None: the task runtime's own) and their dependencies installed, and with
+    ``with_owners`` the distributions owning each top-level module (for naming a refused one).
+
+    Worked out here, not in the parent, whose way to the first task it was on (0.15-0.3 s). What
+    it loads from the plugin's folder and site-packages (the plugin's ``.environment``, ``packaging``)
+    is dropped again: no task finds them loaded, and tasks import the plugin from their IMPORTS as in
+    Snowflake. The standard library's modules stay (every procedure has them).
+    """
+    before = set(sys.modules)
+    saved = list(sys.path)
+    sys.path[:] = [plugin_root, *saved, *(d for d in site_dirs if d not in saved)]
+    try:
+        from pytest_snowpipe.doubles.environment import owners, resolve
+        from pytest_snowpipe.taskgraph.packages import RUNTIME
+
+        files = set(resolve(RUNTIME if packages is None else packages).files)
+        return files, owners() if with_owners else {}
+    finally:
+        sys.path[:] = saved
+        roots = tuple(os.path.join(os.path.normpath(d), "") for d in (plugin_root, *site_dirs))
+        for name in set(sys.modules) - before:
+            origin = os.path.normpath(getattr(sys.modules[name], "__file__", None) or "")
+            if name.split(".")[0] == "pytest_snowpipe" or origin.startswith(roots):
+                del sys.modules[name]
 
 
 def _add_imports(paths: list[str]) -> None:

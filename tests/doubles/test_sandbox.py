@@ -386,3 +386,65 @@ def test_tasks_running_at_once_have_sessions_of_their_own() -> None:
     finally:
         for session in worker.sessions:
             session.close()
+
+
+def test_an_interpreter_started_before_the_packages_are_known_serves_them(embedded_session: Any, tmp_path: Path) -> None:
+    """`prestart` (the session's start) imports what every task needs under a guard holding only the task
+    runtime's packages; `expect` tells it the graph's packages, and it serves them: a declared one loads,
+    an undeclared one is refused, and no plugin module of the source tree is loaded for the tasks."""
+    from snowflake.core.task.dagv1 import DAG, DAGTask
+
+    from pytest_snowpipe.taskgraph.packages import RUNTIME
+
+    declared = (*RUNTIME, "xgboost")  # what a compiled graph declares: the runtime's own and the stages'
+    code = ("def run(session):\n    import sys, xgboost\n"
+            "    ours = [m for m in sys.modules if m.split('.')[0] == 'pytest_snowpipe']\n"
+            "    session.call('system$set_return_value', f'{xgboost.__version__} {ours}')\n")
+    shipped = ShippedGraph(
+        tasks={"DECLARED_LATER": ShippedTask(name="DECLARED_LATER", handler="run", code=code, packages=declared,
+                                             imports=(), runtime_version="3.11"),
+               "UNDECLARED": ShippedTask(name="UNDECLARED", handler="run", code="def run(session):\n    import hypothesis\n",
+                                         packages=declared, imports=(), runtime_version="3.11")},
+        import_dir=tmp_path, files={},
+    )
+
+    def unused(session: Any) -> None:
+        raise AssertionError("ran in the pytest process")
+
+    with DAG("PRESTARTED", stage_location="@ST") as dag:
+        DAGTask("DECLARED_LATER", unused)
+        DAGTask("UNDECLARED", unused)
+    with Sandbox(None, None, tmp_path, import_dir=tmp_path) as sandbox:
+        sandbox.prestart()
+        base = sandbox.base
+        assert base is not None and base.packages is None
+        sandbox.preload = ("colorsys",)
+        sandbox.expect(declared)
+        assert sandbox.early[declared] is base and base.packages == declared and sandbox.base is None
+        sandbox.connect(engine().connection_params())
+        sandbox.attach(shipped)
+        assert sandbox.interpreters[declared] is base  # one interpreter in all
+        record = emulate(dag, session=embedded_session, executor=sandbox.run)
+    assert record.tasks["DECLARED_LATER"].state == SUCCEEDED
+    assert record.tasks["DECLARED_LATER"].return_value == f"{xgboost_version()} []"
+    assert record.tasks["UNDECLARED"].state == FAILED
+    assert "task UNDECLARED imports module 'hypothesis'" in (record.tasks["UNDECLARED"].error or "")
+    assert base.proc.poll() is not None
+
+
+def test_an_interpreter_started_early_and_never_told_its_packages_ends_with_the_sandbox(tmp_path: Path) -> None:
+    with Sandbox(None, None, tmp_path, import_dir=tmp_path) as sandbox:
+        sandbox.prestart()
+        base = sandbox.base
+        assert base is not None
+    assert base.proc.poll() is not None and sandbox.base is None
+
+
+def test_packages_without_the_runtimes_own_get_a_fresh_interpreter(tmp_path: Path) -> None:
+    """What the early interpreter loaded (pandas, Snowpark) would not be theirs: it ends, another starts."""
+    with Sandbox(None, None, tmp_path, import_dir=tmp_path) as sandbox:
+        sandbox.prestart()
+        base = sandbox.base
+        sandbox.expect(CORE)
+        assert sandbox.early[CORE] is not base and sandbox.base is None
+        assert base is not None and base.proc.poll() is not None

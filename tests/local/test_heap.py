@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import sys
 import textwrap
 
@@ -77,8 +78,9 @@ def test_a_rehearsal_freezes_what_its_compile_loaded_and_what_its_run_loaded(pip
     """The compile and offline deploy import snowflake.core and the ML Job client: frozen once loaded
     (later full collections skip them), and what the emulated run loaded is frozen before pytest's
     last collections (they walked it all: 0.37 s of the examples' rehearsal)."""
-    from pytest_snowpipe import release
-
+    # the module in sys.modules, the one the inner run uses (an earlier inline run may have dropped the
+    # one the package's attribute still names)
+    release = importlib.import_module("pytest_snowpipe.release")
     events: list[str] = []
     compile_graph, settle = release.compile_graph, heap.settle
 
