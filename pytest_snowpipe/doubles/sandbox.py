@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Any
 
 from pytest_snowpipe.doubles.emulator import TaskFailed, record_output
-from pytest_snowpipe.doubles.environment import site_dirs
+from pytest_snowpipe.doubles.environment import owners, site_dirs
 from pytest_snowpipe.doubles.shipped import ShippedGraph, ShippedTask
 from pytest_snowpipe.errors import SnowpipeError
 
@@ -143,7 +143,7 @@ class Sandbox:
         base, self.base = self.base, None
         if base is not None and base.dead is None and _declares_runtime(packages):
             base.packages = packages
-            base.send("packages", {"packages": list(packages), "preload": list(self.preload)})
+            base.send("packages", {"packages": list(packages), "preload": list(self.preload), "owners": owners()})
             self.early[packages] = base
         else:
             if base is not None:
@@ -211,7 +211,8 @@ class Sandbox:
 
     def _spawn(self, packages: tuple[str, ...] | None, import_paths: list[str]) -> _Interpreter:
         """An interpreter for tasks declaring ``packages`` (None: told later); it works out the files they
-        installed itself (:func:`.environment.resolve`, 0.15-0.3 s), off this process's way to the first task."""
+        installed itself (:func:`.environment.resolve`, 0.15-0.3 s), off this process's way to the first task.
+        Who owns each module (for naming a refused one) comes from here: this process has it already."""
         ours, theirs = socket.socketpair()
         log = Path(tempfile.mkstemp(prefix="sandbox-", suffix=".log", dir=self.workdir)[1])
         scratch = self.workdir / "tmp"  # what the procedures and the connector make in the temp folder goes
@@ -232,7 +233,7 @@ class Sandbox:
         interp.send("init", {
             "import_paths": import_paths, "site_dirs": list(site_dirs()), "plugin_root": str(PLUGIN_ROOT),
             "packages": None if packages is None else list(packages), "engine": self.engine,
-            "preload": list(self.preload),
+            "preload": list(self.preload), "owners": {} if packages is None else owners(),
         })
         return interp
 

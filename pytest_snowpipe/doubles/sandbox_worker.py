@@ -303,12 +303,12 @@ class Worker:
         started before the tasks' packages were known (`declare` gives them); the guard lets in the task
         runtime's own packages meanwhile, which every compiled graph declares."""
         self.t0 = time.perf_counter()
-        self.plugin_root, self.site_dirs = init["plugin_root"], list(init["site_dirs"])
+        self.environments = _Environments(init["plugin_root"], list(init["site_dirs"]))
         packages = init.get("packages")
-        allowed, owners = _environment(self.plugin_root, self.site_dirs, packages, with_owners=True)
+        allowed = self.environments.files(packages)
         sys.path[:0] = list(init["import_paths"])  # the procedure's IMPORTS come first
-        sys.path.extend(p for p in self.site_dirs if p not in sys.path)
-        self.guard = ImportGuard(self.site_dirs, allowed, owners, list(packages or ()))
+        sys.path.extend(p for p in init["site_dirs"] if p not in sys.path)
+        self.guard = ImportGuard(init["site_dirs"], allowed, init.get("owners") or {}, list(packages or ()))
         sys.meta_path.insert(0, self.guard)
         from snowflake.snowpark import Session  # noqa: F401  (imported now: the session opens as soon as it can)
 
@@ -319,10 +319,13 @@ class Worker:
         if packages is not None:
             self.declare(packages, init.get("preload", ()), resolved=True)
 
-    def declare(self, packages: list[str], preload: Any, resolved: bool = False) -> None:
-        """The tasks' ``packages``: the guard lets their files in too, then what their modules import loads."""
+    def declare(self, packages: list[str], preload: Any, resolved: bool = False, owners: Any = None) -> None:
+        """The tasks' ``packages``: the guard lets their files in too, then what their modules import loads.
+        ``owners``: top-level module -> its distributions, for naming a refused module (the parent's)."""
+        if owners is not None:
+            self.guard.owners = owners
         if not resolved:
-            allowed, _ = _environment(self.plugin_root, self.site_dirs, packages, with_owners=False)
+            allowed = self.environments.files(packages)
             loaded = {os.path.normpath(f) for f in (getattr(m, "__file__", None) for m in list(sys.modules.values())) if f}
             early = {f for f in self.guard.allowed - allowed if f in loaded}
             if early:  # never with a compiled graph (it declares the runtime's packages): fail, never admit them
@@ -369,7 +372,7 @@ class Worker:
                 elif message[0] == "engine":
                     engine = message[1]
                 elif message[0] == "packages":
-                    self.declare(message[1]["packages"], message[1]["preload"])
+                    self.declare(message[1]["packages"], message[1]["preload"], owners=message[1]["owners"])
                     declared = True
             self.connect(engine)
             info = {"start_s": time.perf_counter() - self.t0, "pid": os.getpid()}
@@ -408,33 +411,41 @@ def _declared(module: str, allowed: set[str]) -> bool:
     return any(f.endswith((base + ".py", os.path.join(base, "__init__.py"))) for f in allowed)
 
 
-def _environment(
-    plugin_root: str, site_dirs: list[str], packages: list[str] | None, with_owners: bool
-) -> tuple[set[str], dict[str, str]]:
-    """The files ``packages`` (None: the task runtime's own) and their dependencies installed, and with
-    ``with_owners`` the distributions owning each top-level module (for naming a refused one).
+class _Environments:
+    """Which files a package list and its dependencies installed (:func:`.environment.resolve`), worked
+    out here, not in the parent, whose way to the first task it was on (0.15-0.3 s).
 
-    Worked out here, not in the parent, whose way to the first task it was on (0.15-0.3 s). What
-    it loads from the plugin's folder and site-packages (the plugin's ``.environment``, ``packaging``)
-    is dropped again: no task finds them loaded, and tasks import the plugin from their IMPORTS as in
-    Snowflake. The standard library's modules stay (every procedure has them).
+    The plugin's ``.environment`` is loaded once and kept (its cache of installed distributions
+    serves the second list), but out of ``sys.modules``: what loading it brought from the plugin's
+    folder and site-packages (``packaging``) is dropped again, so no task finds it loaded, and
+    tasks import the plugin from their IMPORTS as in Snowflake. The standard library's modules stay
+    (every procedure has them).
     """
-    before = set(sys.modules)
-    saved = list(sys.path)
-    sys.path[:] = [plugin_root, *saved, *(d for d in site_dirs if d not in saved)]
-    try:
-        from pytest_snowpipe.doubles.environment import owners, resolve
-        from pytest_snowpipe.taskgraph.packages import RUNTIME
 
-        files = set(resolve(RUNTIME if packages is None else packages).files)
-        return files, owners() if with_owners else {}
-    finally:
-        sys.path[:] = saved
-        roots = tuple(os.path.join(os.path.normpath(d), "") for d in (plugin_root, *site_dirs))
-        for name in set(sys.modules) - before:
-            origin = os.path.normpath(getattr(sys.modules[name], "__file__", None) or "")
-            if name.split(".")[0] == "pytest_snowpipe" or origin.startswith(roots):
-                del sys.modules[name]
+    def __init__(self, plugin_root: str, site_dirs: list[str]) -> None:
+        self.plugin_root, self.site_dirs = plugin_root, site_dirs
+        self.resolve: Any = None
+        self.runtime: tuple[str, ...] = ()
+
+    def files(self, packages: list[str] | None) -> set[str]:
+        """The files of ``packages`` (None: the task runtime's own, which every compiled graph declares)."""
+        before = set(sys.modules)
+        saved = list(sys.path)
+        sys.path[:] = [self.plugin_root, *saved, *(d for d in self.site_dirs if d not in saved)]
+        try:
+            if self.resolve is None:
+                from pytest_snowpipe.doubles.environment import resolve
+                from pytest_snowpipe.taskgraph.packages import RUNTIME
+
+                self.resolve, self.runtime = resolve, RUNTIME
+            return set(self.resolve(self.runtime if packages is None else packages).files)
+        finally:
+            sys.path[:] = saved
+            roots = tuple(os.path.join(os.path.normpath(d), "") for d in (self.plugin_root, *self.site_dirs))
+            for name in set(sys.modules) - before:
+                origin = os.path.normpath(getattr(sys.modules[name], "__file__", None) or "")
+                if name.split(".")[0] == "pytest_snowpipe" or origin.startswith(roots):
+                    del sys.modules[name]
 
 
 def _add_imports(paths: list[str]) -> None:
