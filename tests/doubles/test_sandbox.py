@@ -69,6 +69,25 @@ def _zip(tmp: Path) -> Path:
     return path
 
 
+IMPORTS_HYPOTHESIS = "def run(session):\n    import hypothesis\n"  # installed here, declared by no task below
+
+
+def _inline_graph(name: str, codes: dict[str, str], packages: tuple[str, ...], tmp_path: Path) -> tuple[ShippedGraph, Any]:
+    """A shipped graph of inline procedures (task name -> code) declaring ``packages``, and its DAG."""
+    from snowflake.core.task.dagv1 import DAG, DAGTask
+
+    tasks = {task: ShippedTask(name=task, handler="run", code=code, packages=packages, imports=(), runtime_version="3.11")
+             for task, code in codes.items()}
+
+    def unused(session: Any) -> None:  # the sandbox runs the shipped code, never this
+        raise AssertionError("ran in the pytest process")
+
+    with DAG(name, stage_location="@ST") as dag:
+        for task in codes:
+            DAGTask(task, unused)
+    return ShippedGraph(tasks=tasks, import_dir=tmp_path, files={}), dag
+
+
 @pytest.fixture(scope="module")
 def rehearsed(embedded_session: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunRecord, Sandbox]]:
     """One emulated run of a DAG whose tasks' procedures are the ones above."""
@@ -331,28 +350,13 @@ def test_an_interpreter_started_before_the_engine_preloads_then_connects(embedde
     the task that imports it), opens its session when told the engine's parameters, maps the loaded
     modules to their files (Snowpark's source positions: the first task no longer pays it), and runs.
     With the ML Job client declared, what its launcher imports first is loaded too."""
-    from snowflake.core.task.dagv1 import DAG, DAGTask
 
     code = ("def run(session):\n    import inspect, sys\n"
             "    mapped = inspect.modulesbyfile.get(inspect.getabsfile(sys.modules['colorsys'])) == 'colorsys'\n"
             "    launcher = 'snowflake.ml.jobs._utils.constants' in sys.modules\n"
             "    ran = mapped and launcher and session.sql('SELECT 1').collect()[0][0] == 1\n"
             "    session.call('system$set_return_value', str(ran))\n")
-    refused = "def run(session):\n    import hypothesis\n"
-    shipped = ShippedGraph(
-        tasks={"PRELOADED": ShippedTask(name="PRELOADED", handler="run", code=code, packages=ML_CORE, imports=(),
-                                        runtime_version="3.11"),
-               "REFUSED_LATER": ShippedTask(name="REFUSED_LATER", handler="run", code=refused, packages=ML_CORE,
-                                            imports=(), runtime_version="3.11")},
-        import_dir=tmp_path, files={},
-    )
-
-    def unused(session: Any) -> None:
-        raise AssertionError("ran in the pytest process")
-
-    with DAG("LATE_ENGINE", stage_location="@ST") as dag:
-        DAGTask("PRELOADED", unused)
-        DAGTask("REFUSED_LATER", unused)
+    shipped, dag = _inline_graph("LATE_ENGINE", {"PRELOADED": code, "REFUSED_LATER": IMPORTS_HYPOTHESIS}, ML_CORE, tmp_path)
     with Sandbox(None, None, tmp_path, import_dir=tmp_path, preload=("colorsys", "hypothesis")) as sandbox:
         sandbox.expect(ML_CORE)
         early = sandbox.early[ML_CORE]
@@ -392,7 +396,6 @@ def test_an_interpreter_started_before_the_packages_are_known_serves_them(embedd
     """`prestart` (the session's start) imports what every task needs under a guard holding only the task
     runtime's packages; `expect` tells it the graph's packages, and it serves them: a declared one loads,
     an undeclared one is refused, and no plugin module of the source tree is loaded for the tasks."""
-    from snowflake.core.task.dagv1 import DAG, DAGTask
 
     from pytest_snowpipe.taskgraph.packages import RUNTIME
 
@@ -400,20 +403,7 @@ def test_an_interpreter_started_before_the_packages_are_known_serves_them(embedd
     code = ("def run(session):\n    import sys, xgboost\n"
             "    ours = [m for m in sys.modules if m.split('.')[0] == 'pytest_snowpipe']\n"
             "    session.call('system$set_return_value', f'{xgboost.__version__} {ours}')\n")
-    shipped = ShippedGraph(
-        tasks={"DECLARED_LATER": ShippedTask(name="DECLARED_LATER", handler="run", code=code, packages=declared,
-                                             imports=(), runtime_version="3.11"),
-               "UNDECLARED": ShippedTask(name="UNDECLARED", handler="run", code="def run(session):\n    import hypothesis\n",
-                                         packages=declared, imports=(), runtime_version="3.11")},
-        import_dir=tmp_path, files={},
-    )
-
-    def unused(session: Any) -> None:
-        raise AssertionError("ran in the pytest process")
-
-    with DAG("PRESTARTED", stage_location="@ST") as dag:
-        DAGTask("DECLARED_LATER", unused)
-        DAGTask("UNDECLARED", unused)
+    shipped, dag = _inline_graph("PRESTARTED", {"DECLARED_LATER": code, "UNDECLARED": IMPORTS_HYPOTHESIS}, declared, tmp_path)
     with Sandbox(None, None, tmp_path, import_dir=tmp_path) as sandbox:
         sandbox.prestart()
         base = sandbox.base
