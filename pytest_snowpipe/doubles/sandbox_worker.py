@@ -9,8 +9,9 @@ package or one of their dependencies, as in Snowflake, and refuses it otherwise 
 naming the task, the module, its distribution and the fix.
 
 Protocol (pickled tuples of builtins over the inherited socket ``FD``):
-parent -> here: ``("init", {...})``, ``("run", id, {"task", "code", "handler"})``,
-``("reply", id, ok, value)``, ``("exit",)``; here -> parent: ``("ready", info)``,
+parent -> here: ``("init", {...})`` (``packages`` None: they come later as
+``("packages", {"packages", "preload", "owners"})``), ``("engine", params)``, ``("imports", paths)``,
+``("run", id, {"task", "code", "handler"})``, ``("reply", id, ok, value)``, ``("exit",)``; here -> parent: ``("ready", info)``,
 ``("init_failed", text)``, ``("call", id, name, args)``, ``("sql", id, query)``,
 ``("done", id, {"error", "traceback", "output", "cut"})``.
 A task's ``session.call("SYSTEM$...")`` and its ``system$task_runtime_info`` query are answered
