@@ -6,9 +6,10 @@ library: a few hundred thousand long-lived objects that every full collection wa
 for unraisable exceptions). After the engine's session and after each stage, `settle`
 collects the young garbage and freezes what is left (``gc.freeze``): later collections walk
 only what was made since. A deploy run's compile and offline deploy (snowflake.core, the ML Job
-client: ~1.5 s of imports) are `settled`, and so is the emulated run. Objects are still freed by reference counting; `thaw`, registered
-as the run's last cleanup (after pytest's final collections), gives everything back to the
-collector, so a run inside another process (pytester) leaves nothing frozen behind.
+client: ~1.5 s of imports) are `settled`, and the run settles once more after the emulated graph.
+Objects are still freed by reference counting; `thaw`, registered as the run's last cleanup
+(after pytest's final collections), gives everything back to the collector, so a run inside
+another process (pytester) leaves nothing frozen behind.
 
 At interpreter exit everything is frozen once more (`freeze_at_exit`): the interpreter's own
 tear-down collections then walk nothing, where they walked every object of those libraries

@@ -68,7 +68,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from fakesnow.cursor import FakeSnowflakeCursor
 
-__all__ = ["FIX_HINT", "UnsupportedStatement", "install", "uninstall"]
+__all__ = ["FIX_HINT", "UnsupportedStatement", "install"]
 
 FIX_HINT = "run this test against a real Snowflake account with --snowpipe-connection NAME"
 _RANDOM_SCALE = 4611686018427387904  # 2**62: hash >> 1 minus this spans [-2**62, 2**62)
@@ -815,7 +815,7 @@ PRE: list[Callable[[Expr], Expr]] = [
     hash_agg,
     cancel_all_queries,
 ]
-_originals: dict[str, Any] = {}
+_INSTALLED: list[bool] = []  # the rewrites are hooked into fakesnow (for the process: the engine's one per process)
 # DuckDB errors on SQL fakesnow translated badly: a gap of the double, not the user's mistake
 _DUCKDB_GAP_ERRORS = ("Parser Error", "Not implemented Error")
 
@@ -905,8 +905,9 @@ def _direct_describe(method: F) -> F:
 
 
 def install() -> None:
-    """Hook the rewrites into fakesnow's cursor and server (idempotent)."""
-    if _originals:
+    """Hook the rewrites into fakesnow's cursor and server, for the process (idempotent; the engine that
+    needs them lives as long, and nothing in it unhooks them)."""
+    if _INSTALLED:
         return
     import fakesnow.server as server
     from fakesnow.cursor import FakeSnowflakeCursor
@@ -915,8 +916,6 @@ def install() -> None:
     execute = FakeSnowflakeCursor.execute
     run = FakeSnowflakeCursor._execute
     to_sf = server.to_sf  # type: ignore[attr-defined]
-    gcs_stage_info = server.gcs_stage_info
-    _originals.update(transform=transform, execute=execute, run=run, to_sf=to_sf, gcs_stage_info=gcs_stage_info)
 
     @wraps(transform)
     def _transform(self: FakeSnowflakeCursor, expression: Expr, params: Any = None) -> Expr:
@@ -960,7 +959,6 @@ def install() -> None:
 
     for name in ("_describe_only", "_describe_last_sql"):  # they query the same DuckDB connection
         original = getattr(FakeSnowflakeCursor, name)
-        _originals[name] = original
         hooked = _direct_describe(original) if name == "_describe_last_sql" else original
         setattr(FakeSnowflakeCursor, name, _serialised(_describable(hooked)))
     handover.install()  # COPY INTO of a pandas load scans its rows from memory
@@ -969,21 +967,5 @@ def install() -> None:
     FakeSnowflakeCursor._execute = _run  # type: ignore[method-assign]
     server.gcs_stage_info = _gcs_stage_info
     server.to_sf = _to_sf  # type: ignore[attr-defined]
+    _INSTALLED.append(True)
 
-
-def uninstall() -> None:
-    """Undo `install()`."""
-    if not _originals:
-        return
-    import fakesnow.server as server
-    from fakesnow.cursor import FakeSnowflakeCursor
-
-    FakeSnowflakeCursor._transform = _originals["transform"]  # type: ignore[method-assign]
-    FakeSnowflakeCursor.execute = _originals["execute"]  # type: ignore[method-assign]
-    FakeSnowflakeCursor._execute = _originals["run"]  # type: ignore[method-assign]
-    server.gcs_stage_info = _originals["gcs_stage_info"]
-    server.to_sf = _originals["to_sf"]  # type: ignore[attr-defined]
-    handover.uninstall()
-    for name in ("_describe_only", "_describe_last_sql"):
-        setattr(FakeSnowflakeCursor, name, _originals[name])
-    _originals.clear()

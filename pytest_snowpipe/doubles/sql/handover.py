@@ -25,14 +25,14 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["TOKEN_KEY", "frame_for", "install", "pending", "uninstall", "waiting_for"]
+__all__ = ["TOKEN_KEY", "frame_for", "install", "pending", "waiting_for"]
 
 TOKEN_KEY = b"snowpipe.handover"
 _WAITING: dict[str, Any] = {}  # token -> pyarrow.Table, until its write_pandas returns
 _LOCK = threading.Lock()
 _CALL = threading.local()  # the tokens made by the write_pandas running on this thread
 _COPY_CONN: ContextVar[Any] = ContextVar("snowpipe_copy_conn", default=None)  # (DuckDB connection, views registered), during a COPY INTO
-_ORIGINAL: dict[str, Any] = {}
+_INSTALLED: list[bool] = []  # fakesnow's COPY INTO and its Parquet reader are hooked (for the process)
 
 
 def _plain(arrow_type: Any) -> bool:
@@ -136,7 +136,7 @@ def _release(duck_conn: Any, names: list[str]) -> None:
 
 def install() -> None:
     """Hook fakesnow's COPY INTO: a staged file whose rows wait in memory is scanned from them."""
-    if _ORIGINAL:
+    if _INSTALLED:
         return
     import fakesnow.cursor as cursor
     import fakesnow.transforms.stage as stage
@@ -145,7 +145,6 @@ def install() -> None:
 
     copy_into = cursor.copy_into  # type: ignore[attr-defined]
     read_expression = ReadParquet.read_expression
-    _ORIGINAL.update(copy_into=copy_into, read_expression=read_expression)
 
     @functools.wraps(copy_into)
     def _copy_into(duck_conn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -179,15 +178,4 @@ def install() -> None:
 
     cursor.copy_into = _copy_into  # type: ignore[attr-defined]
     ReadParquet.read_expression = _read_expression  # type: ignore[method-assign]
-
-
-def uninstall() -> None:
-    """Undo `install()`."""
-    if not _ORIGINAL:
-        return
-    import fakesnow.cursor as cursor
-    from fakesnow.copy_into import ReadParquet
-
-    cursor.copy_into = _ORIGINAL["copy_into"]  # type: ignore[attr-defined]
-    ReadParquet.read_expression = _ORIGINAL["read_expression"]  # type: ignore[method-assign]
-    _ORIGINAL.clear()
+    _INSTALLED.append(True)
