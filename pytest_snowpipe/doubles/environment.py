@@ -134,6 +134,11 @@ def resolve(packages: tuple[str, ...] | list[str]) -> Environment:
     )
 
 
+def package_names(specs: tuple[str, ...] | list[str]) -> set[str]:
+    """The canonical distribution names of ``specs`` (pins and Snowflake's channel spelling alike)."""
+    return {canonicalize_name(r.name) for r in map(_requirement, specs) if r is not None}
+
+
 def owners() -> dict[str, str]:
     """Top-level import name -> the distributions providing it (for naming a refused module)."""
     from pytest_snowpipe.taskgraph.packages import installed_distributions
@@ -142,4 +147,4 @@ def owners() -> dict[str, str]:
     return {k: ", ".join(dict.fromkeys(SAME_MODULE_BUILDS.get(canonicalize_name(d), d) for d in v)) for k, v in found}
 
 
-__all__ = ["ALWAYS", "Environment", "owners", "resolve", "site_dirs"]
+__all__ = ["ALWAYS", "Environment", "owners", "package_names", "resolve", "site_dirs"]

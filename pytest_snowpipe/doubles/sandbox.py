@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import os
 import queue
-import re
 import socket
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from types import TracebackType
 from typing import Any
 
 from pytest_snowpipe.doubles.emulator import TaskFailed, record_output
-from pytest_snowpipe.doubles.environment import owners, site_dirs
+from pytest_snowpipe.doubles.environment import owners, package_names, site_dirs
 from pytest_snowpipe.doubles.shipped import ShippedGraph, ShippedTask
 from pytest_snowpipe.errors import SnowpipeError
 
@@ -45,10 +44,7 @@ def _declares_runtime(packages: tuple[str, ...]) -> bool:
     started before the packages were known has loaded is then theirs."""
     from pytest_snowpipe.taskgraph.packages import RUNTIME
 
-    def name(spec: str) -> str:
-        return re.split(r"[<>=!~\[; ]", spec.strip(), maxsplit=1)[0].replace(".", "-").replace("_", "-").lower()
-
-    return {name(p) for p in RUNTIME} <= {name(p) for p in packages}
+    return package_names(RUNTIME) <= package_names(packages)
 
 
 class SandboxError(SnowpipeError):
