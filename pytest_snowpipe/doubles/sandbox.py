@@ -172,10 +172,7 @@ class Sandbox:
                 self.interpreters[packages] = early
             else:
                 self.interpreters[packages] = self._spawn(packages, paths)
-        for leftover in [*self.early.values(), *([self.base] if self.base is not None else [])]:
-            self._end(leftover)  # dead, for packages no shipped task declares, or never told any
-        self.early.clear()
-        self.base = None
+        self._end_unattached()  # dead, for packages no shipped task declares, or never told any
         for interp in self.interpreters.values():
             self._await_ready(interp)
         self.start_s = time.perf_counter() - self._t0
@@ -184,7 +181,13 @@ class Sandbox:
         self.close()
 
     def close(self) -> None:
-        for interp in [*self.interpreters.values(), *self.early.values(), *([self.base] if self.base else [])]:
+        for interp in self.interpreters.values():
+            self._end(interp)
+        self._end_unattached()
+
+    def _end_unattached(self) -> None:
+        """End the interpreters started ahead (`prestart`, `expect`) that serve no attached task."""
+        for interp in [*self.early.values(), *([self.base] if self.base is not None else [])]:
             self._end(interp)
         self.early.clear()
         self.base = None
